@@ -1,0 +1,45 @@
+"""The Typer application object and the `command` decorator every CLI command uses.
+
+Each command lives in its own module of this package and is registered with `@command()`.
+The decorator turns a `UserError` into a red one-line message and exit status 2, so a user
+never sees a traceback for something they can fix (also under Typer's CliRunner in tests).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from mnv3det.errors import UserError
+
+app = typer.Typer(
+    name="mnv3det",
+    help="Train, evaluate, run and export YOLOv5 detectors with MobileNetV3 backbones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register `fn` as `mnv3det NAME`; `UserError` -> message on stderr + exit 2."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            try:
+                return fn(*args, **kw)
+            except UserError as err:
+                err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=2) from None
+
+        app.command(name=name, **kwargs)(wrapper)
+        return fn
+
+    return decorate

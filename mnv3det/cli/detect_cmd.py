@@ -1,0 +1,1 @@
+"""`mnv3det detect` (placeholder until its issue lands; the owner replaces this file)."""
