@@ -1,1 +1,54 @@
-"""`mnv3det data` (placeholder until its issue lands; the owner replaces this file)."""
+"""`mnv3det data check DATA`: the dataset doctor (a `data` sub-app, so more data commands can join it)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from mnv3det.cli.app import app, err_console
+from mnv3det.errors import UserError
+
+data_app = typer.Typer(help="Inspect datasets: formats, counts and problems.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """UserError -> red message + exit 2, as `mnv3det.cli.app.command` does for top-level commands."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+@data_app.command("check")
+@_user_errors
+def check(
+    data: Optional[str] = typer.Argument(None, help="Data yaml or dataset folder; leave out for the built-in demo set."),
+    split: Optional[list[str]] = typer.Option(None, "--split", "-s", help="Split(s) to check (default: all)."),
+    limit: int = typer.Option(50, help="Problems listed per split (0 = all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable json only."),
+    strict: bool = typer.Option(False, help="Exit with status 1 when any problem is found."),
+) -> None:
+    """Read every image header and label; print counts, boxes per class and every problem with its file and line."""
+    from mnv3det.data.doctor import check_data, print_reports
+    from mnv3det.data.spec import load_data
+
+    spec = load_data(data)
+    reports = check_data(spec, split, progress=not as_json)
+    if as_json:
+        payload = {"data": str(spec.source), "format": spec.format, "names": spec.names, "splits": [r.to_json() for r in reports]}
+        typer.echo(json.dumps(payload, indent=1))
+    else:
+        print_reports(spec, reports, Console(), limit=limit or None)
+    if strict and any(r.problems for r in reports):
+        raise typer.Exit(code=1)

@@ -1,0 +1,249 @@
+"""One typed config per training run (`TrainConfig`).
+
+Precedence, lowest to highest: the dataclass defaults below < a hyp yaml (`--hyp`, any field of
+`TrainConfig`) < options given on the command line. The final config is printed at the start of a
+run as a table and saved as `run_dir/config.yaml`; checkpoints carry it as a plain dict so
+`--resume` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from mnv3det.errors import UserError
+
+# Fields handed to the data loader as its augmentation `hyp` dict (names as in YOLOv5's hyp files).
+AUGMENT_KEYS = (
+    "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
+    "flipud", "fliplr", "mosaic", "mixup", "albumentations",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run, with YOLOv5 hyp.scratch-low values as defaults."""
+
+    # --- what to train on ---------------------------------------------------------------------
+    recipe: str = "mnv3-small"  # model recipe name under recipes/ or a yaml path (--backbone picks one)
+    data: str | None = None  # dataset yaml/folder; None = the embedded demo set
+    train_split: str = "train"  # split names of the DataSpec
+    val_split: str = "val"
+    max_images: int | None = None  # cap the train/val image count (smoke runs, tests); None = all
+    backbone_weights: str | None = None  # torchvision MobileNetV3/V2 state_dict for the backbone
+    weights: str | None = None  # start from an mnv3det checkpoint (loads tensors whose shapes fit)
+    freeze: int = 0  # freeze the first N rows of the graph
+
+    # --- run length, batch, image size --------------------------------------------------------
+    epochs: int = 100
+    batch: int = 16  # total batch across DDP processes
+    imgsz: int = 640  # train and val image size, multiple of 32
+    nbs: int = 64  # nominal batch size: gradients accumulate to ~nbs images per optimizer step
+    workers: int = 2  # data loader worker processes (per DDP process)
+    cache: str | None = None  # "ram" keeps decoded, resized images in memory (passed to the loader)
+    close_mosaic: int = 0  # turn mosaic off for the last N epochs (0 = never)
+
+    # --- optimizer and schedule ---------------------------------------------------------------
+    optimizer: str = "SGD"  # SGD (nesterov) or AdamW
+    lr0: float = 0.01  # initial learning rate (AdamW: try 0.001)
+    lrf: float = 0.01  # final lr = lr0 * lrf
+    cos_lr: bool = False  # cosine instead of linear decay
+    momentum: float = 0.937  # SGD momentum / Adam beta1
+    weight_decay: float = 5e-4  # scaled by batch*accumulate/nbs; not applied to BN weights and biases
+    warmup_epochs: float = 3.0  # linear warmup length (at least 100 optimizer iterations' worth)
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+    min_warmup_iters: int = 100  # floor on warmup length in batches (YOLOv5 uses 100)
+    grad_clip: float = 10.0  # max gradient norm before each optimizer step
+    ema_decay: float = 0.9999  # EMA decay, ramped in as decay * (1 - exp(-updates / ema_tau))
+    ema_tau: float = 2000.0
+
+    # --- loss -----------------------------------------------------------------------------------
+    box: float = 0.05  # box loss gain (scaled by 3 / nl)
+    cls: float = 0.5  # class loss gain (scaled by nc / 80 * 3 / nl)
+    obj: float = 1.0  # objectness gain (scaled by (imgsz / 640)^2 * 3 / nl)
+    cls_pw: float = 1.0  # BCE positive weight, classes
+    obj_pw: float = 1.0  # BCE positive weight, objectness
+    anchor_t: float = 4.0  # target/anchor wh ratio limit for a match
+    label_smoothing: float = 0.0
+    autoanchor: bool = True  # check anchor recall before training and evolve anchors if below 0.98
+
+    # --- augmentation (handed to the data loader) ---------------------------------------------
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    degrees: float = 0.0
+    translate: float = 0.1
+    scale: float = 0.5
+    shear: float = 0.0
+    perspective: float = 0.0
+    flipud: float = 0.0
+    fliplr: float = 0.5
+    mosaic: float = 1.0
+    mixup: float = 0.0
+    albumentations: float = 1.0  # probability of the albumentations photometric steps (blur, gray, CLAHE...)
+
+    # --- validation, stopping -----------------------------------------------------------------
+    val_interval: int = 1  # validate every N epochs (and always after the last)
+    patience: int = 50  # stop after N epochs without fitness improvement (0 = never)
+    max_nonfinite: int = 20  # stop after this many skipped steps with a non-finite loss
+
+    # --- machine ------------------------------------------------------------------------------
+    device: str = ""  # '' = cuda:0 if available else cpu; 'cpu'; '0'
+    threads: int | None = None  # torch intra-op threads on CPU; None = cores / processes
+    amp: bool = True  # fp16 autocast + GradScaler on CUDA (ignored on CPU)
+    cpu_bf16: bool = False  # bf16 autocast on CPU (faster on CPUs with AVX512-BF16/AMX)
+    channels_last: bool = True  # NHWC tensors: oneDNN's faster conv kernels (~20-30% per CPU step measured here)
+    sync_bn: bool = False  # SyncBatchNorm under DDP on GPUs (CPU/gloo runs keep plain BatchNorm)
+    seed: int = 0
+    deterministic: bool = True  # CUDA: deterministic cuDNN (repeatable, a little slower); CPU runs repeat anyway
+
+    # --- output -------------------------------------------------------------------------------
+    project: str = "runs/train"
+    name: str = "exp"
+    exist_ok: bool = False  # reuse project/name instead of exp2, exp3, ...
+    plots: bool = True
+
+    def augment_hyp(self) -> dict[str, float]:
+        """The augmentation fields as the loader's `hyp` dict."""
+        return {k: getattr(self, k) for k in AUGMENT_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (yaml/checkpoint safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """Build from a dict, checking names and types; `source` names the origin in errors."""
+        return apply_overrides(cls(), values, source)
+
+
+_FIELD_TYPES: dict[str, Any] = get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check/convert one value against the field's annotation (int -> float is allowed)."""
+    kind = str(_FIELD_TYPES[name])
+    optional = "None" in kind
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{source}: '{name}' may not be empty")
+    try:
+        if kind.startswith("bool") or kind == "<class 'bool'>":
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if "float" in kind:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if "int" in kind:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if "str" in kind:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise UserError(f"{source}: '{name}' should be of type {kind.replace('<class ', '').replace('>', '')}, got {value!r}")
+
+
+def apply_overrides(cfg: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
+    """A new config with `values` applied; unknown names are a UserError naming `source`."""
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}; valid names are the fields of "
+            "mnv3det.config.TrainConfig (see recipes/hyp.scratch.yaml)"
+        )
+    changed = {k: _coerce(k, v, source) for k, v in values.items()}
+    new = dataclasses.replace(cfg, **changed)
+    validate(new, source)
+    return new
+
+
+def load_hyp(path: str | Path) -> dict[str, Any]:
+    """Read a hyp yaml (a mapping of TrainConfig field names to values); a name under recipes/ works too."""
+    p = Path(path)
+    if not p.is_file():
+        from mnv3det.models.recipes import recipes_dir  # the shipped presets live beside the model recipes
+
+        name = p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml"
+        if (recipes_dir() / name).is_file():
+            p = recipes_dir() / name
+        else:
+            raise UserError(f"--hyp {path}: file not found (give a yaml path or a preset name such as hyp.small-data)")
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"--hyp {p}: not valid yaml ({err})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--hyp {p}: expected a mapping of setting: value, got {type(values).__name__}")
+    return values
+
+
+def validate(cfg: TrainConfig, source: str = "config") -> None:
+    """Range checks that give a clear message instead of a crash deep in the loop."""
+    checks = [
+        (cfg.epochs >= 1, "epochs must be >= 1"),
+        (cfg.batch >= 1, "batch must be >= 1"),
+        (cfg.imgsz >= 32 and cfg.imgsz % 32 == 0, f"imgsz must be a multiple of 32 (>= 32), got {cfg.imgsz}"),
+        (cfg.nbs >= 1, "nbs must be >= 1"),
+        (cfg.workers >= 0, "workers must be >= 0"),
+        (cfg.optimizer.lower() in ("sgd", "adamw"), f"optimizer must be SGD or AdamW, got {cfg.optimizer!r}"),
+        (cfg.lr0 > 0, "lr0 must be > 0"),
+        (0 < cfg.lrf <= 1, "lrf must be in (0, 1]"),
+        (cfg.val_interval >= 1, "val_interval must be >= 1"),
+        (cfg.patience >= 0, "patience must be >= 0"),
+        (cfg.freeze >= 0, "freeze must be >= 0"),
+        (cfg.max_images is None or cfg.max_images >= 1, "max_images must be >= 1"),
+        (cfg.threads is None or cfg.threads >= 1, "threads must be >= 1"),
+        (0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+        (cfg.anchor_t > 1, "anchor_t must be > 1"),
+        (cfg.cache in (None, "ram"), f"cache must be 'ram' or left out, got {cfg.cache!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(f"{source}: {message}")
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> Path:
+    """Write the final config as yaml (loadable again with --hyp)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
+
+
+def config_table(cfg: TrainConfig, title: str = "training config"):
+    """A rich Table of all fields, marking those that differ from the defaults."""
+    from rich.table import Table
+
+    default = TrainConfig()
+    table = Table(title=title, show_lines=False, pad_edge=False)
+    table.add_column("setting", style="cyan")
+    table.add_column("value")
+    table.add_column("setting", style="cyan")
+    table.add_column("value")
+    cells = []
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        text = repr(value) if isinstance(value, str) else str(value)
+        if value != getattr(default, f.name):
+            text = f"[bold yellow]{text}[/]"
+        cells.append((f.name, text))
+    half = (len(cells) + 1) // 2
+    for left, right in zip(cells[:half], cells[half:] + [("", "")]):
+        table.add_row(*left, *right)
+    return table
+
+
+__all__ = ["TrainConfig", "AUGMENT_KEYS", "apply_overrides", "load_hyp", "save_config", "validate", "config_table"]

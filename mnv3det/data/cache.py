@@ -1,0 +1,78 @@
+"""On-disk cache of checked records, so a second start of a large dataset does not re-parse it.
+
+One json file per split under `cache_dir()/records/` (`$MNV3DET_CACHE`, else ~/.cache/mnv3det),
+named by a hash of the split's description and keyed by the size and mtime of every image and label
+file. json, not pickle: a cache file is data, never code. A stale or unreadable cache is rebuilt and
+the reason logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from mnv3det.data.records import ImageRecord, Problem
+
+log = logging.getLogger("mnv3det.data")
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """`$MNV3DET_CACHE` or ~/.cache/mnv3det."""
+    env = os.environ.get("MNV3DET_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "mnv3det"
+
+
+def files_key(files: list[Path], extra: str) -> str:
+    """sha1 over (path, size, mtime_ns) of every file (missing files count as absent) and `extra`."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{extra}".encode())
+    for p in files:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|-\n".encode())
+    return h.hexdigest()
+
+
+def cache_path(description: str) -> Path:
+    return cache_dir() / "records" / (hashlib.sha1(description.encode()).hexdigest()[:16] + ".json")
+
+
+def load_cache(path: Path, key: str) -> tuple[list[ImageRecord], list[Problem]] | None:
+    """Records and problems from `path` when its key matches `key`; None (and a log line) otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("key") != key:
+            log.info("records cache %s is stale (files changed); rebuilding", path)
+            return None
+        records = [ImageRecord.from_json(r) for r in data["records"]]
+        problems = [Problem.from_json(p) for p in data["problems"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("records cache %s is unreadable (%s); rebuilding", path, err)
+        return None
+    return records, problems
+
+
+def save_cache(path: Path, key: str, records: list[ImageRecord], problems: list[Problem]) -> None:
+    """Write atomically (temp file + rename); a read-only cache dir only costs a log line."""
+    data = {
+        "key": key,
+        "version": CACHE_VERSION,
+        "records": [r.to_json() for r in records],
+        "problems": [p.to_json() for p in problems],
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("could not write records cache %s: %s", path, err)

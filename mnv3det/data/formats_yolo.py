@@ -1,0 +1,120 @@
+"""YOLO txt: one `labels/....txt` per image, rows `class cx cy w h` as fractions of the image size.
+
+A split is an images folder (searched recursively), a txt file listing images (one path per line,
+relative to the txt's folder), or a list of these. The label of `.../images/a/b.jpg` is
+`.../labels/a/b.txt` (the last `images` part of the path becomes `labels`); images outside any
+`images` folder take the `.txt` beside them. A missing or empty label file means a background image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mnv3det.data.checks import IMAGE_SUFFIXES
+from mnv3det.data.records import Problem, RawBox, RawSample
+from mnv3det.errors import UserError
+
+
+def label_path_for(image: Path) -> Path:
+    """`.../images/x/y.jpg` -> `.../labels/x/y.txt`; no `images` part -> `y.txt` beside the image."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def list_images(source: Path) -> list[Path]:
+    """Images of one split source: a folder (recursive) or a txt file listing image paths."""
+    if source.is_dir():
+        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if source.is_file() and source.suffix.lower() == ".txt":
+        images = []
+        for line in source.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                images.append(p if p.is_absolute() else (source.parent / p))
+        return images
+    raise UserError(f"YOLO split {source} is neither an images folder nor a .txt list of images; fix the data yaml")
+
+
+def parse_label_file(label: Path) -> tuple[list[RawBox], list[Problem]]:
+    """Rows `class cx cy w h` (normalised) -> RawBoxes with 1-based line numbers; bad rows -> Problems."""
+    boxes: list[RawBox] = []
+    problems: list[Problem] = []
+    try:
+        text = label.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        return [], [Problem(str(label), None, "label_unreadable", str(err)[:120])]
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            # 5 fields is a box; segment polygons (more fields) are not read by a detector.
+            problems.append(Problem(str(label), lineno, "bad_row", f"{len(fields)} fields, expected 5: class cx cy w h"))
+            continue
+        try:
+            cls_f, cx, cy, w, h = (float(v) for v in fields)
+        except ValueError:
+            problems.append(Problem(str(label), lineno, "bad_row", f"non-numeric field in {line.strip()!r}"))
+            continue
+        if cls_f != int(cls_f):
+            problems.append(Problem(str(label), lineno, "bad_row", f"class {fields[0]!r} is not an integer"))
+            continue
+        boxes.append(RawBox(int(cls_f), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), normalised=True, line=lineno))
+    return boxes, problems
+
+
+@dataclass
+class YoloSplit:
+    """One YOLO split: image sources (folders or txt lists)."""
+
+    sources: list[Path]
+    format: str = field(default="yolo", init=False)
+
+    def images(self) -> list[Path]:
+        images: list[Path] = []
+        for src in self.sources:
+            if not src.exists():
+                raise UserError(f"YOLO split source {src} does not exist; check `path` and the split entries of the data yaml")
+            images.extend(list_images(src))
+        return images
+
+    def label_dirs(self) -> list[Path]:
+        """The `labels` folders that mirror folder sources (searched for labels without an image)."""
+        dirs = []
+        for src in self.sources:
+            if src.is_dir():
+                label_dir = label_path_for(src / "x.jpg").parent
+                if label_dir != src and label_dir.is_dir():
+                    dirs.append(label_dir)
+        return dirs
+
+    def key_files(self) -> list[Path]:
+        files = [p for img in self.images() for p in (img, label_path_for(img))]
+        files += [label for d in self.label_dirs() for label in sorted(d.rglob("*.txt"))]
+        return files + [s for s in self.sources if s.is_file()]
+
+    def items(self) -> tuple[list[tuple[int, Path]], list[Problem]]:
+        """(index, image path) for every image, plus labels that name no image."""
+        images = self.images()
+        problems: list[Problem] = []
+        # A label with no image beside it is a common sign of a half-copied dataset: report it.
+        image_labels = {label_path_for(p) for p in images}
+        for label_dir in self.label_dirs():
+            for label in sorted(label_dir.rglob("*.txt")):
+                if label not in image_labels:
+                    problems.append(Problem(str(label), None, "image_missing", "label file has no image"))
+        return list(enumerate(images)), problems
+
+    def parse(self, item: tuple[int, Path]) -> tuple[RawSample | None, list[Problem]]:
+        index, image = item
+        label = label_path_for(image)
+        if not label.is_file():
+            return RawSample(image, label, [], image_id=index), []  # background image
+        boxes, problems = parse_label_file(label)
+        return RawSample(image, label, boxes, image_id=index), problems

@@ -1,0 +1,64 @@
+"""Short summaries of problems found while loading a split (the doctor prints the full list)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mnv3det.data.records import PROBLEM_ACTIONS, Problem
+
+console = Console(stderr=True)
+
+
+def problem_counts_table(problems: list[Problem], title: str) -> Table:
+    """One row per problem kind: count and what was done."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("problem")
+    table.add_column("count", justify="right")
+    table.add_column("action")
+    for kind, n in sorted(Counter(p.kind for p in problems).items(), key=lambda kv: -kv[1]):
+        table.add_row(kind, str(n), PROBLEM_ACTIONS.get(kind, ""))
+    return table
+
+
+def short_path(path: str, root: Path | None) -> str:
+    """`path` relative to `root` when it lies under it (tables stay readable), else as is."""
+    if root is None:
+        return path
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
+
+
+def problem_rows_table(problems: list[Problem], title: str, limit: int | None = None, root: Path | None = None) -> Table:
+    """One row per problem: file (relative to `root`), line, reason, action (the first `limit` rows when given)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("line", justify="right")
+    table.add_column("problem")
+    table.add_column("detail", overflow="fold")
+    table.add_column("action")
+    shown = problems if limit is None else problems[:limit]
+    for p in shown:
+        table.add_row(short_path(p.file, root), "" if p.line is None else str(p.line), p.kind, p.detail, p.action)
+    if root is not None:
+        table.caption = f"files relative to {root}"
+    if limit is not None and len(problems) > limit:
+        table.caption = (table.caption or "") + f"; {len(problems) - limit} more not shown (`mnv3det data check --limit 0` lists all)"
+    return table
+
+
+def print_load_summary(
+    problems: list[Problem], split: str, n_records: int, root: Path | None = None, out: Console | None = None
+) -> None:
+    """What loading `split` skipped, dropped or changed: counts per kind, then the first rows."""
+    if not problems:
+        return
+    out = out or console
+    out.print(f"[yellow]data:[/] split '{split}': {n_records} images usable, {len(problems)} problem(s) found")
+    out.print(problem_counts_table(problems, f"problems in '{split}'"))
+    out.print(problem_rows_table(problems, f"first problems in '{split}'", limit=10, root=root))

@@ -1,0 +1,242 @@
+"""`DataSpec` (names, category ids, splits) and `load_data`: a data yaml, a dataset folder, or the demo set.
+
+Data yaml (YOLOv5's form plus `format`):
+    path: ../datasets/x        # root; relative paths try the working directory, then the yaml's folder
+    train: images/train        # yolo: folder / txt list / list of those
+    val: images/val
+    names: [a, b] or {0: a, 1: b}
+    format: yolo | coco | voc  # detected when absent
+COCO splits are `{images: DIR, annotations: JSON}`; VOC splits are a list name (`train` ->
+ImageSets/Main/train.txt) or a txt path. See datasets/README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnv3det.data.formats_coco import CocoSplit, coco_categories
+from mnv3det.data.formats_voc import VocSplit, voc_class_names
+from mnv3det.data.formats_yolo import YoloSplit
+from mnv3det.data.records import ImageRecord, Problem
+from mnv3det.data.report import console, print_load_summary
+from mnv3det.data.scan import SplitSource, scan_split
+from mnv3det.errors import UserError
+
+SPLIT_KEYS = ("train", "val", "test")
+FORMATS = ("yolo", "coco", "voc")
+
+
+@dataclass
+class DataSpec:
+    """A dataset: class names, the dataset's own id per class, its format, where it came from and its splits.
+
+    `records(split)` returns the checked records (cached in memory and on disk); problems are printed once.
+    """
+
+    names: list[str]
+    category_ids: list[int]
+    format: str
+    source: Path
+    splits: dict[str, SplitSource]
+    _loaded: dict[str, tuple[list[ImageRecord], list[Problem]]] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    @property
+    def root(self) -> Path:
+        """The folder problems are shown relative to: the dataset folder, or the data yaml's folder."""
+        return self.source if self.source.is_dir() else self.source.parent
+
+    def _split(self, split: str) -> SplitSource:
+        if split not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise UserError(f"dataset {self.source} has no '{split}' split (it has: {have}); add `{split}:` to the data yaml")
+        return self.splits[split]
+
+    def check(self, split: str, *, use_cache: bool = True, progress: bool | None = None) -> tuple[list[ImageRecord], list[Problem]]:
+        """All usable records of `split` and every problem found (no printing; the doctor uses this)."""
+        source = self._split(split)
+        description = f"{self.format}|{split}|{source!r}|{self.names}"
+        progress = console.is_terminal if progress is None else progress and console.is_terminal
+        return scan_split(source, self.nc, description=description, use_cache=use_cache, progress=progress)
+
+    def records(self, split: str, *, report: bool = True) -> list[ImageRecord]:
+        """Checked records of `split`; bad samples are reported (once; report=False for DDP ranks > 0) and skipped.
+
+        Raises UserError when no usable image is left.
+        """
+        if split not in self._loaded:
+            records, problems = self.check(split)
+            if report:
+                print_load_summary(problems, split, len(records), root=self.root)
+            if not records:
+                raise UserError(
+                    f"split '{split}' of {self.source} has no usable image left after the checks; "
+                    f"run `mnv3det data check {self.source}` to see why"
+                )
+            self._loaded[split] = (records, problems)
+        return self._loaded[split][0]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"data yaml {path} not found") from None
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"data yaml {path} cannot be parsed: {err}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"data yaml {path} must be a mapping with `train`, `val` and `names`")
+    return data
+
+
+def _parse_names(raw: Any, where: str) -> list[str] | None:
+    """`names` as a list, or a dict {0: a, 1: b} with keys 0..nc-1."""
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        return [str(n) for n in raw]
+    if isinstance(raw, dict):
+        try:
+            keys = sorted(int(k) for k in raw)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: `names` keys must be class indices 0..nc-1") from None
+        if keys != list(range(len(keys))):
+            raise UserError(f"{where}: `names` keys must be 0..{len(keys) - 1} without gaps, got {keys}")
+        return [str(raw[k] if k in raw else raw[str(k)]) for k in keys]
+    raise UserError(f"{where}: `names` must be a list or a {{index: name}} mapping")
+
+
+def _entry_paths(entry: Any) -> list[str]:
+    """The path strings a split entry names (for resolving the root)."""
+    if isinstance(entry, dict):
+        return [str(v) for v in entry.values()]
+    if isinstance(entry, list):
+        return [str(v) for v in entry]
+    return [str(entry)]
+
+
+def _resolve_root(data: dict[str, Any], yaml_path: Path) -> Path:
+    """`path` as written when that holds the train split, else relative to the yaml's folder."""
+    written = Path(str(data.get("path") or "."))
+    if written.is_absolute():
+        return written
+    candidates = [Path.cwd() / written, yaml_path.parent / written]
+    train = data.get("train")
+    for root in candidates:
+        if train is None or all((root / p).exists() for p in _entry_paths(train)):
+            return root.resolve()
+    return candidates[-1].resolve()  # errors then name paths under the yaml's folder
+
+
+def _detect_format(data: dict[str, Any], root: Path) -> str:
+    entries = [data[k] for k in SPLIT_KEYS if k in data]
+    if any(isinstance(e, dict) and "annotations" in e for e in entries):
+        return "coco"
+    if (root / "Annotations").is_dir() and (root / "ImageSets" / "Main").is_dir():
+        return "voc"
+    return "yolo"
+
+
+def spec_from_yaml(path: Path) -> DataSpec:
+    """A DataSpec from a data yaml (see the module docstring)."""
+    data = _read_yaml(path)
+    if "train" not in data:
+        raise UserError(f"data yaml {path} has no `train:` entry")
+    root = _resolve_root(data, path)
+    fmt = str(data.get("format") or _detect_format(data, root)).lower()
+    if fmt not in FORMATS:
+        raise UserError(f"data yaml {path}: format {fmt!r} is not one of {', '.join(FORMATS)}")
+    names = _parse_names(data.get("names"), str(path))
+    if names is not None and "nc" in data and int(data["nc"]) != len(names):
+        raise UserError(f"data yaml {path}: nc={data['nc']} but {len(names)} names")
+    entries = {k: data[k] for k in SPLIT_KEYS if data.get(k)}
+    if fmt == "yolo":
+        if names is None:
+            raise UserError(f"data yaml {path}: YOLO data needs `names:` (a list, or {{index: name}})")
+        splits: dict[str, SplitSource] = {
+            k: YoloSplit([root / p for p in _entry_paths(v)]) for k, v in entries.items()
+        }
+        return DataSpec(names, list(range(len(names))), fmt, path, splits)
+    if fmt == "coco":
+        for k, v in entries.items():
+            if not (isinstance(v, dict) and "images" in v and "annotations" in v):
+                raise UserError(f"data yaml {path}: COCO split `{k}` must be {{images: DIR, annotations: JSON}}")
+        first = next(iter(entries.values()))
+        ids, json_names = coco_categories(root / first["annotations"])
+        if names is not None and len(names) != len(ids):
+            raise UserError(f"data yaml {path}: {len(names)} names but the COCO json has {len(ids)} categories")
+        splits = {k: CocoSplit(root / v["images"], root / v["annotations"], ids) for k, v in entries.items()}
+        return DataSpec(names or json_names, ids, fmt, path, splits)
+    lists = {k: _voc_list(root, v) for k, v in entries.items()}
+    names = names or voc_class_names(root, list(lists.values()))
+    splits = {k: VocSplit(root, lf, names) for k, lf in lists.items()}
+    return DataSpec(names, list(range(len(names))), fmt, path, splits)
+
+
+def _voc_list(root: Path, entry: Any) -> Path:
+    """`train` -> root/ImageSets/Main/train.txt; a path ending in .txt is taken as the list itself."""
+    text = str(entry)
+    return root / text if text.endswith(".txt") else root / "ImageSets" / "Main" / f"{text}.txt"
+
+
+def spec_from_dir(root: Path) -> DataSpec:
+    """A dataset folder: a single data yaml inside, a VOC root, or a COCO root with annotations/instances_*.json."""
+    yamls = []
+    for p in sorted(root.glob("*.y*ml")):
+        try:
+            if "train" in _read_yaml(p):
+                yamls.append(p)
+        except UserError:
+            continue  # some other yaml file beside the data
+    if len(yamls) == 1:
+        return spec_from_yaml(yamls[0])
+    if (root / "Annotations").is_dir() and (root / "ImageSets" / "Main").is_dir():
+        lists = {k: root / "ImageSets" / "Main" / f"{k}.txt" for k in SPLIT_KEYS}
+        lists = {k: v for k, v in lists.items() if v.is_file()}
+        if "train" not in lists and (root / "ImageSets/Main/trainval.txt").is_file():
+            lists["train"] = root / "ImageSets/Main/trainval.txt"  # VOC2007-style: trainval + test
+            if "val" not in lists and "test" in lists:
+                lists["val"] = lists["test"]
+        if not lists:
+            raise UserError(f"VOC root {root} has no ImageSets/Main/{{train,val,test}}.txt lists")
+        names = voc_class_names(root, list(lists.values()))
+        return DataSpec(names, list(range(len(names))), "voc", root, {k: VocSplit(root, v, names) for k, v in lists.items()})
+    jsons = sorted((root / "annotations").glob("instances_*.json"))
+    if jsons:
+        splits: dict[str, SplitSource] = {}
+        ids, names = coco_categories(jsons[0])
+        for js in jsons:
+            stem = js.stem.removeprefix("instances_")  # e.g. train2017
+            split = next((k for k in SPLIT_KEYS if stem.startswith(k)), stem)
+            images = next((d for d in (root / "images" / stem, root / stem) if d.is_dir()), root / "images" / stem)
+            splits[split] = CocoSplit(images, js, ids)
+        return DataSpec(names, ids, "coco", root, splits)
+    raise UserError(
+        f"cannot tell the format of {root}: expected a data yaml inside it, a VOC root (Annotations/, ImageSets/Main/) "
+        "or a COCO root (annotations/instances_*.json); see datasets/README.md"
+    )
+
+
+def load_data(data: str | Path | DataSpec | None) -> DataSpec:
+    """A data yaml, a dataset folder, a DataSpec (returned as is), or None / 'demo' for the built-in demo set."""
+    if isinstance(data, DataSpec):
+        return data
+    if data is None or str(data) == "demo":
+        from mnv3det.data.demo import demo_data_yaml
+
+        return spec_from_yaml(demo_data_yaml())
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return spec_from_dir(path)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        return spec_from_yaml(path)
+    if not path.exists():
+        raise UserError(f"data {data}: no such file or folder; give a data yaml or a dataset folder")
+    raise UserError(f"data {data}: expected a data yaml (.yaml) or a dataset folder (see datasets/README.md)")

@@ -1,0 +1,81 @@
+"""Draw detections on images: one colour per class, labels with readable text, and crops.
+
+Detections are `Tensor/ndarray (n, 6)` = (x1, y1, x2, y2, score, class) in the image's own pixels,
+as `predict` returns them. Images are BGR uint8 (H, W, 3) as OpenCV reads them; nothing is changed in place.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+
+
+def class_color(cls: int) -> tuple[int, int, int]:
+    """A BGR colour for class `cls`: hues spread by the golden ratio so neighbouring classes differ clearly.
+
+    Computed rather than looked up so any number of classes gets distinct, saturated colours.
+    """
+    hue = (0.05 + cls * GOLDEN_RATIO_CONJUGATE) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on `background` (BGR), by relative luminance (ITU-R BT.601)."""
+    b, g, r = background
+    luminance = 0.299 * r + 0.587 * g + 0.114 * b
+    return (0, 0, 0) if luminance > 140 else (255, 255, 255)
+
+
+def box_label(cls: int, score: float, names: list[str], show_conf: bool = True) -> str:
+    name = names[cls] if 0 <= cls < len(names) else str(cls)
+    return f"{name} {score:.2f}" if show_conf else name
+
+
+def draw_detections(
+    image: np.ndarray, detections, names: list[str], show_conf: bool = True, line_width: int | None = None
+) -> np.ndarray:
+    """A copy of `image` with every detection drawn as a coloured box and a filled label."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    lw = line_width or max(round((h + w) / 2 * 0.003), 2)  # thicker lines on bigger images
+    font_scale = lw / 3
+    font_thickness = max(lw - 1, 1)
+    for x1, y1, x2, y2, score, cls in np.asarray(detections, dtype=np.float64).reshape(-1, 6):
+        cls = int(cls)
+        color = class_color(cls)
+        p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+        cv2.rectangle(out, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
+        label = box_label(cls, float(score), names, show_conf)
+        (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thickness)
+        above = p1[1] - th - baseline - 3 >= 0  # label above the box unless it would leave the image
+        top = p1[1] - th - baseline - 3 if above else p1[1]
+        bottom = top + th + baseline + 3
+        left = min(p1[0], max(w - tw - 2, 0))
+        cv2.rectangle(out, (left, top), (left + tw + 2, bottom), color, thickness=-1, lineType=cv2.LINE_AA)
+        cv2.putText(
+            out,
+            label,
+            (left + 1, bottom - baseline - 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            text_color(color),
+            thickness=font_thickness,
+            lineType=cv2.LINE_AA,
+        )
+    return out
+
+
+def crop_box(image: np.ndarray, xyxy, gain: float = 1.02, pad: int = 10) -> np.ndarray:
+    """The part of `image` under box `xyxy`, grown by `gain` and `pad` pixels and clipped to the image."""
+    x1, y1, x2, y2 = (float(v) for v in xyxy[:4])
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    bw, bh = (x2 - x1) * gain + pad, (y2 - y1) * gain + pad
+    h, w = image.shape[:2]
+    left, right = int(max(cx - bw / 2, 0)), int(min(cx + bw / 2, w))
+    top, bottom = int(max(cy - bh / 2, 0)), int(min(cy + bh / 2, h))
+    return image[top:bottom, left:right].copy()

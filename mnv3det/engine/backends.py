@@ -1,0 +1,223 @@
+"""Run a detector from a .pt checkpoint, an exported .onnx model or a .torchscript file behind one call.
+
+Every backend takes `images: float Tensor (B, 3, H, W)` RGB in 0..1 and returns the decoded predictions
+`Tensor (B, N, 5 + nc)` = (cx, cy, w, h in input pixels, obj, class probs), exactly what a
+`DetectionModel` returns in eval mode. `val` and `detect` use this call and nothing else, so an
+exported file is evaluated by the same code as the checkpoint it came from.
+
+Exported files carry their own description (class names, strides, input shape) so they can be run
+alone: ONNX in `metadata_props`, TorchScript in the `_extra_files` entry `config.json`; both hold the
+JSON object written by `export_metadata` (key `mnv3det` = `METADATA_FORMAT`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from mnv3det.errors import UserError
+
+METADATA_FORMAT = "mnv3det-export/1"
+TORCHSCRIPT_META_FILE = "config.json"
+SUFFIXES = (".pt", ".onnx", ".torchscript")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What `val` and `detect` need from a model, whatever file it came from."""
+
+    names: list[str]
+    stride: int  # largest stride, e.g. 32: inputs must be multiples of it
+    fixed_shape: tuple[int, int, int, int] | None  # (B, 3, H, W) of a static export; None when any shape works
+    device: torch.device  # where inputs should be placed; outputs come back on it
+
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+def export_metadata(
+    names: list[str], strides: list[int], imgsz: tuple[int, int], batch: int, dynamic: bool, half: bool, recipe: str
+) -> dict[str, Any]:
+    """The description stored in an exported file (read back by the backends below)."""
+    return {
+        "mnv3det": METADATA_FORMAT,
+        "names": list(names),
+        "nc": len(names),
+        "strides": [int(s) for s in strides],
+        "stride": int(max(strides)),
+        "imgsz": [int(imgsz[0]), int(imgsz[1])],
+        "batch": int(batch),
+        "dynamic": bool(dynamic),
+        "half": bool(half),
+        "recipe": recipe,
+    }
+
+
+def _check_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    if meta.get("mnv3det") != METADATA_FORMAT or not isinstance(meta.get("names"), list):
+        raise UserError(
+            f"{path} has no mnv3det export metadata (class names, strides); "
+            "export it with `mnv3det export --weights CHECKPOINT.pt` so detect/val can run it alone"
+        )
+    return meta
+
+
+class TorchBackend:
+    """A `DetectionModel` (from a checkpoint or in memory) in eval mode; BN fused for speed."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str] | None = None, device: torch.device | None = None):
+        self.model = model.eval()
+        self.device = device or next(model.parameters()).device
+        self.names = list(names if names is not None else getattr(model, "names", None) or [])
+        self.stride = int(max(int(s) for s in model.stride))
+        self.fixed_shape = None
+        self.dtype = next(model.parameters()).dtype
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: torch.device, fuse: bool = True) -> "TorchBackend":
+        from mnv3det.engine.checkpoint import load_model
+
+        model, ckpt = load_model(path, device=device, fuse=fuse)
+        return cls(model, names=model.names, device=device)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.model(images.to(self.device, self.dtype)).float()
+
+
+class OnnxBackend:
+    """An exported .onnx model run with an onnxruntime InferenceSession (CPU, or CUDA when that provider exists)."""
+
+    def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError(
+                f"running {path} needs onnxruntime; install it with `pip install mnv3det[export]`"
+            ) from None
+        path = Path(path)
+        providers: list = ["CPUExecutionProvider"]
+        self.device = torch.device("cpu")
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+                self.device = device
+            else:  # said out loud, never silent: the ONNX model then runs on CPU
+                warnings.warn(
+                    f"onnxruntime here has no CUDA provider; running {path.name} on CPU "
+                    "(install onnxruntime-gpu to use the GPU)",
+                    stacklevel=2,
+                )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as err:  # protobuf parse errors, unsupported opsets, ...
+            reason = str(err).splitlines()[0] if str(err) else ""
+            raise UserError(f"could not load ONNX model {path}: {type(err).__name__}: {reason}") from None
+        # The export metadata lives in the model's metadata_props, which onnxruntime exposes directly.
+        try:
+            meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("mnv3det", "{}"))
+        except json.JSONDecodeError:
+            meta = {}
+        self.meta = _check_metadata(meta, path)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_dtype = "float16" if "float16" in inp.type else "float32"
+        dims = tuple(inp.shape)
+        self.fixed_shape = tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None
+        self.names = list(self.meta["names"])
+        self.stride = int(self.meta["stride"])
+
+    def __call__(self, images: Tensor) -> Tensor:
+        array = images.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
+        return _run_fixed_batch(
+            lambda x: torch.from_numpy(self.session.run(None, {self.input_name: x})[0]).float(),
+            array,
+            self.fixed_shape,
+        ).to(self.device)
+
+
+class TorchScriptBackend:
+    """An exported .torchscript file run with torch.jit.load."""
+
+    def __init__(self, path: str | Path, device: torch.device):
+        path = Path(path)
+        extra = {TORCHSCRIPT_META_FILE: ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks torch.jit deprecated; it still works
+                self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
+        except Exception as err:
+            raise UserError(f"could not read TorchScript model {path}: {type(err).__name__}: {err}") from None
+        try:
+            meta = json.loads(extra[TORCHSCRIPT_META_FILE] or "{}")
+        except json.JSONDecodeError:
+            meta = {}
+        self.meta = _check_metadata(meta, path)
+        self.device = device
+        self.names = list(self.meta["names"])
+        self.stride = int(self.meta["stride"])
+        self.dtype = torch.float16 if self.meta.get("half") else torch.float32
+        # A traced module keeps the shapes it was traced with unless it was exported --dynamic.
+        h, w = self.meta["imgsz"]
+        self.fixed_shape = None if self.meta.get("dynamic") else (int(self.meta["batch"]), 3, int(h), int(w))
+
+    def __call__(self, images: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return _run_fixed_batch(
+                lambda x: self.module(x).float(), images.to(self.device, self.dtype), self.fixed_shape
+            )
+
+
+def _run_fixed_batch(run, images, fixed_shape: tuple[int, int, int, int] | None) -> Tensor:
+    """Call `run` on `images` (B, 3, H, W); a static model of batch b gets chunks of b, the last one zero-padded.
+
+    A size that differs from a static model's own is a clear error rather than a runtime crash deep in ORT.
+    """
+    if fixed_shape is None:
+        return run(images)
+    b, _, h, w = fixed_shape
+    if tuple(images.shape[2:]) != (h, w):
+        raise UserError(
+            f"this model was exported for {h}x{w} inputs but got {images.shape[2]}x{images.shape[3]}; "
+            f"use --imgsz {h} {w} or re-export with --dynamic"
+        )
+    n = images.shape[0]
+    if n == b:
+        return run(images)
+    outs = []
+    for start in range(0, n, b):
+        chunk = images[start : start + b]
+        k = chunk.shape[0]
+        if k < b:  # pad the batch with zeros; their predictions are dropped below
+            pad_shape = (b - k, *chunk.shape[1:])
+            if isinstance(chunk, Tensor):
+                chunk = torch.cat((chunk, chunk.new_zeros(pad_shape)))
+            else:
+                import numpy as np
+
+                chunk = np.concatenate((chunk, np.zeros(pad_shape, dtype=chunk.dtype)))
+        outs.append(run(chunk)[:k])
+    return torch.cat(outs)
+
+
+def load_backend(weights: str | Path, device: torch.device | str = "cpu") -> Backend:
+    """Open `weights` (.pt checkpoint, .onnx or .torchscript export) as a Backend on `device`."""
+    path = Path(weights)
+    device = torch.device(device)
+    if not path.is_file():
+        raise UserError(f"--weights {path} does not exist; pass a .pt checkpoint or an exported .onnx/.torchscript file")
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        return TorchBackend.from_checkpoint(path, device)
+    if suffix == ".onnx":
+        return OnnxBackend(path, device)
+    if suffix == ".torchscript":
+        return TorchScriptBackend(path, device)
+    raise UserError(f"--weights {path}: unknown model file type {suffix!r}; use one of {', '.join(SUFFIXES)}")

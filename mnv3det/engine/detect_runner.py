@@ -1,0 +1,312 @@
+"""`mnv3det detect`: run a model over images/videos and write what was asked for into runs/detect/expN.
+
+Outputs in the run folder (each only when asked for):
+    <stem>.jpg / <stem>.mp4   annotated image / video (default; `save_images=False` turns it off)
+    labels/<stem>.txt         YOLO format: class cx cy w h [conf], normalised to the image (video: <stem>_<frame>.txt)
+    predictions.json          one entry per box: image, frame, class, name, score, bbox xywh (pixels, COCO-style)
+    crops/<class>/<stem>.jpg  every box cut out of the original image
+One unreadable file is reported and skipped; the summary table counts objects per class and ms per image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mnv3det.engine.annotate import crop_box, draw_detections
+from mnv3det.engine.backends import Backend, load_backend
+from mnv3det.engine.device import select_device
+from mnv3det.engine.predictor import check_imgsz, predict, warmup
+from mnv3det.engine.runs import increment_path
+from mnv3det.engine.sources import Frame, collect_sources, frame_count, iter_frames
+from mnv3det.errors import UserError
+
+WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # annotated images keep these; others are written as .jpg
+
+
+@dataclass
+class DetectOptions:
+    """Everything `mnv3det detect` takes; the CLI maps its options onto these fields."""
+
+    source: str
+    weights: Path
+    imgsz: int | tuple[int, int] = 640  # ignored for a static export, which has its own size
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    classes: list[int] | None = None
+    agnostic_nms: bool = False
+    device: str | None = None
+    save_images: bool = True
+    save_txt: bool = False
+    save_conf: bool = False
+    save_json: bool = False
+    save_crop: bool = False
+    hide_conf: bool = False
+    line_width: int | None = None
+    project: Path = Path("runs/detect")
+    name: str = "exp"
+    exist_ok: bool = False
+
+
+@dataclass
+class SourceSummary:
+    """What detect found in one source file."""
+
+    path: Path
+    frames: int = 0
+    counts: Counter = field(default_factory=Counter)  # class index -> boxes
+    ms: float = 0.0  # total preprocess + inference + NMS time over its frames
+    output: Path | None = None
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.ms / self.frames if self.frames else 0.0
+
+
+@dataclass
+class DetectReport:
+    save_dir: Path
+    names: list[str]
+    sources: list[SourceSummary]
+    skipped: list[tuple[Path, str]]  # (file, reason) for every file that could not be read
+    json_path: Path | None = None
+    labels_dir: Path | None = None
+    speed_ms: dict[str, float] = field(default_factory=dict)  # mean per image: preprocess, inference, nms
+
+    @property
+    def images(self) -> int:
+        return sum(s.frames for s in self.sources)
+
+
+def _check_options(opts: DetectOptions, names: list[str]) -> None:
+    if not 0 <= opts.conf <= 1:
+        raise UserError(f"--conf {opts.conf}: must be between 0 and 1")
+    if not 0 <= opts.iou <= 1:
+        raise UserError(f"--iou {opts.iou}: must be between 0 and 1")
+    if opts.max_det < 1:
+        raise UserError(f"--max-det {opts.max_det}: must be 1 or more")
+    bad = [c for c in opts.classes or [] if not 0 <= c < len(names)]
+    if bad:
+        raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    data.tofile(str(path))  # tofile handles non-ASCII paths, unlike cv2.imwrite
+
+
+def _yolo_lines(det: torch.Tensor, width: int, height: int, with_conf: bool) -> list[str]:
+    """'class cx cy w h [conf]' rows, normalised by the image size."""
+    lines = []
+    for x1, y1, x2, y2, score, cls in det.tolist():
+        row = [f"{int(cls)}", f"{(x1 + x2) / 2 / width:.6f}", f"{(y1 + y2) / 2 / height:.6f}"]
+        row += [f"{(x2 - x1) / width:.6f}", f"{(y2 - y1) / height:.6f}"]
+        if with_conf:
+            row.append(f"{score:.5f}")
+        lines.append(" ".join(row))
+    return lines
+
+
+class _Outputs:
+    """Writes annotated images/videos, labels, crops and json records for one run folder."""
+
+    def __init__(self, opts: DetectOptions, save_dir: Path, names: list[str]):
+        self.opts, self.save_dir, self.names = opts, save_dir, names
+        self.writers: dict[Path, cv2.VideoWriter] = {}
+        self.stems: dict[Path, str] = {}
+        self.json_records: list[dict] = []
+        self.labels_dir = save_dir / "labels" if opts.save_txt else None
+        if self.labels_dir:
+            self.labels_dir.mkdir(parents=True, exist_ok=True)
+
+    def stem(self, path: Path) -> str:
+        """A unique output name per source file (two 'img.jpg' from different folders become img, img_2)."""
+        if path not in self.stems:
+            used = set(self.stems.values())
+            stem, k = path.stem, 2
+            while stem in used:
+                stem, k = f"{path.stem}_{k}", k + 1
+            self.stems[path] = stem
+        return self.stems[path]
+
+    def write(self, frame: Frame, det: torch.Tensor) -> Path | None:
+        """Save everything asked for about one frame; returns the annotated file's path (None when not saved)."""
+        opts, image = self.opts, frame.image
+        height, width = image.shape[:2]
+        stem = self.stem(frame.path)
+        tag = f"{stem}_{frame.index}" if frame.is_video else stem
+        out_path = None
+        if opts.save_images:
+            drawn = draw_detections(image, det.numpy(), self.names, not opts.hide_conf, opts.line_width)
+            if frame.is_video:
+                out_path = self.save_dir / f"{stem}.mp4"
+                writer = self.writers.get(frame.path)
+                if writer is None:
+                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps, (width, height))
+                    if not writer.isOpened():
+                        raise UserError(f"could not open a video writer for {out_path} (mp4v codec missing in OpenCV?)")
+                    self.writers[frame.path] = writer
+                writer.write(drawn)
+            else:
+                suffix = frame.path.suffix.lower()
+                out_path = self.save_dir / f"{stem}{suffix if suffix in WRITABLE_SUFFIXES else '.jpg'}"
+                _write_image(out_path, drawn)
+        if self.labels_dir is not None and len(det):
+            (self.labels_dir / f"{tag}.txt").write_text(
+                "\n".join(_yolo_lines(det, width, height, opts.save_conf)) + "\n", encoding="utf-8"
+            )
+        if opts.save_crop:
+            for k, row in enumerate(det.tolist()):
+                crop_dir = self.save_dir / "crops" / re.sub(r"[^\w.-]+", "_", self.names[int(row[5])])  # safe folder name
+                crop_dir.mkdir(parents=True, exist_ok=True)
+                crop = crop_box(image, row[:4])
+                if crop.size:
+                    _write_image(crop_dir / f"{tag}_{k}.jpg", crop)
+        if opts.save_json:
+            for x1, y1, x2, y2, score, cls in det.tolist():
+                self.json_records.append(
+                    {
+                        "image": str(frame.path),
+                        "frame": frame.index,
+                        "category": int(cls),
+                        "name": self.names[int(cls)],
+                        "score": round(score, 5),
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],  # x, y, w, h
+                    }
+                )
+        return out_path
+
+    def close(self) -> Path | None:
+        for writer in self.writers.values():
+            writer.release()
+        if self.opts.save_json:
+            path = self.save_dir / "predictions.json"
+            path.write_text(json.dumps(self.json_records, indent=1), encoding="utf-8")
+            return path
+        return None
+
+
+def run_detect(opts: DetectOptions, console: Console | None = None, backend: Backend | None = None) -> DetectReport:
+    """Detect objects in every image/frame of `opts.source`; see the module docstring for the outputs."""
+    console = console or Console()
+    paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
+    if backend is None:
+        backend = load_backend(opts.weights, select_device(opts.device))
+    names = backend.names
+    _check_options(opts, names)
+    if backend.fixed_shape is not None:
+        fixed_hw = tuple(backend.fixed_shape[2:])
+        if fixed_hw != check_imgsz(opts.imgsz, backend.stride):
+            console.print(
+                f"[yellow]note:[/] {opts.weights} was exported for {fixed_hw[0]}x{fixed_hw[1]} inputs; "
+                f"running at that size (re-export with --dynamic to choose the size here)",
+                highlight=False,
+            )
+    warmup(backend, opts.imgsz)
+
+    save_dir = increment_path(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    outputs = _Outputs(opts, save_dir, names)
+    summaries: dict[Path, SourceSummary] = {}
+    skipped: list[tuple[Path, str]] = []
+    speed_sum = Counter()
+    total = sum(frame_count(p) for p in paths)
+
+    progress = Progress(
+        TextColumn("[bold]detect"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console, transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task("", total=total)
+            for frame in iter_frames(paths):
+                progress.update(task, description=frame.path.name)
+                if frame.error is not None:
+                    skipped.append((frame.path, frame.error))
+                    console.print(f"[yellow]skipped[/] {frame.path}: {frame.error}", highlight=False)
+                    progress.advance(task)
+                    continue
+                result = predict(
+                    backend, [frame.image], imgsz=opts.imgsz, conf=opts.conf, iou=opts.iou,
+                    max_det=opts.max_det, classes=opts.classes, agnostic=opts.agnostic_nms,
+                )
+                det = result.detections[0]
+                summary = summaries.setdefault(frame.path, SourceSummary(frame.path))
+                summary.frames += 1
+                summary.ms += sum(result.speed_ms.values())
+                summary.counts.update(int(c) for c in det[:, 5].tolist())
+                speed_sum.update(result.speed_ms)
+                summary.output = outputs.write(frame, det) or summary.output
+                progress.advance(task)
+    finally:
+        json_path = outputs.close()
+
+    if not summaries:
+        if not any(save_dir.rglob("*")):
+            save_dir.rmdir()  # leave no empty run folder behind
+        raise UserError(
+            f"none of the {len(paths)} source file(s) could be read: "
+            + "; ".join(f"{p}: {reason}" for p, reason in skipped[:5])
+        )
+    n = sum(s.frames for s in summaries.values())
+    return DetectReport(
+        save_dir=save_dir,
+        names=names,
+        sources=list(summaries.values()),
+        skipped=skipped,
+        json_path=json_path,
+        labels_dir=outputs.labels_dir,
+        speed_ms={k: v / n for k, v in speed_sum.items()},
+    )
+
+
+def print_detect_report(report: DetectReport, console: Console, max_rows: int = 50) -> None:
+    """A rich table: one row per source (frames, objects per class, ms per image), then totals and where files are."""
+    table = Table(title="detect", title_justify="left")
+    table.add_column("source", overflow="fold")
+    table.add_column("frames", justify="right")
+    table.add_column("objects per class", overflow="fold")
+    table.add_column("ms/img", justify="right")
+
+    def fmt(counts: Counter) -> str:
+        return ", ".join(f"{n} {report.names[c]}" for c, n in counts.most_common()) or "-"
+
+    for s in report.sources[:max_rows]:
+        table.add_row(s.path.name, str(s.frames), fmt(s.counts), f"{s.ms_per_image:.1f}")
+    if len(report.sources) > max_rows:
+        table.add_row(f"... {len(report.sources) - max_rows} more", "", "", "")
+    total = Counter()
+    for s in report.sources:
+        total.update(s.counts)
+    table.add_section()
+    mean_ms = sum(report.speed_ms.values())
+    table.add_row("[bold]all", str(report.images), fmt(total), f"{mean_ms:.1f}")
+    console.print(table)
+    sp = report.speed_ms
+    console.print(
+        f"speed per image: {sp.get('preprocess', 0):.1f} ms preprocess, {sp.get('inference', 0):.1f} ms inference, "
+        f"{sp.get('nms', 0):.1f} ms NMS",
+        highlight=False,
+    )
+    if report.skipped:
+        console.print(f"[yellow]{len(report.skipped)} file(s) skipped:[/]", highlight=False)
+        for path, reason in report.skipped:
+            console.print(f"  {path}: {reason}", highlight=False)
+    console.print(f"results saved to [bold]{report.save_dir}[/]", highlight=False)
+    if report.labels_dir is not None:
+        console.print(f"labels: {report.labels_dir}", highlight=False)
+    if report.json_path is not None:
+        console.print(f"json: {report.json_path}", highlight=False)

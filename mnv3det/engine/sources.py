@@ -1,0 +1,162 @@
+"""What `mnv3det detect SOURCE` reads: an image, a directory, a glob, a video file, or a .txt list of paths.
+
+`collect_sources(source)` turns SOURCE into a sorted list of image/video files (a clear `UserError` when
+there is nothing to read); `iter_frames(paths)` yields one `Frame` per image or video frame. A file that
+cannot be decoded becomes a `Frame` with `error` set, so the caller reports it and goes on.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from mnv3det.errors import UserError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
+GLOB_CHARS = frozenset("*?[")
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _media_in(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.is_file() and (is_image(p) or is_video(p))]
+
+
+def _from_txt(txt: Path) -> list[Path]:
+    """One path per line ('#' comments and blank lines skipped); relative paths resolve against the txt's folder."""
+    out: list[Path] = []
+    for lineno, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        path = Path(line).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = txt.parent / path
+        if not path.is_file():
+            raise UserError(f"{txt}, line {lineno}: {line!r} is not a file; fix or remove that line")
+        if not (is_image(path) or is_video(path)):
+            raise UserError(
+                f"{txt}, line {lineno}: {line!r} is not an image or video "
+                f"(known suffixes: {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})"
+            )
+        out.append(path)
+    if not out:
+        raise UserError(f"source list {txt} names no files; put one image or video path per line")
+    return out
+
+
+def collect_sources(source: str | Path) -> list[Path]:
+    """The image and video files SOURCE stands for, in a stable order."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        files = _media_in(sorted(path.iterdir()))
+        if not files:
+            raise UserError(
+                f"source directory {path} holds no images or videos "
+                f"(known suffixes: {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})"
+            )
+        return files
+    if path.is_file():
+        if path.suffix.lower() == ".txt":
+            return _from_txt(path)
+        if is_image(path) or is_video(path):
+            return [path]
+        raise UserError(
+            f"source {path} is not an image, video, directory or .txt list "
+            f"(known suffixes: {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})"
+        )
+    if GLOB_CHARS & set(text):
+        files = _media_in(sorted(Path(p) for p in glob.glob(str(path), recursive=True)))
+        if not files:
+            raise UserError(f"source pattern {text!r} matches no images or videos; check the pattern and quote it")
+        return files
+    raise UserError(f"source {text} does not exist; pass an image, a directory, a glob, a video or a .txt list")
+
+
+@dataclass
+class Frame:
+    """One image to run on: a still image (index 0 of 1) or one frame of a video."""
+
+    path: Path
+    image: np.ndarray | None  # BGR uint8 (H, W, 3); None when it could not be read (see `error`)
+    index: int = 0  # frame number inside a video; 0 for an image
+    frames: int = 1  # frames in the video (as the container reports it); 1 for an image
+    fps: float = 0.0  # video frame rate; 0 for an image
+    error: str | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return is_video(self.path)
+
+
+class UnreadableImage(Exception):
+    """An image file that cannot be decoded; the message says why (short, for a report table)."""
+
+
+def read_image(path: Path) -> np.ndarray:
+    """The decoded BGR image (H, W, 3) uint8; raises UnreadableImage with a short reason."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII paths
+    except OSError as err:
+        raise UnreadableImage(f"cannot read file: {err.strerror or err}") from None
+    if data.size == 0:
+        raise UnreadableImage("file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise UnreadableImage("not a decodable image (corrupt or wrong format)")
+    return image
+
+
+def frame_count(path: Path) -> int:
+    """1 for an image; the frame count the video container reports (at least 1) for a video."""
+    if not is_video(path):
+        return 1
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
+    finally:
+        capture.release()
+
+
+def iter_frames(paths: list[Path]) -> Iterator[Frame]:
+    """Yield a Frame per image and per video frame; unreadable files give one Frame with `error` set."""
+    for path in paths:
+        if is_video(path):
+            capture = cv2.VideoCapture(str(path))
+            if not capture.isOpened():
+                yield Frame(path, None, error="cannot open video (corrupt or unsupported codec)")
+                continue
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
+            fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+            index = 0
+            try:
+                while True:
+                    ok, image = capture.read()
+                    if not ok:
+                        break
+                    yield Frame(path, image, index=index, frames=frames, fps=fps)
+                    index += 1
+            finally:
+                capture.release()
+            if index == 0:
+                yield Frame(path, None, error="video holds no readable frames")
+        else:
+            try:
+                image = read_image(path)
+            except UnreadableImage as err:
+                yield Frame(path, None, error=str(err))
+                continue
+            yield Frame(path, image)

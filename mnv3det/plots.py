@@ -1,0 +1,158 @@
+"""Evaluation plots: PR curves, metric-confidence curves, confusion matrix, image mosaics.
+
+matplotlib is imported inside each function with the Agg backend selected there, so importing
+this module changes nothing for a user who has their own backend (no action on import).
+Every function writes one file and returns its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (set here, never on import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _class_labels(names: Sequence[str], values: np.ndarray | None, fmt: str) -> list[str]:
+    if values is None:
+        return [str(n) for n in names]
+    return [f"{n} {fmt.format(v)}" for n, v in zip(names, values)]
+
+
+def plot_pr_curves(
+    recall: np.ndarray, precision: np.ndarray, ap50: np.ndarray, names: Sequence[str], path: str | Path
+) -> Path:
+    """Precision vs recall at IoU 0.5: one thin line per class, the class mean in bold.
+
+    recall: (P,) axis; precision: (nc, P); ap50: (nc,) for the legend (NaN = class without ground truth).
+    """
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(9, 6), tight_layout=True)
+    present = ~np.isnan(ap50)
+    show_legend = present.sum() <= 20  # a legend with 80 entries hides the plot
+    for c in np.flatnonzero(present):
+        ax.plot(recall, precision[c], linewidth=1, label=f"{names[c]} {ap50[c]:.3f}" if show_legend else None)
+    if present.any():
+        ax.plot(recall, precision[present].mean(0), linewidth=3, color="blue",
+                label=f"all classes {np.nanmean(ap50):.3f} mAP@0.5")
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01), title="Precision-Recall curve")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_metric_curve(
+    conf: np.ndarray, values: np.ndarray, names: Sequence[str], path: str | Path, ylabel: str = "F1"
+) -> Path:
+    """A metric (F1, precision or recall) against confidence: one line per class, the mean in bold.
+
+    conf: (P,) axis; values: (nc, P) with rows of classes without ground truth all zero (skipped).
+    """
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(9, 6), tight_layout=True)
+    present = values.any(1)
+    show_legend = present.sum() <= 20
+    for c in np.flatnonzero(present):
+        ax.plot(conf, values[c], linewidth=1, label=str(names[c]) if show_legend else None)
+    if present.any():
+        mean = values[present].mean(0)
+        best = int(mean.argmax())
+        ax.plot(conf, mean, linewidth=3, color="blue", label=f"all classes {mean[best]:.2f} at {conf[best]:.3f}")
+    ax.set(xlabel="Confidence", ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01), title=f"{ylabel}-Confidence curve")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
+    """Column-normalised confusion matrix (nc+1, nc+1) = [predicted, true], last row/column background."""
+    plt = _pyplot()
+    path = Path(path)
+    labels = [str(n) for n in names] + ["background"]
+    n = len(labels)
+    size = min(4 + 0.35 * n, 24)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85), tight_layout=True)
+    shown = np.where(matrix < 0.005, np.nan, matrix)  # blank cells instead of a sea of zeros
+    im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if n <= 30:  # tick labels and cell numbers stay readable up to ~30 classes
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), labels, fontsize=8)
+        for i in range(n):
+            for j in range(n):
+                if not np.isnan(shown[i, j]):
+                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if matrix[i, j] > 0.5 else "black")
+    ax.set(xlabel="True", ylabel="Predicted", title="Confusion matrix (normalised per true class)")
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def _color(c: int) -> tuple[int, int, int]:
+    """A stable, distinct RGB colour per class index (golden-ratio hue steps)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((c * 0.618033988749895) % 1.0, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def plot_image_mosaic(
+    images: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    names: Sequence[str],
+    path: str | Path,
+    max_images: int = 16,
+    max_size: int = 1920,
+) -> Path:
+    """A grid of images with boxes drawn on them (ground truth or predictions).
+
+    images: uint8 (B, 3, H, W) RGB as the loader gives them; boxes: per image (n, 5) = (x1, y1, x2, y2, cls)
+    for ground truth or (n, 6) = (..., score, cls) for predictions, in the same pixels as `images`.
+    Predictions are labelled with their score. Drawn with OpenCV (fast, no figure needed); saved as jpg.
+    """
+    import cv2
+
+    path = Path(path)
+    images = np.asarray(images)[:max_images]
+    b, _, h, w = images.shape
+    cols = int(np.ceil(np.sqrt(b)))
+    rows = int(np.ceil(b / cols))
+    scale = min(1.0, max_size / max(cols * w, rows * h))
+    th, tw = int(h * scale), int(w * scale)
+    mosaic = np.full((rows * th, cols * tw, 3), 255, np.uint8)
+    for i in range(b):
+        tile = np.ascontiguousarray(images[i].transpose(1, 2, 0))
+        if scale < 1:
+            tile = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA)
+        tile = np.ascontiguousarray(tile)
+        det = np.asarray(boxes[i], np.float64).reshape(-1, boxes[i].shape[-1] if len(boxes[i]) else 5)
+        for row in det:
+            x1, y1, x2, y2 = (row[:4] * scale).round().astype(int).tolist()
+            cls = int(row[-1])
+            color = _color(cls)
+            cv2.rectangle(tile, (x1, y1), (x2, y2), color, 2)
+            name = str(names[cls]) if 0 <= cls < len(names) else str(cls)
+            label = f"{name} {row[4]:.2f}" if det.shape[1] == 6 else name
+            cv2.putText(tile, label, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+        r, c = divmod(i, cols)
+        mosaic[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = tile
+        cv2.rectangle(mosaic, (c * tw, r * th), ((c + 1) * tw - 1, (r + 1) * th - 1), (255, 255, 255), 2)
+    cv2.imwrite(str(path), cv2.cvtColor(mosaic, cv2.COLOR_RGB2BGR))
+    return path

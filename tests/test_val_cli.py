@@ -1,0 +1,103 @@
+"""`mnv3det val` end to end on the demo set, with a random-weight checkpoint (and its static ONNX export).
+
+Random weights find nothing, so these tests check the structure of the output and that every metric
+is a number in [0, 1]; a test with a trained checkpoint checks the numbers themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mnv3det.cli import app
+from mnv3det.data import load_data
+
+runner = CliRunner()
+METRICS = ("map50", "map", "map75", "ap_small", "ap_medium", "ap_large", "ar1", "ar10", "ar100", "precision", "recall")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from mnv3det.engine.checkpoint import save_checkpoint
+    from mnv3det.models import build_model
+
+    names = load_data(None).names
+    torch.manual_seed(0)
+    model = build_model("mnv3-small", nc=len(names))
+    path = tmp_path_factory.mktemp("ckpt") / "random.pt"
+    save_checkpoint(
+        {"recipe": model.recipe, "nc": len(names), "names": list(names), "model": model.state_dict(), "epoch": -1,
+         "best_fitness": None, "optimizer": None, "scaler": None, "ema_updates": 0, "rng": None, "config": {},
+         "data": {}},
+        path,
+    )
+    return path
+
+
+def check_run_folder(run: Path, n_images: int) -> dict:
+    results = json.loads((run / "results.json").read_text())
+    assert results["images"] == n_images and results["source"] == "pycocotools"
+    for key in METRICS:  # undefined size-split numbers (no large boxes in the split) are null
+        assert (results[key] is None and key.startswith("ap_")) or 0.0 <= results[key] <= 1.0, key
+    assert {c["name"] for c in results["per_class"]} == set(load_data(None).names)
+    assert set(results["speed_ms"]) == {"preprocess", "inference", "nms"}
+    assert "mAP50-95" in (run / "summary.txt").read_text()
+    return results
+
+
+def test_val_end_to_end_on_demo_set(checkpoint: Path, tmp_path: Path):
+    args = ["val", "--weights", str(checkpoint), "--imgsz", "128", "--batch", "16", "--workers", "0",
+            "--project", str(tmp_path), "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--save-json"])
+    assert result.exit_code == 0, result.output
+    assert "COCO metrics" in result.output and "Results saved to" in result.output
+    run = tmp_path / "exp"
+    results = check_run_folder(run, n_images=len(load_data(None).records("val")))
+    predictions = json.loads((run / "predictions.json").read_text())
+    assert len(predictions) == results["detections"] > 0
+    assert set(predictions[0]) == {"image_id", "category_id", "bbox", "score"}
+    for name in ("PR_curve.png", "F1_curve.png", "confusion_matrix.png", "val_batch0_labels.jpg", "val_batch0_pred.jpg"):
+        assert (run / name).is_file(), name
+
+    again = runner.invoke(app, [*args, "--no-plots"])  # second run: exp2, no plots, no json
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "exp2" / "results.json").is_file()
+    assert not (tmp_path / "exp2" / "PR_curve.png").exists() and not (tmp_path / "exp2" / "predictions.json").exists()
+
+
+def test_val_static_onnx_export(checkpoint: Path, tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from mnv3det.export import export_checkpoint
+
+    from mnv3det.engine.backends import load_backend
+
+    onnx_path = export_checkpoint(checkpoint, format="onnx", output=tmp_path / "m.onnx", imgsz=128, batch=4).path
+    assert load_backend(onnx_path, "cpu").fixed_shape == (4, 3, 128, 128)
+    # A static batch of 4 at 128x128: square batches, the last one padded by the backend.
+    result = runner.invoke(app, ["val", "--weights", str(onnx_path), "--imgsz", "128", "--batch", "6", "--workers", "0",
+                                 "--project", str(tmp_path), "--no-plots", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    check_run_folder(tmp_path / "exp", n_images=len(load_data(None).records("val")))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--conf", "2"], "--conf"),
+        (["--split", "train"], "--split"),
+        (["--imgsz", "100"], "multiple"),
+    ],
+)
+def test_val_bad_options_are_clear_errors(checkpoint: Path, tmp_path: Path, extra: list[str], message: str):
+    result = runner.invoke(app, ["val", "--weights", str(checkpoint), "--project", str(tmp_path), *extra])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_val_missing_weights(tmp_path: Path):
+    result = runner.invoke(app, ["val", "--weights", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 2 and "nope.pt" in result.output
