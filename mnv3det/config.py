@@ -100,7 +100,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC tensors: oneDNN's faster conv kernels (~20-30% per CPU step measured here)
     sync_bn: bool = False  # SyncBatchNorm under DDP on GPUs (CPU/gloo runs keep plain BatchNorm)
     seed: int = 0
-    deterministic: bool = True  # CUDA: deterministic cuDNN (repeatable, a little slower); CPU runs repeat anyway
+    deterministic: bool = False  # CUDA: deterministic cuDNN (repeatable, slower) instead of cudnn.benchmark; CPU runs repeat anyway
 
     # --- output -------------------------------------------------------------------------------
     project: str = "runs/train"

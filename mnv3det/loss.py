@@ -11,10 +11,14 @@ matched cells; levels weighted [4.0, 1.0, 0.4] (P3, P4, P5).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert, complete_box_iou_loss
+
+if TYPE_CHECKING:  # typing only: config imports nothing from here
+    from mnv3det.config import TrainConfig
 
 # Neighbour offsets in cells: self, left, up, right, down (scaled by g = 0.5 below).
 _OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)
@@ -123,7 +127,7 @@ class YoloLoss(nn.Module):
         self.register_buffer("obj_pw", torch.tensor([obj_pw]), persistent=False)
 
     @classmethod
-    def from_config(cls, detect: nn.Module, nc: int, cfg) -> "YoloLoss":
+    def from_config(cls, detect: nn.Module, nc: int, cfg: "TrainConfig") -> "YoloLoss":
         """Build from a TrainConfig."""
         return cls(
             detect, nc, imgsz=cfg.imgsz, box=cfg.box, obj=cfg.obj, cls=cfg.cls, cls_pw=cfg.cls_pw,

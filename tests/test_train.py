@@ -66,6 +66,7 @@ def test_same_seed_gives_same_losses(tmp_path):
     assert losses(c) != losses(a)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     cfg = tiny(tmp_path, imgsz=64, epochs=3, nbs=8, warmup_epochs=0)
     real = trainer.train_one_epoch
@@ -167,3 +168,19 @@ def test_resume_trims_results_rows_it_will_redo(tmp_path):
     trainer.trim_results(path, first_epoch=2)
     assert [r["epoch"] for r in _csv_rows(path)] == ["0", "1"]
     assert float(_csv_rows(path)[1]["train/box_loss"]) == pytest.approx(0.1)
+
+
+def test_backbone_weights_and_freeze_reach_the_training_model(tmp_path):
+    from rich.console import Console
+    from torchvision.models import mobilenet_v3_small
+
+    torch.manual_seed(0)
+    source = tmp_path / "mnv3s.pt"
+    tv_state = mobilenet_v3_small(weights=None).state_dict()  # random weights: nothing is downloaded
+    torch.save(tv_state, source)
+    cfg = tiny(tmp_path, backbone_weights=str(source), freeze=4)
+    model = trainer.build_training_model(cfg, ["a", "b"], Console(quiet=True))
+    assert torch.equal(model.state_dict()["layers.3.block.0.0.weight"], tv_state["features.3.block.0.0.weight"])
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all(int(n.split(".")[1]) < 4 for n in frozen)
+    assert all(p.requires_grad for n, p in model.named_parameters() if int(n.split(".")[1]) >= 4)

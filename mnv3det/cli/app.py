@@ -27,19 +27,25 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def user_errors(fn: F) -> F:
+    """Wrap a command so a `UserError` becomes a red message on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """Register `fn` as `mnv3det NAME`; `UserError` -> message on stderr + exit 2."""
+    """Register `fn` as `mnv3det NAME` with `user_errors` applied."""
 
     def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kw: Any) -> Any:
-            try:
-                return fn(*args, **kw)
-            except UserError as err:
-                err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-                raise typer.Exit(code=2) from None
-
-        app.command(name=name, **kwargs)(wrapper)
+        app.command(name=name, **kwargs)(user_errors(fn))
         return fn
 
     return decorate

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
-from mnv3det.cli.app import app, err_console
-from mnv3det.errors import UserError
+from mnv3det.cli.app import app, user_errors
 
 data_app = typer.Typer(help="Inspect datasets: formats, counts and problems.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """UserError -> red message + exit 2, as `mnv3det.cli.app.command` does for top-level commands."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kw: Any) -> Any:
-        try:
-            return fn(*args, **kw)
-        except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
-
-
 @data_app.command("check")
-@_user_errors
+@user_errors
 def check(
     data: Optional[str] = typer.Argument(None, help="Data yaml or dataset folder; leave out for the built-in demo set."),
     split: Optional[list[str]] = typer.Option(None, "--split", "-s", help="Split(s) to check (default: all)."),

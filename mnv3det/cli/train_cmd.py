@@ -90,6 +90,9 @@ def train_command(
         fit(cfg, resume=last, console=console)
         return
     cfg = TrainConfig()
+    if data is None and hyp is None:
+        hyp = "hyp.demo"  # no data given: the demo set with settings that train it in a few CPU minutes
+        console.print("no --data: training on the built-in demo set with the hyp.demo preset (recipes/hyp.demo.yaml)")
     if hyp is not None:
         cfg = apply_overrides(cfg, load_hyp(hyp), f"--hyp {hyp}")
     cfg = apply_overrides(cfg, given, "command-line options")

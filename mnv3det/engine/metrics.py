@@ -172,6 +172,19 @@ class FastMetrics:
         return _nanmean(self.recall[self.present])
 
 
+def _as_arrays(det_boxes, det_scores, det_classes, gt_boxes, gt_classes, gt_ignore):
+    """One image's inputs as arrays: boxes (n, 4) / (m, 4) float64, scores (n,), classes int64, ignore bool (m,)."""
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    return (
+        np.asarray(det_boxes, np.float64).reshape(-1, 4),
+        np.asarray(det_scores, np.float64).reshape(-1),
+        np.asarray(det_classes).astype(np.int64).reshape(-1),
+        gt_boxes,
+        np.asarray(gt_classes).astype(np.int64).reshape(-1),
+        np.zeros(len(gt_boxes), bool) if gt_ignore is None else np.asarray(gt_ignore, bool).reshape(-1),
+    )
+
+
 def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else 0.0
 
@@ -203,12 +216,9 @@ class DetectionStats:
         gt_ignore: np.ndarray | None = None,
     ) -> None:
         """Add one image (shapes in the module docstring)."""
-        det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
-        det_scores = np.asarray(det_scores, np.float64).reshape(-1)
-        det_classes = np.asarray(det_classes).astype(np.int64).reshape(-1)
-        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
-        gt_classes = np.asarray(gt_classes).astype(np.int64).reshape(-1)
-        gt_ignore = np.zeros(len(gt_boxes), bool) if gt_ignore is None else np.asarray(gt_ignore, bool).reshape(-1)
+        det_boxes, det_scores, det_classes, gt_boxes, gt_classes, gt_ignore = _as_arrays(
+            det_boxes, det_scores, det_classes, gt_boxes, gt_classes, gt_ignore
+        )
         keep = cap_per_class(det_scores, det_classes, self.max_det_per_class)
         det_boxes, det_scores, det_classes = det_boxes[keep], det_scores[keep], det_classes[keep]
         correct, ignored = match_detections(
@@ -305,14 +315,10 @@ class ConfusionMatrix:
         gt_classes: np.ndarray,
         gt_ignore: np.ndarray | None = None,
     ) -> None:
-        det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
-        det_scores = np.asarray(det_scores, np.float64).reshape(-1)
-        det_classes = np.asarray(det_classes).astype(np.int64).reshape(-1)
-        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
-        gt_classes = np.asarray(gt_classes).astype(np.int64).reshape(-1)
-        if gt_ignore is not None:
-            keep_gt = ~np.asarray(gt_ignore, bool).reshape(-1)
-            gt_boxes, gt_classes = gt_boxes[keep_gt], gt_classes[keep_gt]
+        det_boxes, det_scores, det_classes, gt_boxes, gt_classes, gt_ignore = _as_arrays(
+            det_boxes, det_scores, det_classes, gt_boxes, gt_classes, gt_ignore
+        )
+        gt_boxes, gt_classes = gt_boxes[~gt_ignore], gt_classes[~gt_ignore]
         keep = det_scores > self.conf
         det_boxes, det_classes = det_boxes[keep], det_classes[keep]
         bg = self.nc
