@@ -164,7 +164,7 @@ def write_results(meta: dict, latency: list[dict], detect: list[dict], sizes: li
         results["detect"] = {"meta": meta, "rows": detect}
     path.write_text(json.dumps(results, indent=1))
 
-    lines = ["# Deployment benchmark", "", "Shared, loaded 2-core machine: compare ratios, not absolute numbers.", ""]
+    lines = ["# Deployment benchmark", "", "2-core CPU machine; other jobs move absolute numbers (see the load average), so compare ratios.", ""]
     if "ort_latency" in results:
         m, rows = results["ort_latency"]["meta"], results["ort_latency"]["rows"]
         sz = m["sizes"]

@@ -3,7 +3,7 @@
     python benchmarks/bench_models.py                       # mnv3-small, mnv3-large, yolov5n, yolov5s at 320 and 640
     python benchmarks/bench_models.py --head-widths 0.25,0.5  # also mnv3-small with other head width_multiple
 
-Latency is the median of --runs batch-1 runs after warm-up, BN fused, --threads threads, timed round-robin
+Latency is the median of --runs batch-1 runs after warm-up, BN fused, --threads threads, timed in blocks taken in turn
 across the models so that load from other jobs on the machine hits all of them alike. Results go to
 benchmarks/results/bench_models.{json,md}. The goal for the default Small recipe: ONNX Runtime latency at
 most 0.6 x yolov5n's at 640 and no slower than yolov5n at 320.
@@ -70,7 +70,7 @@ def main() -> None:
     results: dict[int, dict[str, ModelProfile]] = {}
     for size in sizes:
         variants = _variants(recipes, widths)
-        console.log(f"{len(variants)} models @ {size}: costs, then latency timed round-robin")
+        console.log(f"{len(variants)} models @ {size}: costs, then latency timed in blocks taken in turn")
         profiles = profile_models([recipe for _, recipe in variants], imgsz=size, threads=args.threads, runs=args.runs)
         for (label, _), prof in zip(variants, profiles):
             prof.recipe = label
@@ -90,7 +90,7 @@ def main() -> None:
                 "ort_note": p.ort_note,
             })
     meta = {
-        "note": "median latency on a shared CPU machine that other jobs were loading; compare ratios, not absolutes",
+        "note": "median latency; other jobs on the machine move absolute numbers (see the load average), so compare ratios",
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "threads": args.threads, "runs": args.runs, "batch": 1, "seconds": round(time.time() - started, 1),
         "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()],

@@ -62,10 +62,13 @@ def test_profile_model_totals_without_latency():
     assert block.std_conv_macs == 5 * 5 * 24 * 40 * 4 * 4
 
 
-def test_latency_runs_are_interleaved_round_robin_after_warmup():
+def test_latency_runs_are_taken_in_blocks_in_turn_after_warmup():
     calls: list[str] = []
-    medians = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, runs=3, warmup=2)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    medians = time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, runs=5, warmup=2, rounds=2
+    )
+    # warm-up, then blocks of 3 and 2 timed runs, each block after one untimed run
+    assert calls == ["a", "a", "b", "b"] + ["a"] * 4 + ["b"] * 4 + ["a"] * 3 + ["b"] * 3
     assert set(medians) == {"a", "b"} and all(v >= 0 for v in medians.values())
 
 

@@ -6,6 +6,7 @@ import csv
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
@@ -119,6 +120,11 @@ def test_cli_train_runs_and_bad_options_are_clear(tmp_path):
     ok = runner.invoke(app, args)
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "exp" / "weights" / "last.pt").is_file()
+    # no --data and no --hyp: the demo set with the hyp.demo preset, command-line options still winning
+    assert "hyp.demo" in ok.output
+    saved = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
+    assert saved["optimizer"] == "AdamW" and saved["nbs"] == 16  # from recipes/hyp.demo.yaml
+    assert saved["imgsz"] == 64 and saved["epochs"] == 1  # the CLI's values, not the preset's
     # --weights from that run into a second one: everything fits (same classes)
     again = runner.invoke(app, args + ["--weights", str(tmp_path / "exp" / "weights" / "last.pt"), "--freeze", "3"])
     assert again.exit_code == 0, again.output

@@ -57,9 +57,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle errors, truncated files, foreign formats
+        # torch's own message advises weights_only=False, which would run code from the file: not shown.
         raise UserError(
-            f"could not read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. "
-            "It may be truncated or not an mnv3det checkpoint."
+            f"could not read checkpoint {path} ({type(err).__name__}): it is truncated, not a PyTorch file, or holds "
+            "objects other than tensors and plain values (e.g. an Ultralytics .pt). Use a .pt written by `mnv3det train`."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(
