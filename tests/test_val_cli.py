@@ -69,6 +69,23 @@ def test_val_end_to_end_on_demo_set(checkpoint: Path, tmp_path: Path):
     assert not (tmp_path / "exp2" / "PR_curve.png").exists() and not (tmp_path / "exp2" / "predictions.json").exists()
 
 
+def test_val_defaults_to_the_training_image_size(checkpoint: Path, tmp_path: Path):
+    from mnv3det.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    trained_at_96 = tmp_path / "trained96.pt"
+    ckpt = load_checkpoint(checkpoint)
+    save_checkpoint({**ckpt, "config": {"imgsz": 96}}, trained_at_96)
+    args = ["val", "--weights", str(trained_at_96), "--batch", "16", "--workers", "0", "--no-plots",
+            "--project", str(tmp_path), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "imgsz 96: the size" in result.output
+    assert json.loads((tmp_path / "exp" / "results.json").read_text())["imgsz"] == 96
+    explicit = runner.invoke(app, [*args, "--imgsz", "64"])  # --imgsz still wins
+    assert explicit.exit_code == 0, explicit.output
+    assert json.loads((tmp_path / "exp2" / "results.json").read_text())["imgsz"] == 64
+
+
 def test_val_static_onnx_export(checkpoint: Path, tmp_path: Path):
     pytest.importorskip("onnxruntime")
     from mnv3det.export import export_checkpoint

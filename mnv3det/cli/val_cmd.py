@@ -15,7 +15,9 @@ from mnv3det.cli.app import command
 def val_command(
     weights: Path = typer.Option(..., "--weights", "-w", help="A .pt checkpoint or an exported .onnx/.torchscript file."),
     data: Optional[str] = typer.Option(None, "--data", help="Data yaml or dataset folder (default: the built-in demo set)."),
-    imgsz: int = typer.Option(640, "--imgsz", help="Inference size (long side), a multiple of the model stride."),
+    imgsz: Optional[int] = typer.Option(
+        None, "--imgsz", help="Inference size (long side), a multiple of the stride (default: the training size, else 640)."
+    ),
     batch: int = typer.Option(32, "--batch", help="Images per batch."),
     conf: float = typer.Option(0.001, "--conf", help="Confidence threshold; keep it low for mAP."),
     iou: float = typer.Option(0.6, "--iou", help="NMS IoU threshold."),

@@ -76,13 +76,16 @@ class TorchBackend:
         self.stride = int(max(int(s) for s in model.stride))
         self.fixed_shape = None
         self.dtype = next(model.parameters()).dtype
+        self.train_imgsz: int | None = None  # the size the checkpoint was trained at, when known
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device, fuse: bool = True) -> "TorchBackend":
         from mnv3det.engine.checkpoint import load_model
 
         model, ckpt = load_model(path, device=device, fuse=fuse)
-        return cls(model, names=model.names, device=device)
+        backend = cls(model, names=model.names, device=device)
+        backend.train_imgsz = (ckpt.get("config") or {}).get("imgsz")  # val's default size
+        return backend
 
     def __call__(self, images: Tensor) -> Tensor:
         with torch.inference_mode():

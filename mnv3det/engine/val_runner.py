@@ -27,7 +27,7 @@ class ValOptions:
 
     weights: Path
     data: str | None = None
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the size the checkpoint was trained at (640 when unknown)
     batch: int = 32
     conf: float = 0.001
     iou: float = 0.6
@@ -50,7 +50,7 @@ def check_options(opts: ValOptions) -> None:
         if not 0.0 <= value <= 1.0:
             raise UserError(f"{option} {value}: must lie between 0 and 1")
     for option, value in (("--imgsz", opts.imgsz), ("--batch", opts.batch), ("--max-det", opts.max_det)):
-        if value < 1:
+        if value is not None and value < 1:
             raise UserError(f"{option} {value}: must be a positive integer")
     if opts.workers < 0:
         raise UserError(f"--workers {opts.workers}: must be 0 or more")
@@ -67,11 +67,17 @@ def run_val(opts: ValOptions, console: Console | None = None) -> tuple[EvalResul
     check_options(opts)
     device = select_device(opts.device)
     backend = load_backend(opts.weights, device)
-    if backend.fixed_shape is None:
-        check_imgsz(opts.imgsz, int(backend.stride))
-    elif backend.fixed_shape[2] != opts.imgsz:
+    fixed = backend.fixed_shape[2] if backend.fixed_shape is not None else None
+    trained = getattr(backend, "train_imgsz", None)
+    imgsz = opts.imgsz or fixed or trained or 640
+    if opts.imgsz is None and fixed is None and trained:
+        console.print(f"imgsz {imgsz}: the size {opts.weights} was trained at (set --imgsz to change it)")
+    if fixed is None:
+        check_imgsz(imgsz, int(backend.stride))
+    elif fixed != imgsz:
         console.print(f"[yellow]note:[/] {opts.weights} was exported for {backend.fixed_shape[2]}x"
-                      f"{backend.fixed_shape[3]} inputs; evaluating at that size instead of --imgsz {opts.imgsz}")
+                      f"{backend.fixed_shape[3]} inputs; evaluating at that size instead of --imgsz {imgsz}")
+        imgsz = fixed
     spec = load_data(opts.data)
     records = spec.records(opts.split)
     if backend.names and list(backend.names) != list(spec.names) and len(backend.names) == len(spec.names):
@@ -80,14 +86,14 @@ def run_val(opts: ValOptions, console: Console | None = None) -> tuple[EvalResul
     run_dir = increment_path(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = evaluate(
-        backend, records, spec, imgsz=opts.imgsz, batch_size=opts.batch, conf=opts.conf, iou=opts.iou,
+        backend, records, spec, imgsz=imgsz, batch_size=opts.batch, conf=opts.conf, iou=opts.iou,
         max_det=opts.max_det, device=device, coco=True, plots_dir=run_dir if opts.plots else None,
         save_json=run_dir / "predictions.json" if opts.save_json else None, workers=opts.workers,
     )
-    title = f"{opts.weights} on {spec.source} ({opts.split}, imgsz {opts.imgsz})"
+    title = f"{opts.weights} on {spec.source} ({opts.split}, imgsz {imgsz})"
     summary = summary_text(result, title)
     (run_dir / "results.json").write_text(json.dumps(
-        {"weights": str(opts.weights), "data": str(spec.source), "split": opts.split, "imgsz": opts.imgsz,
+        {"weights": str(opts.weights), "data": str(spec.source), "split": opts.split, "imgsz": imgsz,
          "conf": opts.conf, "iou": opts.iou, "max_det": opts.max_det, **result.as_dict()}, indent=2))
     (run_dir / "summary.txt").write_text(summary + "\n")
     print_eval(result, spec.names, console=console)
