@@ -132,14 +132,19 @@ def _latency_ms(run, x, runs: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def onnx_latency_ms(path: str | Path, shape: tuple[int, int, int, int], threads: int = 2, runs: int = 20) -> float:
-    """Median latency (ms) of one onnxruntime CPU run of `path` on a random input of `shape`."""
+def ort_cpu_session(path: str | Path, threads: int = 2):
+    """An onnxruntime CPU InferenceSession with `threads` intra-op threads (the settings every latency figure uses)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def onnx_latency_ms(path: str | Path, shape: tuple[int, int, int, int], threads: int = 2, runs: int = 20) -> float:
+    """Median latency (ms) of one onnxruntime CPU run of `path` on a random input of `shape`."""
+    session = ort_cpu_session(path, threads)
     inp = session.get_inputs()[0]
     dtype = np.float16 if "float16" in inp.type else np.float32
     x = np.random.default_rng(0).random(shape, dtype=np.float32).astype(dtype)
@@ -172,7 +177,10 @@ def _simplify(proto, tool: str):
     return simplified
 
 
-def _write_onnx(model, dummy, path: Path, meta: dict, opset: int, dynamic: bool, simplify: str | None) -> None:
+def write_onnx(
+    model, dummy, path: Path, meta: dict, opset: int = 17, dynamic: bool = False, simplify: str | None = None
+) -> None:
+    """Export `model` (eval, BN fused) traced on `dummy` to `path`, with `meta` as the file's metadata; checked."""
     import onnx
 
     dynamic_axes = (
@@ -274,7 +282,7 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(names, strides, (h, w), batch, dynamic, half, recipe_name)
     if format == "onnx":
-        _write_onnx(model, dummy, path, meta, opset, dynamic, simplify_tool)
+        write_onnx(model, dummy, path, meta, opset, dynamic, simplify_tool)
         backend = OnnxBackend(path, device)
     else:
         _write_torchscript(model, dummy, path, meta)

@@ -11,7 +11,6 @@ import copy
 import statistics
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -143,22 +142,17 @@ def ort_runner(
     """
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError as err:
         return None, f"ONNX Runtime skipped: {err.name} is not installed (pip install 'mnv3det[export]')"
+    from mnv3det.export import ort_cpu_session, write_onnx  # the same graph and settings as `mnv3det export`
+
     fused = copy.deepcopy(model).eval().fuse()
     x = torch.rand(batch, 3, imgsz, imgsz)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            # dynamo=False: the TorchScript-based exporter handles this graph in about a second on CPU.
-            torch.onnx.export(fused, (x,), str(path), opset_version=17, input_names=["images"],
-                              output_names=["output"], dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        write_onnx(fused, x, path, meta={})
+        session = ort_cpu_session(path, threads)
     feed = {"images": x.numpy()}
     return (lambda: session.run(None, feed)), None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -10,16 +9,7 @@ import typer
 from rich.console import Console
 
 from mnv3det.cli.app import command
-from mnv3det.errors import UserError
-
-
-def parse_ints(text: str, option: str, max_count: int | None = None) -> list[int]:
-    """'640' -> [640]; '480,640', '480 640' or '480x640' -> [480, 640]; a clear error for anything else."""
-    parts = [p for p in re.split(r"[,\sx]+", text.strip()) if p]
-    if not parts or not all(re.fullmatch(r"-?\d+", p) for p in parts) or (max_count and len(parts) > max_count):
-        count = f"up to {max_count} " if max_count else ""
-        raise UserError(f"{option} {text!r}: expected {count}integers separated by commas, e.g. {option} 640 or 480,640")
-    return [int(p) for p in parts]
+from mnv3det.cli.options import parse_imgsz, parse_ints
 
 
 @command("detect")
@@ -47,11 +37,10 @@ def detect_command(
     """Detect objects and save annotated images/videos (plus labels, json, crops when asked) to runs/detect/expN."""
     from mnv3det.engine.detect_runner import DetectOptions, print_detect_report, run_detect
 
-    sizes = parse_ints(imgsz, "--imgsz", max_count=2)
     options = DetectOptions(
         source=source,
         weights=weights,
-        imgsz=sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1]),
+        imgsz=parse_imgsz(imgsz),
         conf=conf,
         iou=iou,
         max_det=max_det,

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mnv3det.cli.app import command
-from mnv3det.cli.detect_cmd import parse_ints
+from mnv3det.cli.options import parse_imgsz
 
 
 @command("export")
@@ -32,14 +32,13 @@ def export_command(
     """Export a checkpoint, check it (onnx.checker, outputs vs PyTorch within 1e-4) and report size and latency."""
     from mnv3det.export import export_checkpoint
 
-    sizes = parse_ints(imgsz, "--imgsz", max_count=2)
     result = export_checkpoint(
         weights,
         format=format.lower(),
         output=output,
         device=device,
         image=image,
-        imgsz=sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1]),
+        imgsz=parse_imgsz(imgsz),
         batch=batch,
         dynamic=dynamic,
         opset=opset,

@@ -127,17 +127,32 @@ def _round_xyxy(det: np.ndarray) -> np.ndarray:
     return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
 
 
-def _loader_settings(backend: Any, imgsz: int, batch_size: int) -> tuple[int, int, bool]:
-    """(imgsz, batch_size, rect) for this backend: static exports need square batches of their own size."""
-    if backend.fixed_shape is None:
-        return imgsz, batch_size, True
-    b, _, h, w = backend.fixed_shape
-    if h != w:
-        raise UserError(
-            f"this model was exported for {h}x{w} inputs; evaluation letterboxes to squares, "
-            "so export it square (--imgsz N) or with --dynamic"
-        )
-    return h, b * max(1, batch_size // b), False
+def make_eval_loader(
+    records: Sequence[Any],
+    *,
+    imgsz: int,
+    batch_size: int,
+    stride: int,
+    workers: int = 2,
+    fixed_shape: tuple[int, int, int, int] | None = None,
+) -> Any:
+    """The validation loader `evaluate` runs on: rect batches, or for a static export (fixed_shape) square
+    batches of its own size and a multiple of its batch. Build it once to reuse it across epochs."""
+    from mnv3det.data import create_dataloader
+
+    rect = fixed_shape is None
+    if fixed_shape is not None:
+        b, _, h, w = fixed_shape
+        if h != w:
+            raise UserError(
+                f"this model was exported for {h}x{w} inputs; evaluation letterboxes to squares, "
+                "so export it square (--imgsz N) or with --dynamic"
+            )
+        imgsz, batch_size = h, b * max(1, batch_size // b)
+    return create_dataloader(
+        list(records), imgsz=imgsz, batch_size=batch_size, augment=False, rect=rect,
+        stride=stride, workers=workers, shuffle=False,
+    )
 
 
 def evaluate(
@@ -166,8 +181,6 @@ def evaluate(
     loader: optionally a validation DataLoader over these records built once and reused (augment=False;
     rect batches for dynamic models), so the trainer does not start new workers every epoch.
     """
-    from mnv3det.data import create_dataloader
-
     records = list(records)
     if not records:
         raise UserError("nothing to evaluate: the split has no images")
@@ -183,11 +196,8 @@ def evaluate(
     was_training = module.training if module is not None else False
     backend = _as_backend(model_or_backend, names, device)  # puts a module in eval mode; restored below
     if loader is None:
-        run_imgsz, run_batch, rect = _loader_settings(backend, imgsz, batch_size)
-        loader = create_dataloader(
-            records, imgsz=run_imgsz, batch_size=run_batch, augment=False, rect=rect,
-            stride=int(backend.stride), workers=workers, shuffle=False,
-        )
+        loader = make_eval_loader(records, imgsz=imgsz, batch_size=batch_size, stride=int(backend.stride),
+                                  workers=workers, fixed_shape=backend.fixed_shape)
     by_path = {str(r.path): r for r in records}  # the loader may re-order (rect): find ground truth by path
     plots_path = Path(plots_dir) if plots_dir is not None else None
     if plots_path is not None:

@@ -489,6 +489,7 @@ class RunContext:
     device: torch.device
     log: Console  # rank 0's console (end_epoch runs on rank 0 only)
     writer: Any = None  # tensorboard SummaryWriter or None
+    val_loader: Any = None  # built once, reused every epoch (no new workers per validation)
 
     @property
     def last(self) -> Path:
@@ -538,7 +539,7 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     final = epoch + 1 == cfg.epochs
     result = None
     if run.val_records and ((epoch + 1) % cfg.val_interval == 0 or final):
-        result = _validate(state, run.val_records, run.spec, cfg, run.device)
+        result = _validate(state, run, cfg)
     improved = False
     if result is not None and (state.best_fitness is None or float(result.fitness) > state.best_fitness):
         state.best_fitness, state.best_epoch, improved = float(result.fitness), epoch, True
@@ -628,6 +629,11 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
         if info.is_main and cfg.plots and ckpt is None:
             _plot_labels(train_records, list(spec.names), run_dir / "labels.png")
         run = RunContext(cfg, run_dir, spec, val_records, device, log, _tensorboard(run_dir) if info.is_main else None)
+        if info.is_main and val_records:
+            from mnv3det.engine.evaluator import make_eval_loader
+
+            run.val_loader = make_eval_loader(val_records, imgsz=cfg.imgsz, batch_size=cfg.batch * 2,
+                                              stride=int(model.stride.max()), workers=cfg.workers)
         log.print(_describe_setup(run, state, len(train_records), len(loader), per_rank, info))
 
         close_at = cfg.epochs - cfg.close_mosaic if cfg.close_mosaic and cfg.mosaic > 0 else None
@@ -686,14 +692,14 @@ def _model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     return model
 
 
-def _validate(state: TrainState, records: list[Any], spec: Any, cfg: TrainConfig, device: torch.device):
-    """Fast mAP of the EMA model on the validation records."""
+def _validate(state: TrainState, run: RunContext, cfg: TrainConfig):
+    """Fast mAP of the EMA model on the validation records, over the run's reusable val loader."""
     from mnv3det.engine.evaluator import evaluate
 
     ema_model = state.ema.module
     ema_model.names = list(state.net.names)
-    return evaluate(ema_model, records, spec, imgsz=cfg.imgsz, batch_size=cfg.batch * 2,
-                    device=device, coco=False, progress=False, workers=cfg.workers)
+    return evaluate(ema_model, run.val_records, run.spec, imgsz=cfg.imgsz, batch_size=cfg.batch * 2,
+                    device=run.device, coco=False, progress=False, workers=cfg.workers, loader=run.val_loader)
 
 
 def _results_row(epoch: int, stats: EpochStats, result: Any, lrs: dict[str, float]) -> dict[str, Any]:
