@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from mnv3det.config import TrainConfig, apply_overrides, load_hyp
+from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp
 from mnv3det.data import load_data
-from mnv3det.engine.checkpoint import load_model
-from mnv3det.engine.evaluator import evaluate
-from mnv3det.engine.trainer import fit
+from mnv3det.core.checkpoint import load_model
+from mnv3det.evaluate.evaluator import evaluate
+from mnv3det.train.trainer import fit
 
 REPO = Path(__file__).resolve().parents[1]
 BCCD = Path(os.environ.get("MNV3DET_SHARED_DATASETS", REPO.parent / "shared" / "datasets")) / "bccd"

@@ -36,7 +36,7 @@ COCO128 = Path(os.environ.get("MNV3DET_SHARED_DATASETS", REPO.parent / "shared" 
 
 
 def ort_latencies(recipes: list[str], sizes: list[int], runs: int, workdir: Path, console: Console) -> list[dict]:
-    from mnv3det.export import export_model, onnx_latency_ms
+    from mnv3det.deploy.export import export_model, onnx_latency_ms
     from mnv3det.models import build_model
 
     rows = []
@@ -61,9 +61,9 @@ def ort_latencies(recipes: list[str], sizes: list[int], runs: int, workdir: Path
 
 
 def detect_throughput(n_images: int, imgsz: int, workdir: Path, console: Console) -> list[dict]:
-    from mnv3det.engine.checkpoint import save_checkpoint
-    from mnv3det.engine.detect_runner import DetectOptions, run_detect
-    from mnv3det.export import export_model
+    from mnv3det.core.checkpoint import save_checkpoint
+    from mnv3det.deploy.detect_runner import DetectOptions, run_detect
+    from mnv3det.deploy.export import export_model
     from mnv3det.models import build_model
 
     images = sorted((COCO128 / "images" / "train2017").glob("*.jpg"))[:n_images]

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from mnv3det.data.records import ImageRecord
-from mnv3det.engine.coco_eval import detections_to_coco, records_to_coco, run_cocoeval
-from mnv3det.engine.metrics import DetectionStats
+from mnv3det.evaluate.coco_eval import detections_to_coco, records_to_coco, run_cocoeval
+from mnv3det.evaluate.metrics import DetectionStats
 
 NC, W, H = 80, 640, 480
 

@@ -29,7 +29,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from mnv3det.models.recipes import load_recipe  # noqa: E402
-from mnv3det.profile import ModelProfile, profile_models  # noqa: E402
+from mnv3det.deploy.profile import ModelProfile, profile_models  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "yolov5n"

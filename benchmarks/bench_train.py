@@ -22,10 +22,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mnv3det.config import TrainConfig
+from mnv3det.train.config import TrainConfig
 from mnv3det.data import create_dataloader, load_data
-from mnv3det.engine.distributed import DistInfo
-from mnv3det.engine.trainer import build_state, build_training_model, seed_everything, train_one_epoch
+from mnv3det.train.distributed import DistInfo
+from mnv3det.train.trainer import build_state, build_training_model, seed_everything, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128 = Path(os.environ.get("MNV3DET_SHARED_DATASETS", REPO.parent / "shared" / "datasets")) / "coco128" / "coco128.yaml"

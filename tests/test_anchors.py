@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnv3det.anchors import anchor_fit, check_anchors, evolve_anchors
+from mnv3det.train.anchors import anchor_fit, check_anchors, evolve_anchors
 
 ANCHORS_PX = torch.tensor(
     [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]], [[116, 90], [156, 198], [373, 326]]],

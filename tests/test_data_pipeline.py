@@ -12,7 +12,7 @@ from torchvision.ops import box_convert
 
 from mnv3det.data import ImageRecord, create_dataloader, dataset_box_sizes, letterbox, load_data
 from mnv3det.data.demo import DEMO_NAMES, make_demo_image
-from mnv3det.engine.postprocess import scale_boxes
+from mnv3det.core.postprocess import scale_boxes
 
 RED = (0, 0, 255)  # BGR
 

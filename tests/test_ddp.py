@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mnv3det.engine.checkpoint import load_checkpoint
+from mnv3det.core.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow

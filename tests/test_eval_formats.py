@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from mnv3det.data import load_data
-from mnv3det.engine.coco_eval import detections_to_coco, records_to_coco, run_cocoeval
-from mnv3det.engine.metrics import DetectionStats
+from mnv3det.evaluate.coco_eval import detections_to_coco, records_to_coco, run_cocoeval
+from mnv3det.evaluate.metrics import DetectionStats
 
 NAMES = ["apple", "pear"]
 W, H = 320, 240

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from mnv3det.engine.eval_report import print_eval, summary_text
-from mnv3det.engine.evaluator import ClassResult, EvalResult
-from mnv3det.engine.metrics import CURVE_POINTS, ConfusionMatrix, DetectionStats
-from mnv3det.engine.runs import increment_path
-from mnv3det.plots import plot_confusion_matrix, plot_image_mosaic, plot_metric_curve, plot_pr_curves
+from mnv3det.evaluate.report import print_eval, summary_text
+from mnv3det.evaluate.evaluator import ClassResult, EvalResult
+from mnv3det.evaluate.metrics import CURVE_POINTS, ConfusionMatrix, DetectionStats
+from mnv3det.core.runs import increment_path
+from mnv3det.evaluate.plots import plot_confusion_matrix, plot_image_mosaic, plot_metric_curve, plot_pr_curves
 
 
 def test_increment_path(tmp_path: Path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mnv3det.data import create_dataloader, load_data
-from mnv3det.engine.evaluator import evaluate
+from mnv3det.evaluate.evaluator import evaluate
 
 
 class OracleBackend:

@@ -9,11 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.engine.backends import load_backend
-from mnv3det.engine.checkpoint import save_checkpoint
-from mnv3det.engine.predictor import prepare_images
+from mnv3det.deploy.backends import load_backend
+from mnv3det.core.checkpoint import save_checkpoint
+from mnv3det.deploy.predictor import prepare_images
 from mnv3det.errors import UserError
-from mnv3det.export import export_model, synthetic_image
+from mnv3det.deploy.export import export_model, synthetic_image
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnv3det.loss import YoloLoss, build_targets
+from mnv3det.train.loss import YoloLoss, build_targets
 
 STRIDES = torch.tensor([8.0, 16.0, 32.0])
 # YOLOv5 default anchors (pixels) -> stride units, as Detect stores them.

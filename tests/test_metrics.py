@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mnv3det.data.records import ImageRecord
-from mnv3det.engine.coco_eval import detections_to_coco, records_to_coco, run_cocoeval
-from mnv3det.engine.metrics import ConfusionMatrix, DetectionStats, cap_per_class, match_detections
+from mnv3det.evaluate.coco_eval import detections_to_coco, records_to_coco, run_cocoeval
+from mnv3det.evaluate.metrics import ConfusionMatrix, DetectionStats, cap_per_class, match_detections
 
 NAMES = ["cat", "dog", "bird"]
 CAT_IDS = [3, 7, 11]  # dataset ids that are not 0..nc-1, to check the mapping back

@@ -17,8 +17,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mnv3det.data.records import ImageRecord
-from mnv3det.engine.coco_eval import STAT_NAMES, detections_to_coco, records_to_coco, run_cocoeval
-from mnv3det.engine.metrics import DetectionStats
+from mnv3det.evaluate.coco_eval import STAT_NAMES, detections_to_coco, records_to_coco, run_cocoeval
+from mnv3det.evaluate.metrics import DetectionStats
 
 
 def perturbed_detections(boxes: np.ndarray, classes: np.ndarray, width: int, height: int, nc: int,

@@ -1,4 +1,4 @@
-"""`mnv3det profile` and mnv3det.profile: hand-computed MACs, separable-conv savings, CLI through CliRunner."""
+"""`mnv3det profile` and mnv3det.deploy.profile: hand-computed MACs, separable-conv savings, CLI through CliRunner."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.models import build_model
-from mnv3det.profile import profile_model, row_costs, time_interleaved
+from mnv3det.deploy.profile import profile_model, row_costs, time_interleaved
 
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 

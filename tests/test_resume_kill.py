@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mnv3det.engine.checkpoint import load_checkpoint
+from mnv3det.core.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow

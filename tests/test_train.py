@@ -10,10 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.config import TrainConfig
-from mnv3det.engine import trainer
-from mnv3det.engine.checkpoint import load_checkpoint, load_model
-from mnv3det.engine.trainer import config_for_resume, fit, transfer_weights
+from mnv3det.train.config import TrainConfig
+from mnv3det.train import trainer
+from mnv3det.core.checkpoint import load_checkpoint, load_model
+from mnv3det.train.trainer import config_for_resume, fit, transfer_weights
 from mnv3det.errors import UserError
 from mnv3det.models import build_model
 

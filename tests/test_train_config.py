@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mnv3det.config import TrainConfig, apply_overrides, load_hyp, save_config
-from mnv3det.engine.optim import Warmup, accumulate_steps, build_optimizer, lr_lambda, parameter_groups
+from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp, save_config
+from mnv3det.train.optim import Warmup, accumulate_steps, build_optimizer, lr_lambda, parameter_groups
 from mnv3det.errors import UserError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mnv3det.config import TrainConfig
-from mnv3det.engine.trainer import fit
+from mnv3det.train.config import TrainConfig
+from mnv3det.train.trainer import fit
 
 NO_AUGMENT = dict(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, fliplr=0, mosaic=0, albumentations=0)
 

@@ -22,7 +22,7 @@ METRICS = ("map50", "map", "map75", "ap_small", "ap_medium", "ap_large", "ar1", 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from mnv3det.engine.checkpoint import save_checkpoint
+    from mnv3det.core.checkpoint import save_checkpoint
     from mnv3det.models import build_model
 
     names = load_data(None).names
@@ -70,7 +70,7 @@ def test_val_end_to_end_on_demo_set(checkpoint: Path, tmp_path: Path):
 
 
 def test_val_defaults_to_the_training_image_size(checkpoint: Path, tmp_path: Path):
-    from mnv3det.engine.checkpoint import load_checkpoint, save_checkpoint
+    from mnv3det.core.checkpoint import load_checkpoint, save_checkpoint
 
     trained_at_96 = tmp_path / "trained96.pt"
     ckpt = load_checkpoint(checkpoint)
@@ -88,9 +88,9 @@ def test_val_defaults_to_the_training_image_size(checkpoint: Path, tmp_path: Pat
 
 def test_val_static_onnx_export(checkpoint: Path, tmp_path: Path):
     pytest.importorskip("onnxruntime")
-    from mnv3det.export import export_checkpoint
+    from mnv3det.deploy.export import export_checkpoint
 
-    from mnv3det.engine.backends import load_backend
+    from mnv3det.deploy.backends import load_backend
 
     onnx_path = export_checkpoint(checkpoint, format="onnx", output=tmp_path / "m.onnx", imgsz=128, batch=4).path
     assert load_backend(onnx_path, "cpu").fixed_shape == (4, 3, 128, 128)

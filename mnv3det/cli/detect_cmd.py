@@ -35,7 +35,7 @@ def detect_command(
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse project/name instead of a new folder."),
 ) -> None:
     """Detect objects and save annotated images/videos (plus labels, json, crops when asked) to runs/detect/expN."""
-    from mnv3det.engine.detect_runner import DetectOptions, print_detect_report, run_detect
+    from mnv3det.deploy.detect_runner import DetectOptions, print_detect_report, run_detect
 
     options = DetectOptions(
         source=source,

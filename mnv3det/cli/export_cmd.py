@@ -30,7 +30,7 @@ def export_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON only."),
 ) -> None:
     """Export a checkpoint, check it (onnx.checker, outputs vs PyTorch within 1e-4) and report size and latency."""
-    from mnv3det.export import export_checkpoint
+    from mnv3det.deploy.export import export_checkpoint
 
     result = export_checkpoint(
         weights,

@@ -13,7 +13,7 @@ from rich.table import Table
 from mnv3det.cli.app import command
 from mnv3det.errors import UserError
 from mnv3det.models import recipe_for_backbone
-from mnv3det.profile import ModelProfile, profile_models, ratios
+from mnv3det.deploy.profile import ModelProfile, profile_models, ratios
 
 
 @command("profile")

@@ -1,4 +1,4 @@
-"""`mnv3det train`: train a detector (options map onto `mnv3det.config.TrainConfig` fields).
+"""`mnv3det train`: train a detector (options map onto `mnv3det.train.config.TrainConfig` fields).
 
     mnv3det train --backbone small --data data.yaml --epochs 30 --imgsz 416 --batch 16
     mnv3det train --resume                      # continue the newest runs/train/*/weights/last.pt
@@ -60,8 +60,8 @@ def train_command(
     plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Label and results plots (default on)."),
 ) -> None:
     """Train a YOLOv5 detector with a MobileNetV3 backbone; results in runs/train/expN."""
-    from mnv3det.config import TrainConfig, apply_overrides, load_hyp
-    from mnv3det.engine.trainer import config_for_resume, find_last_checkpoint, fit
+    from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp
+    from mnv3det.train.trainer import config_for_resume, find_last_checkpoint, fit
     from mnv3det.errors import UserError
 
     if backbone is not None and recipe is not None:

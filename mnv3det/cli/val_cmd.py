@@ -32,7 +32,7 @@ def val_command(
     workers: int = typer.Option(2, "--workers", help="Data loading worker processes (0 = in the main process)."),
 ) -> None:
     """Evaluate a detector: per-class table, COCO AP/AR, speed; results in runs/val/expN."""
-    from mnv3det.engine.val_runner import ValOptions, run_val
+    from mnv3det.evaluate.runner import ValOptions, run_val
 
     run_val(
         ValOptions(weights=weights, data=data, imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det,

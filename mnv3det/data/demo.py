@@ -9,6 +9,7 @@ place, so a crash or a second process never leaves a half-written set behind.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -143,14 +144,30 @@ def demo_dir() -> Path:
     return cache_dir() / "demo"
 
 
-def demo_data_yaml() -> Path:
-    """The demo set's data yaml, generating the set first when it is absent or from an older version."""
-    root = demo_dir()
-    yaml_path = root / "data.yaml"
+def _is_current(root: Path) -> bool:
     version_file = root / "VERSION"
-    if yaml_path.is_file() and version_file.is_file() and version_file.read_text().strip() == str(DEMO_VERSION):
-        return yaml_path
+    return (root / "data.yaml").is_file() and version_file.is_file() and version_file.read_text().strip() == str(DEMO_VERSION)
+
+
+def demo_data_yaml() -> Path:
+    """The demo set's data yaml, generating the set first when it is absent or from an older version.
+
+    Generation holds an exclusive lock on `<cache>/.demo.lock`, so processes started together (DDP ranks, parallel
+    test workers) never delete or replace a set another process is reading: the first builds it, the rest wait
+    and then find it current.
+    """
+    root = demo_dir()
+    if _is_current(root):
+        return root / "data.yaml"
     root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not _is_current(root):  # another process may have built it while we waited
+            _generate(root)
+    return root / "data.yaml"
+
+
+def _generate(root: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=root.parent))
     try:
         for split, count in DEMO_SPLITS.items():
@@ -162,11 +179,6 @@ def demo_data_yaml() -> Path:
             old = Path(tempfile.mkdtemp(prefix=".demo-old-", dir=root.parent))
             os.replace(root, old / "demo")
             shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not yaml_path.is_file():  # another process won the race with a complete set, or a real error
-                raise
+        os.rename(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return yaml_path

@@ -19,7 +19,7 @@ def letterbox(
     auto: pad only up to the next multiple of `stride` (a minimal rectangle) instead of the full shape.
     scaleup=False never enlarges (better mAP on small images at val time).
     Returns (img, (ratio_h, ratio_w), (pad_w, pad_h)); pads are the left and top padding in pixels, as
-    `mnv3det.engine.postprocess.scale_boxes` expects. Returns a new array; `img` is not changed.
+    `mnv3det.core.postprocess.scale_boxes` expects. Returns a new array; `img` is not changed.
     """
     shape = img.shape[:2]  # (h, w)
     if isinstance(new_shape, int):

@@ -8,7 +8,7 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from mnv3det.engine.evaluator import EvalResult
+from mnv3det.evaluate.evaluator import EvalResult
 
 MAX_CLASS_ROWS = 100  # COCO's 80 classes fit; beyond that the table is cut with a note
 

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnv3det.engine.backends import (
+from mnv3det.deploy.backends import (
     TORCHSCRIPT_META_FILE,
     OnnxBackend,
     TorchScriptBackend,
     export_metadata,
 )
-from mnv3det.engine.device import select_device
-from mnv3det.engine.predictor import check_imgsz, prepare_images
+from mnv3det.core.device import select_device
+from mnv3det.deploy.predictor import check_imgsz, prepare_images
 from mnv3det.errors import UserError
 
 FORMATS = ("onnx", "torchscript")
@@ -343,8 +343,8 @@ def export_checkpoint(
     **options,
 ) -> ExportResult:
     """Export the model stored in checkpoint `weights` (default output: next to it, .onnx/.torchscript)."""
-    from mnv3det.engine.checkpoint import load_model
-    from mnv3det.engine.sources import UnreadableImage, read_image
+    from mnv3det.core.checkpoint import load_model
+    from mnv3det.deploy.sources import UnreadableImage, read_image
 
     weights = Path(weights)
     if weights.suffix.lower() != ".pt":

@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mnv3det.engine.annotate import crop_box, draw_detections
-from mnv3det.engine.backends import Backend, load_backend
-from mnv3det.engine.device import select_device
-from mnv3det.engine.predictor import check_imgsz, predict, warmup
-from mnv3det.engine.runs import increment_path
-from mnv3det.engine.sources import Frame, collect_sources, frame_count, iter_frames
+from mnv3det.deploy.annotate import crop_box, draw_detections
+from mnv3det.deploy.backends import Backend, load_backend
+from mnv3det.core.device import select_device
+from mnv3det.deploy.predictor import check_imgsz, predict, warmup
+from mnv3det.core.runs import increment_path
+from mnv3det.deploy.sources import Frame, collect_sources, frame_count, iter_frames
 from mnv3det.errors import UserError
 
 WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # annotated images keep these; others are written as .jpg

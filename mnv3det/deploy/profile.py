@@ -145,7 +145,7 @@ def ort_runner(
         import onnxruntime  # noqa: F401
     except ImportError as err:
         return None, f"ONNX Runtime skipped: {err.name} is not installed (pip install 'mnv3det[export]')"
-    from mnv3det.export import ort_cpu_session, write_onnx  # the same graph and settings as `mnv3det export`
+    from mnv3det.deploy.export import ort_cpu_session, write_onnx  # the same graph and settings as `mnv3det export`
 
     fused = copy.deepcopy(model).eval().fuse()
     x = torch.rand(batch, 3, imgsz, imgsz)

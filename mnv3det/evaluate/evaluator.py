@@ -9,7 +9,7 @@ YOLOv5 validation); a static export (`fixed_shape` set) gets square letterboxed 
 
 Per image: uint8 batch / 255 -> forward -> NMS (conf 0.001, IoU 0.6, max 300; no time limit) ->
 boxes scaled back to the original pixels -> rounded to 3 decimals as COCO results. Those same
-boxes feed both the fast metrics (mnv3det.engine.metrics) and COCOeval, and are what `save_json`
+boxes feed both the fast metrics (mnv3det.evaluate.metrics) and COCOeval, and are what `save_json`
 writes, so the saved json reproduces the printed numbers with any COCO tool.
 
 coco=True: AP/AR numbers come from pycocotools' COCOeval on an in-memory COCO ground truth built
@@ -31,9 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mnv3det.engine.coco_eval import STAT_NAMES, detections_to_coco, records_to_coco, run_cocoeval
-from mnv3det.engine.metrics import CURVE_POINTS, ConfusionMatrix, DetectionStats, FastMetrics
-from mnv3det.engine.postprocess import non_max_suppression, scale_boxes
+from mnv3det.evaluate.coco_eval import STAT_NAMES, detections_to_coco, records_to_coco, run_cocoeval
+from mnv3det.evaluate.metrics import CURVE_POINTS, ConfusionMatrix, DetectionStats, FastMetrics
+from mnv3det.core.postprocess import non_max_suppression, scale_boxes
 from mnv3det.errors import UserError
 
 BOX_DECIMALS = 3  # detections are rounded like this before scoring and saving (sub-pixel)
@@ -106,7 +106,7 @@ def _json_safe(value: Any) -> Any:
 def _as_backend(model_or_backend: Any, names: list[str], device: torch.device | str | None):
     """A Backend for a plain nn.Module (wrapped), or the backend itself."""
     if isinstance(model_or_backend, torch.nn.Module):
-        from mnv3det.engine.backends import TorchBackend
+        from mnv3det.deploy.backends import TorchBackend
 
         dev = torch.device(device) if device is not None else next(model_or_backend.parameters()).device
         return TorchBackend(model_or_backend, names=names, device=dev)
@@ -340,7 +340,7 @@ class _progress_bar:
 def _plot_batch(images: torch.Tensor, targets: torch.Tensor, dets: list[torch.Tensor], names: list[str],
                 folder: Path, index: int) -> list[str]:
     """Mosaics of one batch in letterboxed pixels: ground truth (from the loader's targets) and predictions."""
-    from mnv3det.plots import plot_image_mosaic
+    from mnv3det.evaluate.plots import plot_image_mosaic
 
     imgs = images.cpu().numpy()
     h, w = imgs.shape[2:]
@@ -359,7 +359,7 @@ def _plot_batch(images: torch.Tensor, targets: torch.Tensor, dets: list[torch.Te
 
 def _plot_metrics(fast: FastMetrics, confusion: ConfusionMatrix, names: list[str], folder: Path) -> list[str]:
     """PR curves, F1/P/R-confidence curves and the normalised confusion matrix."""
-    from mnv3det.plots import plot_confusion_matrix, plot_metric_curve, plot_pr_curves
+    from mnv3det.evaluate.plots import plot_confusion_matrix, plot_metric_curve, plot_pr_curves
 
     ap50 = np.where(fast.present, fast.ap50, np.nan)
     return [

@@ -1,7 +1,7 @@
 """The training loop: `fit(cfg)` runs a whole training; `train_one_epoch(...)` one pass over the data.
 
-    from mnv3det.config import TrainConfig
-    from mnv3det.engine.trainer import fit
+    from mnv3det.train.config import TrainConfig
+    from mnv3det.train.trainer import fit
     result = fit(TrainConfig(recipe="mnv3-small", epochs=30, imgsz=416, batch=16))
 
 One epoch: uint8 batch / 255 -> forward (autocast fp16 on CUDA, optional bf16 on CPU) -> YOLOv5 loss
@@ -30,13 +30,13 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
-from mnv3det.config import TrainConfig, apply_overrides, config_table, save_config
-from mnv3det.engine import distributed as ddp
-from mnv3det.engine.checkpoint import load_checkpoint, save_checkpoint, strip_for_inference
-from mnv3det.engine.ema import ModelEMA, unwrap
-from mnv3det.engine.optim import Warmup, accumulate_steps, build_optimizer, lr_lambda, warmup_iters
+from mnv3det.train.config import TrainConfig, apply_overrides, config_table, save_config
+from mnv3det.train import distributed as ddp
+from mnv3det.core.checkpoint import load_checkpoint, save_checkpoint, strip_for_inference
+from mnv3det.train.ema import ModelEMA, unwrap
+from mnv3det.train.optim import Warmup, accumulate_steps, build_optimizer, lr_lambda, warmup_iters
 from mnv3det.errors import UserError
-from mnv3det.loss import YoloLoss
+from mnv3det.train.loss import YoloLoss
 
 LOSS_NAMES = ("box", "obj", "cls")
 
@@ -502,7 +502,7 @@ class RunContext:
 
 def open_run(cfg: TrainConfig, resume: str | Path | None) -> tuple[Path, int, dict[str, Any] | None]:
     """(run folder, first epoch, checkpoint or None): a new runs/train/expN, or the folder of a last.pt to resume."""
-    from mnv3det.engine.runs import increment_path
+    from mnv3det.core.runs import increment_path
 
     if resume is None:
         return increment_path(Path(cfg.project), cfg.name, cfg.exist_ok), 0, None
@@ -579,7 +579,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
         show_progress: bool = True) -> TrainResult:
     """Train `cfg` (or continue the run whose last.pt is `resume`, with `cfg` from `config_for_resume`)."""
     from mnv3det.data import create_dataloader, dataset_box_sizes, load_data
-    from mnv3det.engine.device import select_device
+    from mnv3det.core.device import select_device
 
     console = console or Console(stderr=True)
     device = select_device(cfg.device)
@@ -612,7 +612,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
 
         model = build_training_model(cfg, list(spec.names), log) if ckpt is None else _model_from_checkpoint(ckpt)
         if ckpt is None and cfg.autoanchor and info.is_main:  # DDP copies rank 0's anchors to the others
-            from mnv3det.anchors import check_anchors
+            from mnv3det.train.anchors import check_anchors
 
             report = check_anchors(model, dataset_box_sizes(train_records, cfg.imgsz), thr=cfg.anchor_t, seed=cfg.seed)
             log.print(report.message)
@@ -630,7 +630,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
             _plot_labels(train_records, list(spec.names), run_dir / "labels.png")
         run = RunContext(cfg, run_dir, spec, val_records, device, log, _tensorboard(run_dir) if info.is_main else None)
         if info.is_main and val_records:
-            from mnv3det.engine.evaluator import make_eval_loader
+            from mnv3det.evaluate.evaluator import make_eval_loader
 
             run.val_loader = make_eval_loader(val_records, imgsz=cfg.imgsz, batch_size=cfg.batch * 2,
                                               stride=int(model.stride.max()), workers=cfg.workers)
@@ -668,7 +668,7 @@ def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) ->
     if stop_reason:
         run.log.print(f"[yellow]{stop_reason}[/]")
     if run.cfg.plots and (run.run_dir / "results.csv").exists():
-        from mnv3det.engine.run_plots import plot_results
+        from mnv3det.train.plots import plot_results
 
         plot_results(run.run_dir / "results.csv")
     if run.writer is not None:
@@ -694,7 +694,7 @@ def _model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
 
 def _validate(state: TrainState, run: RunContext, cfg: TrainConfig):
     """Fast mAP of the EMA model on the validation records, over the run's reusable val loader."""
-    from mnv3det.engine.evaluator import evaluate
+    from mnv3det.evaluate.evaluator import evaluate
 
     ema_model = state.ema.module
     ema_model.names = list(state.net.names)
@@ -738,7 +738,7 @@ def _summary_line(epoch: int, epochs: int, stats: EpochStats, result: Any, state
 
 
 def _plot_labels(records: list[Any], names: list[str], out: Path) -> None:
-    from mnv3det.engine.run_plots import plot_labels
+    from mnv3det.train.plots import plot_labels
 
     classes, wh = [], []
     for r in records:

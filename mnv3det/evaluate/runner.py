@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mnv3det.engine.eval_report import print_eval, summary_text
-from mnv3det.engine.evaluator import EvalResult, evaluate
-from mnv3det.engine.runs import increment_path
+from mnv3det.evaluate.report import print_eval, summary_text
+from mnv3det.evaluate.evaluator import EvalResult, evaluate
+from mnv3det.core.runs import increment_path
 from mnv3det.errors import UserError
 
 SPLITS = ("val", "test")
@@ -59,9 +59,9 @@ def check_options(opts: ValOptions) -> None:
 def run_val(opts: ValOptions, console: Console | None = None) -> tuple[EvalResult, Path]:
     """Evaluate `opts.weights` on a split of `opts.data`; returns the result and the run folder."""
     from mnv3det.data import load_data
-    from mnv3det.engine.backends import load_backend
-    from mnv3det.engine.device import select_device
-    from mnv3det.engine.predictor import check_imgsz
+    from mnv3det.deploy.backends import load_backend
+    from mnv3det.core.device import select_device
+    from mnv3det.deploy.predictor import check_imgsz
 
     console = console or Console()
     check_options(opts)

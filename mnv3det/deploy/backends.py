@@ -80,7 +80,7 @@ class TorchBackend:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device, fuse: bool = True) -> "TorchBackend":
-        from mnv3det.engine.checkpoint import load_model
+        from mnv3det.core.checkpoint import load_model
 
         model, ckpt = load_model(path, device=device, fuse=fuse)
         backend = cls(model, names=model.names, device=device)

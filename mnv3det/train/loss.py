@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_convert, complete_box_iou_loss
 
 if TYPE_CHECKING:  # typing only: config imports nothing from here
-    from mnv3det.config import TrainConfig
+    from mnv3det.train.config import TrainConfig
 
 # Neighbour offsets in cells: self, left, up, right, down (scaled by g = 0.5 below).
 _OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from mnv3det.data import letterbox
-from mnv3det.engine.backends import Backend
-from mnv3det.engine.postprocess import non_max_suppression, scale_boxes
+from mnv3det.deploy.backends import Backend
+from mnv3det.core.postprocess import non_max_suppression, scale_boxes
 from mnv3det.errors import UserError
 
 # (h0, w0) of the original image and ((ratio_h, ratio_w), (pad_w, pad_h)) of its letterbox, as the loader gives them.

@@ -162,7 +162,7 @@ def apply_overrides(cfg: TrainConfig, values: dict[str, Any], source: str) -> Tr
     if unknown:
         raise UserError(
             f"{source}: unknown setting(s) {', '.join(unknown)}; valid names are the fields of "
-            "mnv3det.config.TrainConfig (see recipes/hyp.scratch.yaml)"
+            "mnv3det.train.config.TrainConfig (see recipes/hyp.scratch.yaml)"
         )
     changed = {k: _coerce(k, v, source) for k, v in values.items()}
     new = dataclasses.replace(cfg, **changed)

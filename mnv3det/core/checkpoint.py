@@ -76,7 +76,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool 
 
     Returns (model, ckpt) where ckpt is the checkpoint dict (names, nc, config, ...).
     """
-    from mnv3det.models import build_model  # local import: models import nothing from engine
+    from mnv3det.models import build_model  # local import: models import nothing from train, evaluate or deploy
 
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["recipe"], nc=ckpt["nc"])

@@ -1,0 +1,1 @@
+"""Small helpers every package shares: checkpoints, devices, run folders, box post-processing."""

@@ -1,0 +1,1 @@
+"""Deployment: runtime backends, the one prediction path, detect sources, export, profile."""

@@ -1,0 +1,1 @@
+"""Evaluation: infer -> score (pycocotools-exact) -> write reports and plots."""

@@ -1,0 +1,1 @@
+"""Training: config, loop, checkpoint state, optimizer, EMA, DDP, loss and assigner, autoanchor, run plots."""
