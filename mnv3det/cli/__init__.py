@@ -5,7 +5,12 @@ Each command is a thin wrapper in its own module; importing the module registers
 
 from __future__ import annotations
 
-from mnv3det.cli.app import app
+from mnv3det.core.threads import configure_openmp
+
+# Before anything imports torch: libgomp reads its wait policy once, when it loads (see mnv3det/core/threads.py).
+configure_openmp()
+
+from mnv3det.cli.app import app  # noqa: E402
 
 # Registration by import, in the order `--help` lists the commands.
 from mnv3det.cli import train_cmd as _train  # noqa: F401,E402

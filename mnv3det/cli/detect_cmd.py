@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from mnv3det.cli.app import command
-from mnv3det.cli.options import parse_imgsz, parse_ints
+from mnv3det.cli.options import THREADS_HELP, parse_imgsz, parse_ints
 
 
 @command("detect")
@@ -33,6 +33,7 @@ def detect_command(
     project: Path = typer.Option(Path("runs/detect"), "--project", help="Folder that holds the run folders."),
     name: str = typer.Option("exp", "--name", help="Run folder name; exp, exp2, ... when taken."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse project/name instead of a new folder."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Detect objects and save annotated images/videos (plus labels, json, crops when asked) to runs/detect/expN."""
     from mnv3det.deploy.detect_runner import DetectOptions, print_detect_report, run_detect
@@ -57,6 +58,7 @@ def detect_command(
         project=project,
         name=name,
         exist_ok=exist_ok,
+        threads=threads,
     )
     console = Console()
     report = run_detect(options, console)

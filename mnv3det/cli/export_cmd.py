@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mnv3det.cli.app import command
-from mnv3det.cli.options import parse_imgsz
+from mnv3det.cli.options import THREADS_HELP, parse_imgsz
 
 
 @command("export")
@@ -27,6 +27,7 @@ def export_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the weights)."),
     image: Optional[Path] = typer.Option(None, "--image", help="Image to verify on (default: a generated test scene)."),
     runs: int = typer.Option(10, "--runs", help="Timed runs for the latency figure."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON only."),
 ) -> None:
     """Export a checkpoint, check it (onnx.checker, outputs vs PyTorch within 1e-4) and report size and latency."""
@@ -45,6 +46,7 @@ def export_command(
         simplify=simplify,
         half=half,
         latency_runs=runs,
+        threads=threads,
     )
     if json_out:
         import json

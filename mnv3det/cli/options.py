@@ -20,3 +20,5 @@ def parse_imgsz(text: str, option: str = "--imgsz") -> int | tuple[int, int]:
     """'640' -> 640 (square); '480,640' -> (480, 640) as (height, width)."""
     sizes = parse_ints(text, option, max_count=2)
     return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+THREADS_HELP = "CPU threads (default: the cores this process may use). On a busy machine try 1."

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from mnv3det.cli.app import command
+from mnv3det.cli.options import THREADS_HELP
 
 
 @command("val")
@@ -30,6 +31,7 @@ def val_command(
     name: str = typer.Option("exp", "--name", help="Run folder name; exp, exp2, ... when taken."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse project/name instead of a new folder."),
     workers: int = typer.Option(2, "--workers", help="Data loading worker processes (0 = in the main process)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Evaluate a detector: per-class table, COCO AP/AR, speed; results in runs/val/expN."""
     from mnv3det.evaluate.runner import ValOptions, run_val
@@ -37,6 +39,6 @@ def val_command(
     run_val(
         ValOptions(weights=weights, data=data, imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det,
                    device=device, save_json=save_json, plots=plots, split=split, project=project, name=name,
-                   exist_ok=exist_ok, workers=workers),
+                   exist_ok=exist_ok, workers=workers, threads=threads),
         Console(),
     )

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from mnv3det.core.threads import apply_threads, ort_session_options
 from mnv3det.errors import UserError
 
 METADATA_FORMAT = "mnv3det-export/1"
@@ -115,9 +116,7 @@ class OnnxBackend:
                     "(install onnxruntime-gpu to use the GPU)",
                     stacklevel=2,
                 )
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options = ort_session_options(threads)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as err:  # protobuf parse errors, unsupported opsets, ...
@@ -210,17 +209,23 @@ def _run_fixed_batch(run, images, fixed_shape: tuple[int, int, int, int] | None)
     return torch.cat(outs)
 
 
-def load_backend(weights: str | Path, device: torch.device | str = "cpu") -> Backend:
-    """Open `weights` (.pt checkpoint, .onnx or .torchscript export) as a Backend on `device`."""
+def load_backend(weights: str | Path, device: torch.device | str = "cpu", threads: int | None = None) -> Backend:
+    """Open `weights` (.pt checkpoint, .onnx or .torchscript export) as a Backend on `device`.
+
+    `threads`: CPU threads for the runtime (torch intra-op, or ONNX Runtime's pool); None = the cores this
+    process may use (`mnv3det.core.threads`).
+    """
     path = Path(weights)
     device = torch.device(device)
+    if device.type == "cpu":
+        apply_threads(threads)
     if not path.is_file():
         raise UserError(f"--weights {path} does not exist; pass a .pt checkpoint or an exported .onnx/.torchscript file")
     suffix = path.suffix.lower()
     if suffix == ".pt":
         return TorchBackend.from_checkpoint(path, device)
     if suffix == ".onnx":
-        return OnnxBackend(path, device)
+        return OnnxBackend(path, device, threads)
     if suffix == ".torchscript":
         return TorchScriptBackend(path, device)
     raise UserError(f"--weights {path}: unknown model file type {suffix!r}; use one of {', '.join(SUFFIXES)}")

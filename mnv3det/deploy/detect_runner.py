@@ -57,6 +57,7 @@ class DetectOptions:
     project: Path = Path("runs/detect")
     name: str = "exp"
     exist_ok: bool = False
+    threads: int | None = None  # CPU threads; None = the cores this process may use
 
 
 @dataclass
@@ -204,7 +205,7 @@ def run_detect(opts: DetectOptions, console: Console | None = None, backend: Bac
     console = console or Console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
     if backend is None:
-        backend = load_backend(opts.weights, select_device(opts.device))
+        backend = load_backend(opts.weights, select_device(opts.device), opts.threads)
     names = backend.names
     _check_options(opts, names)
     if backend.fixed_shape is not None:

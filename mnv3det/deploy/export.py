@@ -37,6 +37,7 @@ from mnv3det.deploy.backends import (
 )
 from mnv3det.core.device import select_device
 from mnv3det.deploy.predictor import check_imgsz, prepare_images
+from mnv3det.core.threads import ort_session_options, resolve_threads
 from mnv3det.errors import UserError
 
 FORMATS = ("onnx", "torchscript")
@@ -132,14 +133,11 @@ def _latency_ms(run, x, runs: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def ort_cpu_session(path: str | Path, threads: int = 2):
-    """An onnxruntime CPU InferenceSession with `threads` intra-op threads (the settings every latency figure uses)."""
+def ort_cpu_session(path: str | Path, threads: int | None = 2):
+    """An onnxruntime CPU InferenceSession with the settings `detect`/`val` use (`ort_session_options`)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=ort_session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def onnx_latency_ms(path: str | Path, shape: tuple[int, int, int, int], threads: int = 2, runs: int = 20) -> float:
@@ -238,10 +236,14 @@ def export_model(
     image: np.ndarray | None = None,
     latency_runs: int = 10,
     recipe_name: str = "",
+    threads: int | None = None,
 ) -> ExportResult:
     """Export a `DetectionModel` (not changed: a fused copy is exported) and verify the file; see the module doc."""
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not supported; use one of {', '.join(FORMATS)}")
+    threads = resolve_threads(threads)  # verification and the latency figure run with this many CPU threads
+    if device == "cpu" or getattr(device, "type", None) == "cpu":
+        torch.set_num_threads(threads)
     if batch < 1:
         raise UserError(f"--batch {batch}: must be 1 or more")
     if format == "onnx" and opset < MIN_OPSET:
@@ -283,7 +285,7 @@ def export_model(
     meta = export_metadata(names, strides, (h, w), batch, dynamic, half, recipe_name)
     if format == "onnx":
         write_onnx(model, dummy, path, meta, opset, dynamic, simplify_tool)
-        backend = OnnxBackend(path, device)
+        backend = OnnxBackend(path, device, threads)
     else:
         _write_torchscript(model, dummy, path, meta)
         backend = TorchScriptBackend(path, device)
@@ -306,8 +308,8 @@ def export_model(
         max_abs, max_rel, max_excess = max(max_abs, abs_diff), max(max_rel, rel_diff), max(max_excess, excess)
 
     if format == "onnx":
-        latency = onnx_latency_ms(path, (batch, 3, h, w), threads=2, runs=latency_runs)
-        engine = "onnxruntime CPU, 2 threads"
+        latency = onnx_latency_ms(path, (batch, 3, h, w), threads=threads, runs=latency_runs)
+        engine = f"onnxruntime CPU, {threads} threads"
     else:
         x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
         with torch.inference_mode():

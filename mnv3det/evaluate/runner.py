@@ -40,6 +40,7 @@ class ValOptions:
     name: str = "exp"
     exist_ok: bool = False
     workers: int = 2
+    threads: int | None = None  # CPU threads; None = the cores this process may use
 
 
 def check_options(opts: ValOptions) -> None:
@@ -66,7 +67,7 @@ def run_val(opts: ValOptions, console: Console | None = None) -> tuple[EvalResul
     console = console or Console()
     check_options(opts)
     device = select_device(opts.device)
-    backend = load_backend(opts.weights, device)
+    backend = load_backend(opts.weights, device, opts.threads)
     fixed = backend.fixed_shape[2] if backend.fixed_shape is not None else None
     trained = getattr(backend, "train_imgsz", None)
     imgsz = opts.imgsz or fixed or trained or 640

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import os
 import random
 import resource
 import time
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 
 from mnv3det.train.config import TrainConfig, apply_overrides, config_table, save_config
 from mnv3det.train import distributed as ddp
+from mnv3det.core.threads import resolve_threads
 from mnv3det.core.checkpoint import load_checkpoint, save_checkpoint, strip_for_inference
 from mnv3det.train.ema import ModelEMA, unwrap
 from mnv3det.train.optim import Warmup, accumulate_steps, build_optimizer, lr_lambda, warmup_iters
@@ -145,8 +145,7 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
 
 def default_threads(world_size: int) -> int:
     """Intra-op threads per process: the cores shared out over the processes (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(world_size, 1))
+    return resolve_threads(None, world_size)
 
 
 def memory_text(device: torch.device) -> str:

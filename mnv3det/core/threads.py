@@ -1,0 +1,77 @@
+"""CPU threading that keeps its speed when another process shares the cores.
+
+Why this module exists: PyTorch's OpenMP threads and ONNX Runtime's thread pool *spin* while they wait for work.
+With as many threads as cores, one competing process (a second training job, a browser, the test suite) makes every
+parallel region wait for a thread whose core is taken, and the spinning threads burn the cycles the competitor
+needs; mnv3det measured 7-30x slow-downs (`benchmarks/bench_contention.py`). The fixes, in order of effect:
+- the OpenMP wait policy, which libgomp reads once when torch is first imported, so it is set by the entry point
+  (`configure_openmp`) and never overrides a value the user already set;
+- ONNX Runtime's own spin switch (`ort_session_options`);
+- a thread count taken from the cores this process may use (`available_cores`), not from the machine's total.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Chosen from benchmarks/bench_contention.py (table in README "CPU threads"): PASSIVE lets waiting OpenMP threads
+# sleep at once instead of spinning; it costs little when idle and avoids the collapse under contention.
+OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def configure_openmp() -> dict[str, str]:
+    """Put the OpenMP defaults into os.environ unless the user set them; returns what was set.
+
+    Must run before torch is first imported (libgomp reads the environment once, when it loads); when torch is
+    already imported this does nothing and returns {} so that the process stays consistent with what it runs.
+    """
+    if "torch" in sys.modules:
+        return {}
+    applied = {}
+    for key, value in OPENMP_DEFAULTS.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            applied[key] = value
+    return applied
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under taskset or a container's cpuset), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | None, processes: int = 1) -> int:
+    """`threads` if given, else the available cores shared out over `processes` (at least 1)."""
+    if threads is not None:
+        return max(1, int(threads))
+    return max(1, available_cores() // max(processes, 1))
+
+
+def apply_threads(threads: int | None, processes: int = 1) -> int:
+    """Set torch's intra-op thread count (see `resolve_threads`) and return it."""
+    import torch
+
+    count = resolve_threads(threads, processes)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
+def ort_session_options(threads: int | None = None):
+    """onnxruntime SessionOptions with `resolve_threads(threads)` intra-op threads, one inter-op thread and no
+    spinning: ORT's pool spins like OpenMP's and collapses the same way on a shared machine."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = resolve_threads(threads)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", ORT_ALLOW_SPINNING)
+    options.add_session_config_entry("session.inter_op.allow_spinning", ORT_ALLOW_SPINNING)
+    return options
+
+
+# "0" = ORT's workers sleep when idle (see module docstring); MNV3DET_ORT_SPIN=1 restores ORT's own default.
+ORT_ALLOW_SPINNING = "1" if os.environ.get("MNV3DET_ORT_SPIN") == "1" else "0"

@@ -1,0 +1,103 @@
+"""CPU threading defaults: the OpenMP wait policy set by the entry point, --threads on every computing command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mnv3det.cli import app
+from mnv3det.core import threads as threading_defaults
+from mnv3det.deploy.backends import load_backend
+from mnv3det.deploy.export import export_checkpoint
+from tests.test_detect import NAMES, make_checkpoint
+
+PROBE = "import os, mnv3det.cli, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+
+
+def _probe(env_extra: dict[str, str]) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env_extra
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_entry_point_sets_passive_wait_policy_before_torch():
+    assert _probe({}) == "PASSIVE"
+
+
+def test_entry_point_respects_the_users_wait_policy():
+    assert _probe({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+
+
+def test_configure_openmp_does_nothing_once_torch_is_loaded(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert "torch" in sys.modules
+    assert threading_defaults.configure_openmp() == {}
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_resolve_threads_uses_affinity_and_processes(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert threading_defaults.resolve_threads(None) == 4
+    assert threading_defaults.resolve_threads(None, processes=2) == 2
+    assert threading_defaults.resolve_threads(None, processes=8) == 1
+    assert threading_defaults.resolve_threads(3) == 3
+
+
+def test_ort_sessions_do_not_spin_and_take_the_thread_count(tmp_path: Path):
+    weights = make_checkpoint(tmp_path / "m.pt")
+    result = export_checkpoint(weights, imgsz=64, latency_runs=1, threads=1)
+    backend = load_backend(result.path, "cpu", threads=1)
+    options = backend.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert "1 threads" in result.latency_engine
+
+
+@pytest.mark.parametrize("command", ["val", "detect", "export"])
+def test_threads_option_sets_torch_threads(command: str, tmp_path: Path):
+    weights = make_checkpoint(tmp_path / "m.pt")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        common = ["--weights", str(weights), "--threads", "1"]
+        args = {
+            "val": ["val", *common, "--data", str(_dataset(tmp_path)), "--imgsz", "64", "--workers", "0", "--no-plots",
+                    "--project", str(tmp_path)],
+            "detect": ["detect", str(_image(tmp_path)), *common, "--imgsz", "64", "--project", str(tmp_path)],
+            "export": ["export", *common, "--imgsz", "64", "--runs", "1", "--json"],
+        }[command]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        if command == "export":
+            assert json.loads(result.output.strip().splitlines()[-1])["latency_engine"].endswith("1 threads")
+    finally:
+        torch.set_num_threads(before)
+
+
+def _dataset(tmp_path: Path) -> Path:
+    """A one-image YOLO dataset with the checkpoint's three classes."""
+    (tmp_path / "data" / "images" / "val").mkdir(parents=True)
+    (tmp_path / "data" / "labels" / "val").mkdir(parents=True)
+    _image(tmp_path / "data" / "images" / "val")
+    (tmp_path / "data" / "labels" / "val" / "img.txt").write_text("0 0.5 0.5 0.4 0.4\n")
+    yaml_path = tmp_path / "data" / "data.yaml"
+    yaml_path.write_text(f"path: {tmp_path / 'data'}\ntrain: images/val\nval: images/val\nnames: {NAMES}\n")
+    return yaml_path
+
+
+def _image(tmp_path: Path) -> Path:
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "img.jpg"
+    cv2.imwrite(str(path), np.full((64, 80, 3), 127, np.uint8))
+    return path
