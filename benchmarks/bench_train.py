@@ -25,7 +25,9 @@ from rich.table import Table
 from mnv3det.train.config import TrainConfig
 from mnv3det.data import create_dataloader, load_data
 from mnv3det.train.distributed import DistInfo
-from mnv3det.train.trainer import build_state, build_training_model, seed_everything, train_one_epoch
+from mnv3det.train.loop import train_one_epoch
+from mnv3det.train.setup import build_training_model
+from mnv3det.train.state import build_state, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128 = Path(os.environ.get("MNV3DET_SHARED_DATASETS", REPO.parent / "shared" / "datasets")) / "coco128" / "coco128.yaml"
@@ -43,7 +45,7 @@ def bench(recipe: str, data: str | None, imgsz: int, batch: int, workers: int, t
     model = build_training_model(cfg, list(spec.names), Console(quiet=True))
     loader = create_dataloader(records, imgsz=imgsz, batch_size=batch, augment=True, hyp=cfg.augment_hyp(),
                                workers=workers, shuffle=True, seed=0)
-    state = build_state(cfg, model, torch.device("cpu"), len(loader), 0, DistInfo(), None)
+    state = build_state(cfg, model, torch.device("cpu"), len(loader), DistInfo())
     train_one_epoch(state, loader, 0, cfg, console=console, show_progress=False)  # warm-up pass
     runs = [train_one_epoch(state, loader, e + 1, cfg, console=console, show_progress=False) for e in range(passes)]
     images = sum(r.images for r in runs)

@@ -25,7 +25,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert out.count("epoch 2/2:") == 1  # only rank 0 logs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]  # only rank 0 saves
     ckpt = load_checkpoint(tmp_path / "exp" / "weights" / "last.pt")
-    assert ckpt["epoch"] == 1 and ckpt["resume"]["finished"]
+    assert ckpt.epoch == 1 and ckpt.resume.finished
     # 16 images / (8 per step over both processes) = 2 optimizer steps per epoch after a 2-batch warmup
-    assert ckpt["ema_updates"] == 4
-    assert not any(k.startswith("module.") for k in ckpt["model"])  # the DDP wrapper is not saved
+    assert ckpt.resume.ema_updates == 4
+    assert not any(k.startswith("module.") for k in ckpt.model)  # the DDP wrapper is not saved

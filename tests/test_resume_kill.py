@@ -37,14 +37,14 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
             proc.kill()
         proc.stderr.close()
     killed_at = load_checkpoint(last)
-    assert killed_at["epoch"] == 0, "killed after epoch 2 finished: the test did not interrupt an epoch"
+    assert killed_at.epoch == 0, "killed after epoch 2 finished: the test did not interrupt an epoch"
 
     done = subprocess.run([sys.executable, "-m", "mnv3det", "train", "--resume", str(tmp_path / "exp")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming" in done.stderr and "from epoch 2/3" in done.stderr
     final = load_checkpoint(last)
-    assert final["epoch"] == 2 and final["resume"]["finished"]
+    assert final.epoch == 2 and final.resume.finished
     with (tmp_path / "exp" / "results.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
     assert not (tmp_path / "exp2").exists()  # resumed in place, no new run folder

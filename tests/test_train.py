@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.train.config import TrainConfig
-from mnv3det.train import trainer
+from mnv3det.train import loss, results, setup, trainer
 from mnv3det.core.checkpoint import load_checkpoint, load_model
-from mnv3det.train.trainer import config_for_resume, fit, transfer_weights
+from mnv3det.train.resume import config_for_resume
+from mnv3det.train.setup import transfer_weights
+from mnv3det.train.trainer import fit
 from mnv3det.errors import UserError
 from mnv3det.models import build_model
 
@@ -41,15 +43,15 @@ def test_train_two_epochs_writes_run_and_checkpoints_load(tmp_path):
     assert all(float(r["train/box_loss"]) > 0 for r in rows)
 
     last = load_checkpoint(run / "weights/last.pt")  # weights_only=True
-    assert last["epoch"] == 1 and last["optimizer"] is not None and last["config"]["epochs"] == 2
-    assert last["names"] == ["circle", "square", "triangle", "cross"] and last["ema_updates"] >= 1
+    assert last.epoch == 1 and last.resume.optimizer is not None and last.config["epochs"] == 2
+    assert last.names == ["circle", "square", "triangle", "cross"] and last.resume.ema_updates >= 1
     model, ckpt = load_model(run / "weights/best.pt")
-    assert ckpt["optimizer"] is None and ckpt.get("resume") is None
+    assert ckpt.resume is None
     with torch.no_grad():
         out = model(torch.rand(1, 3, 128, 128))
     assert out.shape[0] == 1 and out.shape[-1] == 5 + 4
-    rebuilt = build_model(last["recipe"], nc=last["nc"])
-    rebuilt.load_state_dict(last["model"])  # EMA weights fit the recipe stored beside them
+    rebuilt = build_model(last.recipe, nc=last.nc)
+    rebuilt.load_state_dict(last.model)  # EMA weights fit the recipe stored beside them
     assert torch.equal(rebuilt.detect.anchors, model.detect.anchors)
 
     # A finished run says so instead of training again.
@@ -83,14 +85,14 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "train_one_epoch", real)
     last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
     before = load_checkpoint(last)
-    assert before["epoch"] == 0 and not before["resume"]["finished"]
+    assert before.epoch == 0 and not before.resume.finished
 
     resumed_cfg, _ = config_for_resume(last, {"workers": 0})
     result = fit(resumed_cfg, resume=last, show_progress=False)
     after = load_checkpoint(last)
     assert result.run_dir == last.parent.parent and result.epochs_done == 3
-    assert after["epoch"] == 2 and after["resume"]["finished"]
-    assert after["ema_updates"] == before["ema_updates"] + 4  # 2 epochs x (16 images / nbs 8) steps
+    assert after.epoch == 2 and after.resume.finished
+    assert after.resume.ema_updates == before.resume.ema_updates + 4  # 2 epochs x (16 images / nbs 8) steps
     resumed_rows = _csv_rows(last.parent.parent / "results.csv")
     assert [r["epoch"] for r in resumed_rows] == ["0", "1", "2"]
     # The lr schedule continues as in a run that was never interrupted.
@@ -151,17 +153,17 @@ def test_early_stopping_with_patience(tmp_path, monkeypatch):
     assert result.epochs_done == 3 and "early stop" in result.stop_reason
     assert result.best_fitness == pytest.approx(0.25)
     last = load_checkpoint(result.last)
-    assert last["resume"]["finished"] and "early stop" in last["resume"]["stop_reason"]
+    assert last.resume.finished and "early stop" in last.resume.stop_reason
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
-    real_forward = trainer.YoloLoss.forward
+    real_forward = loss.YoloLoss.forward
 
     def nan_loss(self, preds, targets):
         total, items = real_forward(self, preds, targets)
         return total * float("nan"), items
 
-    monkeypatch.setattr(trainer.YoloLoss, "forward", nan_loss)
+    monkeypatch.setattr(loss.YoloLoss, "forward", nan_loss)
     with pytest.raises(UserError, match="non-finite loss") as err:
         fit(tiny(tmp_path, imgsz=64, max_images=8, batch=2, epochs=2, max_nonfinite=3), show_progress=False)
     assert "--lr0" in str(err.value)
@@ -170,8 +172,8 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
 def test_resume_trims_results_rows_it_will_redo(tmp_path):
     path = tmp_path / "results.csv"
     for epoch in range(3):
-        trainer.append_results(path, {"epoch": epoch, "train/box_loss": 0.1 * epoch})
-    trainer.trim_results(path, first_epoch=2)
+        results.append_results(path, {"epoch": epoch, "train/box_loss": 0.1 * epoch})
+    results.trim_results(path, first_epoch=2)
     assert [r["epoch"] for r in _csv_rows(path)] == ["0", "1"]
     assert float(_csv_rows(path)[1]["train/box_loss"]) == pytest.approx(0.1)
 
@@ -185,7 +187,7 @@ def test_backbone_weights_and_freeze_reach_the_training_model(tmp_path):
     tv_state = mobilenet_v3_small(weights=None).state_dict()  # random weights: nothing is downloaded
     torch.save(tv_state, source)
     cfg = tiny(tmp_path, backbone_weights=str(source), freeze=4)
-    model = trainer.build_training_model(cfg, ["a", "b"], Console(quiet=True))
+    model = setup.build_training_model(cfg, ["a", "b"], Console(quiet=True))
     assert torch.equal(model.state_dict()["layers.3.block.0.0.weight"], tv_state["features.3.block.0.0.weight"])
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all(int(n.split(".")[1]) < 4 for n in frozen)

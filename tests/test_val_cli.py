@@ -74,7 +74,7 @@ def test_val_defaults_to_the_training_image_size(checkpoint: Path, tmp_path: Pat
 
     trained_at_96 = tmp_path / "trained96.pt"
     ckpt = load_checkpoint(checkpoint)
-    save_checkpoint({**ckpt, "config": {"imgsz": 96}}, trained_at_96)
+    save_checkpoint({**ckpt.to_dict(), "config": {"imgsz": 96}}, trained_at_96)
     args = ["val", "--weights", str(trained_at_96), "--batch", "16", "--workers", "0", "--no-plots",
             "--project", str(tmp_path), "--device", "cpu"]
     result = runner.invoke(app, args)

@@ -1,93 +1,284 @@
-"""Checkpoints that describe themselves (nanoGPT-style): everything needed to rebuild, resume or run.
+"""The checkpoint type (nanoGPT-style: it describes itself), written and read only here.
 
-Layout of a checkpoint dict (every value is a tensor, number, string, list, tuple, dict or None, so
-`torch.load(weights_only=True)` can read it and a checkpoint cannot run code on load):
+    Checkpoint                      what every .pt file holds (best.pt: `resume` is None)
+      format        "mnv3det/2"     (files of format "mnv3det/1" are read too and upgraded in memory)
+      recipe        the model graph as a plain dict (the yaml after nc/anchors were resolved)
+      nc, names     number of classes, class names (list[str], len nc)
+      model         state_dict of the weights to use (the EMA weights during training), float32 on CPU
+      epoch         last finished epoch (0-based); -1 for a file that holds weights only
+      best_fitness  float or None
+      config        the run's TrainConfig as a plain dict ({} when not written by a training run)
+      data          DataInfo (names, category ids, format, source) or None
+      resume        ResumeState (raw weights, optimizer, scaler, EMA count, RNG, counters) or None
 
-    format        "mnv3det/1"
-    recipe        the model graph as a plain dict (the yaml after nc/anchors were resolved)
-    nc, names     number of classes, class names (list[str])
-    model         state_dict of the weights to use (the EMA weights during training), float32
-    epoch         last finished epoch (0-based); -1 for a checkpoint that holds weights only
-    best_fitness  float or None
-    optimizer, scaler, ema_updates, rng   training state for --resume (None in stripped files)
-    config        the run's final config as a plain dict
-    data          extra info about the data (e.g. category ids for mapping back to COCO)
+Every value is a tensor, number, string, list, tuple, dict or None, so `torch.load(weights_only=True)`
+reads it and a checkpoint cannot run code on load. Reading is strict: a file that is not ours, or that
+says it is but misses keys or holds weights of another shape, is a one-line `UserError`.
 
-Writes are atomic: a temporary file in the same folder, fsync, then os.replace, so a run killed
-mid-save never leaves a truncated last.pt behind.
+Writes are atomic: a temporary file in the same folder (created with the normal file mode, so the
+umask applies), fsync, then os.replace; a run killed mid-save never leaves a truncated file behind,
+only a `.NAME.*.tmp` that `remove_stale_temporaries` deletes on the next start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import tempfile
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
+from torch import Tensor, nn
 
 from mnv3det.errors import UserError
 
-FORMAT = "mnv3det/1"
+FORMAT = "mnv3det/2"
+OLD_FORMATS = ("mnv3det/1",)  # read and upgraded in memory; never written
+TMP_SUFFIX = ".tmp"
+_WHAT_TO_DO = "use a .pt written by `mnv3det train` (or train again)"
 
 
-def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
-    """Atomically write `ckpt` to `path` (creating parent folders); returns the path."""
+@dataclass
+class DataInfo:
+    """What the model was trained on (for mapping class indices back to the dataset's ids)."""
+
+    names: list[str]
+    category_ids: list[int]
+    format: str
+    source: str
+
+
+@dataclass
+class ResumeState:
+    """Training-only state of last.pt: enough to continue a run exactly where it stopped."""
+
+    train_model: dict[str, Tensor]  # raw (non-EMA) weights
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any] | None  # None when AMP is off
+    ema_updates: int
+    rng: dict[str, Any]  # python / numpy / torch / cuda generator states
+    best_epoch: int  # -1 = no best yet
+    last_opt_step: int  # global batch index of the last optimizer step
+    nonfinite_steps: int  # batches skipped for a non-finite loss so far
+    finished: bool  # all epochs done or stopped early: nothing to resume
+    stop_reason: str = ""
+
+
+@dataclass
+class Checkpoint:
+    """A model with its recipe and class names, plus (last.pt) the state to resume its training."""
+
+    recipe: dict[str, Any]
+    nc: int
+    names: list[str]
+    model: dict[str, Tensor]
+    epoch: int = -1
+    best_fitness: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    data: DataInfo | None = None
+    resume: ResumeState | None = None
+
+    @property
+    def train_imgsz(self) -> int | None:
+        """The image size the model was trained at, when it came from a training run."""
+        value = self.config.get("imgsz")  # config is optional as a whole: a plain weights file has none
+        return int(value) if value is not None else None
+
+    @property
+    def train_recipe(self) -> str:
+        """The recipe name the run was started with ('' when unknown)."""
+        return str(self.config.get("recipe") or "")
+
+    def for_inference(self) -> "Checkpoint":
+        """A copy without the training state (what best.pt holds)."""
+        return dataclasses.replace(self, resume=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict that is saved (weights_only-safe)."""
+        out = {"format": FORMAT, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        out["data"] = dataclasses.asdict(self.data) if self.data is not None else None
+        out["resume"] = dataclasses.asdict(self.resume) if self.resume is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "checkpoint") -> "Checkpoint":
+        """Check and convert a saved dict; `source` (usually the path) names the file in errors."""
+        version = raw.get("format")
+        said = f"{source} says format {version!r} but"
+        if version in OLD_FORMATS:
+            raw = _upgrade_v1(raw)
+        elif version != FORMAT:
+            raise UserError(f"{source} is not an mnv3det checkpoint (its format is {version!r}, expected {FORMAT!r}); "
+                            f"{_WHAT_TO_DO}")
+        _require(raw, cls, said, "")
+        ckpt = cls(**{k: v for k, v in raw.items() if k not in ("format", "data", "resume")})
+        if raw.get("data") is not None:
+            _require(raw["data"], DataInfo, said, "data.")
+            ckpt.data = DataInfo(**raw["data"])
+        if raw.get("resume") is not None:
+            _require(raw["resume"], ResumeState, said, "resume.")
+            ckpt.resume = ResumeState(**raw["resume"])
+        _check_values(ckpt, source)
+        return ckpt
+
+
+def _require(raw: Any, kind: type, said: str, prefix: str) -> None:
+    """Every field of `kind` without a default is present and no unknown key is: else a clear error.
+
+    said: "FILE says format 'mnv3det/2' but" (the start of the message).
+    """
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{said} its '{prefix.rstrip('.')}' is a {type(raw).__name__}, not a mapping: it is "
+                        f"damaged or was written by another tool; {_WHAT_TO_DO}")
+    known = {f.name for f in dataclasses.fields(kind)}
+    needed = {f.name for f in dataclasses.fields(kind)
+              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(needed - set(raw))
+    unknown = sorted(set(raw) - known - {"format"})
+    if missing or unknown:
+        what = "misses " + ", ".join(prefix + k for k in missing) if missing else "has unknown keys " + ", ".join(
+            prefix + k for k in unknown)
+        raise UserError(f"{said} {what}: it is damaged or was written by another tool; {_WHAT_TO_DO}")
+
+
+def _check_values(ckpt: Checkpoint, source: str) -> None:
+    """Types a later step relies on (so a damaged file fails here, in one line, not deep in a load)."""
+    problems = []
+    if not isinstance(ckpt.recipe, dict):
+        problems.append("recipe is not a mapping")
+    if not isinstance(ckpt.nc, int) or ckpt.nc < 1:
+        problems.append(f"nc is {ckpt.nc!r}")
+    if not isinstance(ckpt.names, (list, tuple)) or len(ckpt.names) != ckpt.nc:
+        problems.append(f"names has {len(ckpt.names) if isinstance(ckpt.names, (list, tuple)) else '?'} entries "
+                        f"for nc {ckpt.nc}")
+    if not isinstance(ckpt.model, dict) or not all(isinstance(v, Tensor) for v in ckpt.model.values()):
+        problems.append("model is not a state_dict of tensors")
+    if not isinstance(ckpt.config, dict):
+        problems.append("config is not a mapping")
+    if problems:
+        raise UserError(f"{source}: {'; '.join(problems)}: the file is damaged or was written by another tool; "
+                        f"{_WHAT_TO_DO}")
+    ckpt.names = [str(n) for n in ckpt.names]
+
+
+def _upgrade_v1(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A format-1 dict (optimizer/scaler/rng/ema_updates at the top) in format-2 layout."""
+    out = {k: v for k, v in raw.items() if k not in ("optimizer", "scaler", "rng", "ema_updates")}
+    out["format"] = FORMAT
+    out["config"] = raw.get("config") or {}  # format 1 wrote None for files not made by a run
+    out["data"] = raw.get("data") or None
+    extra = raw.get("resume")
+    if extra is not None and raw.get("optimizer") is not None:
+        if not isinstance(extra, Mapping):
+            extra = {}  # _require reports what is missing
+        out["resume"] = {**extra, "optimizer": raw["optimizer"], "scaler": raw.get("scaler"),
+                         "ema_updates": raw.get("ema_updates", 0), "rng": raw.get("rng") or {}}
+    else:
+        out["resume"] = None  # best.pt or a weights-only file
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(ckpt: Checkpoint | Mapping[str, Any], path: str | Path) -> Path:
+    """Atomically write `ckpt` to `path` (creating parent folders); returns the path.
+
+    A plain mapping (recipe, nc, names, model, ...) is checked through `Checkpoint.from_dict` first; without
+    a "format" entry it is read in the format-1 layout that code wrote before this type existed.
+    """
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = Checkpoint.from_dict({"format": OLD_FORMATS[0], **ckpt}, source="checkpoint to save")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = {"format": FORMAT, **ckpt}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:  # O_EXCL on a random name: mode 0o666 minus the umask (mkstemp would force 0600)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
+            torch.save(ckpt.to_dict(), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (weights_only=True); clear errors for missing or foreign files."""
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete `.NAME.*.tmp` files a killed save left in `folder`; call only while no one else writes there."""
+    removed = []
+    for tmp in Path(folder).glob(f".*.pt.*{TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint safely (weights_only=True); clear errors for missing, foreign or damaged files."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .pt file written by `mnv3det train`")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle errors, truncated files, foreign formats
         # torch's own message advises weights_only=False, which would run code from the file: not shown.
         raise UserError(
             f"could not read checkpoint {path} ({type(err).__name__}): it is truncated, not a PyTorch file, or holds "
             "objects other than tensors and plain values (e.g. an Ultralytics .pt). Use a .pt written by `mnv3det train`."
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(raw, dict) or "format" not in raw:
         raise UserError(
             f"{path} is not an mnv3det checkpoint (no 'format: {FORMAT}' entry). "
             "Ultralytics/YOLOv5 .pt files cannot be read safely; train with mnv3det or load backbone weights "
             "with --backbone-weights."
         )
-    return ckpt
+    return Checkpoint.from_dict(raw, source=str(path))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False):
-    """Rebuild the model stored in a checkpoint, in eval mode, on `device`.
+def load_state(module: nn.Module, state: Mapping[str, Tensor], source: str, what: str = "weights") -> None:
+    """`module.load_state_dict(state)` with a one-line UserError when names or shapes do not fit."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unknown = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unknown or wrong:
+        example = (wrong or missing or unknown)[0]
+        raise UserError(
+            f"{source}: its {what} do not fit the model its recipe builds ({len(wrong)} tensors of another shape, "
+            f"{len(missing)} missing, {len(unknown)} unknown; e.g. {example}): the file is damaged or was edited; "
+            f"{_WHAT_TO_DO}"
+        )
+    module.load_state_dict(state)
 
-    Returns (model, ckpt) where ckpt is the checkpoint dict (names, nc, config, ...).
-    """
+
+def build_checkpoint_model(ckpt: Checkpoint, source: str) -> nn.Module:
+    """The model a checkpoint describes, with its weights (`ckpt.model`) and class names; train mode."""
     from mnv3det.models import build_model  # local import: models import nothing from train, evaluate or deploy
 
+    try:
+        model = build_model(ckpt.recipe, nc=ckpt.nc)
+    except (UserError, KeyError, TypeError, ValueError, IndexError) as err:  # a damaged recipe dict
+        raise UserError(f"{source}: the recipe stored in it does not build ({type(err).__name__}: {err}); "
+                        f"{_WHAT_TO_DO}") from None
+    load_state(model, ckpt.model, source)
+    model.names = list(ckpt.names)
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the model stored in a checkpoint, in eval mode, on `device`; returns (model, checkpoint)."""
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["recipe"], nc=ckpt["nc"])
-    model.load_state_dict(ckpt["model"])
-    model.names = list(ckpt.get("names") or [str(i) for i in range(ckpt["nc"])])
-    model.eval()
+    model = build_checkpoint_model(ckpt, str(path)).eval()
     if fuse:
         model.fuse()
     return model.to(device), ckpt
-
-
-def strip_for_inference(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """A copy without optimizer/scaler/rng state (for best.pt shipped to users)."""
-    return {**ckpt, "optimizer": None, "scaler": None, "rng": None}

@@ -85,7 +85,7 @@ class TorchBackend:
 
         model, ckpt = load_model(path, device=device, fuse=fuse)
         backend = cls(model, names=model.names, device=device)
-        backend.train_imgsz = (ckpt.get("config") or {}).get("imgsz")  # val's default size
+        backend.train_imgsz = ckpt.train_imgsz  # val's default size
         return backend
 
     def __call__(self, images: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from mnv3det.deploy.annotate import crop_box, draw_detections
 from mnv3det.deploy.backends import Backend, load_backend
 from mnv3det.core.device import select_device
 from mnv3det.deploy.predictor import check_imgsz, predict, warmup
-from mnv3det.core.runs import increment_path
+from mnv3det.core.runs import claim_run_dir
 from mnv3det.deploy.sources import Frame, collect_sources, frame_count, iter_frames
 from mnv3det.errors import UserError
 
@@ -218,8 +218,7 @@ def run_detect(opts: DetectOptions, console: Console | None = None, backend: Bac
             )
     warmup(backend, opts.imgsz)
 
-    save_dir = increment_path(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
-    save_dir.mkdir(parents=True, exist_ok=True)
+    save_dir = claim_run_dir(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
     outputs = _Outputs(opts, save_dir, names)
     summaries: dict[Path, SourceSummary] = {}
     skipped: list[tuple[Path, str]] = []

@@ -361,8 +361,7 @@ def export_checkpoint(
         except UnreadableImage as err:
             raise UserError(f"--image {image}: {err}") from None
     model, ckpt = load_model(weights, device="cpu")
-    config = ckpt.get("config") or {}
-    recipe_name = str(config.get("recipe", "")) if isinstance(config, dict) else ""  # TrainConfig.recipe, if trained
+    recipe_name = ckpt.train_recipe  # TrainConfig.recipe, if trained
     out = Path(output) if output else weights.with_suffix(SUFFIX[format])
     return export_model(
         model, out, format=format, device=torch_device, image=picture, recipe_name=recipe_name, **options

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from mnv3det.evaluate.report import print_eval, summary_text
 from mnv3det.evaluate.evaluator import EvalResult, evaluate
-from mnv3det.core.runs import increment_path
+from mnv3det.core.runs import claim_run_dir
 from mnv3det.errors import UserError
 
 SPLITS = ("val", "test")
@@ -84,8 +84,7 @@ def run_val(opts: ValOptions, console: Console | None = None) -> tuple[EvalResul
     if backend.names and list(backend.names) != list(spec.names) and len(backend.names) == len(spec.names):
         console.print("[yellow]note:[/] the model's class names differ from the dataset's; the dataset's are shown")
 
-    run_dir = increment_path(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim_run_dir(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
     result = evaluate(
         backend, records, spec, imgsz=imgsz, batch_size=opts.batch, conf=opts.conf, iou=opts.iou,
         max_det=opts.max_det, device=device, coco=True, plots_dir=run_dir if opts.plots else None,

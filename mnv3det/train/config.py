@@ -9,6 +9,7 @@ run as a table and saved as `run_dir/config.yaml`; checkpoints carry it as a pla
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -219,7 +220,9 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     """Write the final config as yaml (loadable again with --hyp)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp = path.with_name(f".{path.name}.tmp")  # atomic: a resume checks last.pt against this file
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Plots of a training run: loss and metric curves from results.csv, and the label distribution.
+"""Plots of a training run: curves from results.csv, the label distribution, augmented training batches.
 
 Figures are drawn on matplotlib's object API with the Agg canvas (no pyplot state, no backend
 switch on import), so plotting works headless and inside worker processes.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from torch import Tensor
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]):
@@ -23,22 +24,31 @@ def _figure(rows: int, cols: int, size: tuple[float, float]):
     return fig, axes.ravel()
 
 
+def results_series(csv_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """results.csv -> {column: (epochs numbered from 1 as in the log, values)} for the plotted columns."""
+    with Path(csv_path).open() as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
+    panels = [k for k in keys if k.startswith(("train/", "metrics/", "lr/"))] or keys
+    epochs = np.array([int(float(r["epoch"])) + 1 for r in rows])  # the file counts from 0, the log from 1
+    return {key: (epochs, np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows]))
+            for key in panels}
+
+
 def plot_results(csv_path: str | Path, out: str | Path | None = None) -> Path:
     """results.csv -> results.png: one panel per numeric column (train losses, metrics, lr)."""
     csv_path = Path(csv_path)
     out = Path(out) if out is not None else csv_path.with_name("results.png")
-    with csv_path.open() as f:
-        rows = list(csv.DictReader(f))
-    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
-    panels = [k for k in keys if k.startswith(("train/", "metrics/", "lr/"))] or keys
+    series = results_series(csv_path)
+    panels = list(series)
     cols = 4
     fig, axes = _figure(max(1, (len(panels) + cols - 1) // cols), cols, (14, 3.2 * max(1, (len(panels) + cols - 1) // cols)))
-    epochs = [int(float(r["epoch"])) for r in rows]
     for ax, key in zip(axes, panels):
-        values = np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows])
+        epochs, values = series[key]
         ax.plot(epochs, values, marker=".", linewidth=1.5)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.grid(alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
@@ -66,3 +76,29 @@ def plot_labels(
     ax_wh.set_title("box sizes")
     fig.savefig(out, dpi=100)
     return out
+
+
+def plot_label_records(records: Sequence[Any], names: Sequence[str], out: str | Path) -> Path:
+    """`plot_labels` for ImageRecords (crowd boxes left out, as in training)."""
+    classes, wh = [], []
+    for r in records:
+        keep = ~np.asarray(r.crowd, bool)
+        classes.append(np.asarray(r.classes)[keep])
+        boxes = np.asarray(r.boxes, np.float32)[keep].reshape(-1, 4)
+        wh.append((boxes[:, 2:] - boxes[:, :2]) / np.array([r.width, r.height], np.float32))
+    return plot_labels(classes, wh, names, out)
+
+
+def plot_train_batch(images: Tensor, targets: Tensor, names: Sequence[str], out: str | Path) -> Path:
+    """train_batch*.jpg: a training batch as the model sees it (after augmentation), with its boxes.
+
+    images: uint8 (B, 3, H, W) RGB; targets: (M, 6) = [img_idx, cls, cx, cy, w, h] normalised by W/H.
+    """
+    from mnv3det.evaluate.plots import plot_image_mosaic
+
+    imgs = images.numpy()
+    h, w = imgs.shape[2:]
+    t = targets.numpy().astype(np.float64)
+    xyxy = np.concatenate([t[:, 2:4] - t[:, 4:6] / 2, t[:, 2:4] + t[:, 4:6] / 2], 1) * np.array([w, h, w, h])
+    boxes = [np.concatenate([xyxy[t[:, 0] == i], t[t[:, 0] == i, 1:2]], 1) for i in range(len(imgs))]
+    return plot_image_mosaic(imgs, boxes, names, out)

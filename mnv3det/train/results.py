@@ -1,0 +1,98 @@
+"""results.csv (one row per epoch) and the optional tensorboard writer.
+
+The row of an epoch is appended before that epoch's last.pt is written; a resumed run first trims
+the rows it will redo (and a half-written row a kill left), so the file always matches last.pt.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+CSV_FIELDS = [
+    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+    "metrics/mAP50", "metrics/mAP50-95", "fitness", "lr/bias", "lr/decay", "lr/norm", "images_per_s", "epoch_s",
+    "skipped_steps",
+]
+
+
+def append_results(path: Path, row: dict[str, Any]) -> None:
+    """Append one epoch's row to results.csv (header on first write)."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+
+
+def _complete_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of results.csv that a kill did not cut short (all columns present, a numeric epoch)."""
+    with path.open(newline="") as f:
+        text = f.read()
+    if text and not text.endswith("\n"):  # the last row was being written when the process died
+        text = text[: text.rfind("\n") + 1]
+    rows = []
+    for row in csv.DictReader(text.splitlines()):
+        if None in row.values() or None in row or not (row.get("epoch") or "").isdigit():
+            continue
+        rows.append(row)
+    return rows
+
+
+def trim_results(path: Path, first_epoch: int) -> None:
+    """Keep only the rows of epochs before `first_epoch` (a resume redoes the rest); atomic rewrite."""
+    if not path.exists():
+        return
+    rows = [r for r in _complete_rows(path) if int(r["epoch"]) < first_epoch]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: r.get(k, "") for k in CSV_FIELDS} for r in rows)
+    os.replace(tmp, path)
+
+
+def results_row(epoch: int, stats: Any, result: Any, lrs: dict[str, float]) -> dict[str, Any]:
+    """One results.csv row from the epoch's stats (EpochStats), validation (EvalResult or None) and lrs."""
+    row: dict[str, Any] = {
+        "epoch": epoch,
+        "train/box_loss": round(stats.losses[0], 6),
+        "train/obj_loss": round(stats.losses[1], 6),
+        "train/cls_loss": round(stats.losses[2], 6),
+        "images_per_s": round(stats.images_per_s, 2),
+        "epoch_s": round(stats.seconds, 2),
+        "skipped_steps": stats.skipped,
+    }
+    for group, lr in lrs.items():
+        row[f"lr/{group}"] = round(lr, 8)
+    if result is not None:
+        row.update({
+            "metrics/precision": round(float(result.precision), 5),
+            "metrics/recall": round(float(result.recall), 5),
+            "metrics/mAP50": round(float(result.map50), 5),
+            "metrics/mAP50-95": round(float(result.map), 5),
+            "fitness": round(float(result.fitness), 5),
+        })
+    return row
+
+
+def open_tensorboard(run_dir: Path) -> Any:
+    """A SummaryWriter when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(run_dir))
+
+
+def log_tensorboard(writer: Any, row: dict[str, Any], epoch: int) -> None:
+    """Every numeric column of the row as a scalar at `epoch` (no-op without a writer)."""
+    if writer is None:
+        return
+    for key, value in row.items():
+        if key != "epoch" and isinstance(value, (int, float)) and not math.isnan(value):
+            writer.add_scalar(key, value, epoch)

@@ -1,0 +1,168 @@
+"""Training runs and their folders: failed starts, --exist-ok, --resume checks, kills, Ctrl-C, progress, plots."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from mnv3det.cli import app
+from mnv3det.core.checkpoint import load_checkpoint
+from mnv3det.errors import UserError
+from mnv3det.train import loss, progress, trainer
+from mnv3det.train.config import TrainConfig
+from mnv3det.train.resume import config_for_resume
+from mnv3det.train.trainer import fit
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    base = dict(epochs=1, imgsz=64, batch=4, max_images=8, workers=0, device="cpu", threads=1,
+                project=str(tmp_path / "runs"), plots=False, autoanchor=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def _epochs(csv_path) -> list[str]:
+    return [line.split(",")[0] for line in csv_path.read_text().splitlines()[1:]]
+
+
+def _captured() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=250, force_terminal=False), out
+
+
+@pytest.mark.parametrize("bad", [dict(data="missing.yaml"), dict(weights="missing.pt"), dict(freeze=99)])
+def test_a_failed_start_leaves_no_run_folder_and_prints_no_config(tmp_path, bad):
+    console, out = _captured()
+    with pytest.raises(UserError):
+        fit(tiny(tmp_path, **bad), console=console, show_progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert "training config" not in out.getvalue()
+
+
+def test_exist_ok_starts_a_fresh_results_csv(tmp_path):
+    first = fit(tiny(tmp_path, exist_ok=True), show_progress=False)
+    again = fit(tiny(tmp_path, exist_ok=True), show_progress=False)
+    assert again.run_dir == first.run_dir
+    assert _epochs(again.run_dir / "results.csv") == ["0"]  # not two "epoch 0" rows of two runs
+
+
+def test_resume_refuses_a_last_pt_outside_its_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "run_epochs", _interrupt_after_first_epoch(trainer.run_epochs))
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path, epochs=2), show_progress=False)
+    downloads = tmp_path / "home" / "downloads"
+    downloads.mkdir(parents=True)
+    shutil.copy(tmp_path / "runs" / "exp" / "weights" / "last.pt", downloads / "last.pt")
+    (tmp_path / "home" / "config.yaml").write_text("mine: 1\n")
+    cfg, _ = config_for_resume(downloads / "last.pt")
+    with pytest.raises(UserError, match="not inside its run folder"):
+        fit(cfg, resume=downloads / "last.pt", show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["config.yaml", "downloads"]
+    assert (tmp_path / "home" / "config.yaml").read_text() == "mine: 1\n"
+
+
+def _interrupt_after_first_epoch(real):
+    def run(run_ctx, parts, cfg, start_epoch, *a, **kw):
+        cfg_one = TrainConfig(**{**cfg.to_dict(), "epochs": start_epoch + 1})
+        real(run_ctx, parts, cfg_one, start_epoch, *a, **kw)
+        raise KeyboardInterrupt
+    return run
+
+
+class _Result:
+    def __init__(self, fitness):
+        self.map50 = self.map = self.precision = self.recall = self.fitness = fitness
+
+
+def test_kill_between_last_and_best_is_repaired_on_resume(tmp_path, monkeypatch):
+    fitness = iter([0.1, 0.2, 0.15])  # epoch 2 is the best and never beaten
+    monkeypatch.setattr(trainer, "_validate", lambda *a, **kw: _Result(next(fitness)))
+    real_save = trainer.save_checkpoint
+    saves = []
+
+    def killed_before_second_best(ckpt, path):
+        saves.append(path.name)
+        if saves.count("best.pt") == 2:  # the process dies after last.pt of epoch 2, before its best.pt
+            raise KeyboardInterrupt
+        return real_save(ckpt, path)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", killed_before_second_best)
+    console, out = _captured()
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path, epochs=3), console=console, show_progress=False)
+    weights = tmp_path / "runs" / "exp" / "weights"
+    assert load_checkpoint(weights / "best.pt").epoch == 0 and load_checkpoint(weights / "last.pt").epoch == 1
+    assert f"holds epoch 2/3; continue with: mnv3det train --resume {tmp_path / 'runs' / 'exp'}" in out.getvalue()
+    stale = weights / ".last.pt.0badf00d.tmp"  # what a kill -9 during a save leaves
+    stale.write_bytes(b"x" * 100)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    cfg, _ = config_for_resume(weights / "last.pt")
+    result = fit(cfg, resume=weights / "last.pt", show_progress=False)
+    best = load_checkpoint(weights / "best.pt")
+    assert best.epoch == 1 and best.best_fitness == pytest.approx(0.2) and result.best_fitness == pytest.approx(0.2)
+    assert not stale.exists()
+
+
+def test_ctrl_c_prints_where_and_how_to_resume_and_exits_130(tmp_path, monkeypatch):
+    real = loss.YoloLoss.forward
+    calls = []
+
+    def interrupted(self, preds, targets):
+        calls.append(1)
+        if len(calls) == 4:  # epoch 2, batch 2 (2 batches per epoch)
+            raise KeyboardInterrupt
+        return real(self, preds, targets)
+
+    monkeypatch.setattr(loss.YoloLoss, "forward", interrupted)
+    args = ["train", "--device", "cpu", "--epochs", "3", "--imgsz", "64", "--batch", "4", "--max-images", "8",
+            "--workers", "0", "--threads", "1", "--project", str(tmp_path), "--no-plots", "--no-autoanchor"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 130, res.output
+    line = [x for x in res.output.splitlines() if x.startswith("interrupted")]
+    assert line and "in epoch 2/3, batch 2" in line[0] and "holds epoch 1/3" in line[0]
+    assert f"mnv3det train --resume {tmp_path / 'exp'}" in line[0]
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "REFRESH_S", 0.0)
+    console, out = _captured()
+    fit(tiny(tmp_path, max_images=12), console=console, show_progress=True)
+    lines = [x for x in out.getvalue().splitlines() if x.startswith("epoch 1/1 batch")]
+    assert lines and "img/s" in lines[0] and "ETA" in lines[0] and "batch 1/3" in lines[0]
+
+
+def test_train_batch_plots_and_results_plot_from_epoch_1(tmp_path):
+    from mnv3det.train.plots import results_series
+
+    run = fit(tiny(tmp_path, epochs=2, max_images=16, plots=True), show_progress=False).run_dir
+    assert all((run / f"train_batch{i}.jpg").is_file() for i in range(3)) and not (run / "train_batch3.jpg").exists()
+    epochs, _ = results_series(run / "results.csv")["train/box_loss"]
+    assert list(epochs) == [1, 2]  # as the log counts them
+    quiet = fit(tiny(tmp_path, max_images=16, name="quiet"), show_progress=False).run_dir
+    assert not list(quiet.glob("train_batch*.jpg"))
+
+
+def test_python_api_trains_and_returns_the_result(tmp_path):
+    import mnv3det
+    import mnv3det.train.config  # noqa: F401  (importing a submodule must not hide the API)
+
+    result = mnv3det.train(data=None, hyp="hyp.scratch", **{k: v for k, v in tiny(tmp_path).to_dict().items()
+                                                            if k in ("epochs", "imgsz", "batch", "max_images", "workers",
+                                                                     "device", "threads", "project", "plots")},
+                           progress=False)
+    assert result.epochs_done == 1 and result.last.is_file() and result.run_dir == tmp_path / "runs" / "exp"
+    with pytest.raises(UserError, match="unknown setting"):
+        mnv3det.train(epoch=3)
+
+
+def test_every_config_option_of_the_cli_reaches_the_config():
+    from mnv3det.cli import train_cmd
+
+    code = train_cmd.train_command.__code__
+    params = set(code.co_varnames[: code.co_argcount])
+    mapped = params & train_cmd.CONFIG_FIELDS
+    assert params - mapped == {"ctx", "backbone", "hyp", "resume", "resume_path"}  # the only non-config options
