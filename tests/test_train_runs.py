@@ -166,3 +166,10 @@ def test_every_config_option_of_the_cli_reaches_the_config():
     params = set(code.co_varnames[: code.co_argcount])
     mapped = params & train_cmd.CONFIG_FIELDS
     assert params - mapped == {"ctx", "backbone", "hyp", "resume", "resume_path"}  # the only non-config options
+
+
+def test_cli_project_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(app, ["train", "--device", "cpu", "--epochs", "1", "--imgsz", "64", "--batch", "4",
+                                   "--max-images", "4", "--workers", "0", "--project", str(tmp_path / "file" / "runs")])
+    assert res.exit_code == 2 and "--project" in res.output and "Traceback" not in res.output, res.output
