@@ -25,6 +25,7 @@ from rich.console import Console
 from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp
 from mnv3det.data import load_data
 from mnv3det.core.checkpoint import load_model
+from mnv3det.evaluate.config import EvalConfig
 from mnv3det.evaluate.evaluator import evaluate
 from mnv3det.train.trainer import fit
 
@@ -70,8 +71,8 @@ def main() -> None:
     val = val[: args.max_images] if args.max_images else val
     model, _ = load_model(weights, device=cfg.device or "cpu")
     t1 = time.perf_counter()
-    ev = evaluate(model, val, spec, imgsz=cfg.imgsz, batch_size=cfg.batch, device=cfg.device or "cpu",
-                  coco=True, workers=cfg.workers, save_json=result.run_dir / "val_predictions.json")
+    ev = evaluate(model, val, spec, EvalConfig(imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers),
+                  device=cfg.device or "cpu", save_json=result.run_dir / "val_predictions.json")
     eval_s = time.perf_counter() - t1
     history = result.history
     out = {

@@ -36,7 +36,8 @@ COCO128 = Path(os.environ.get("MNV3DET_SHARED_DATASETS", REPO.parent / "shared" 
 
 
 def ort_latencies(recipes: list[str], sizes: list[int], runs: int, workdir: Path, console: Console) -> list[dict]:
-    from mnv3det.deploy.export import export_model, onnx_latency_ms
+    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.exporters import onnx_latency_ms
     from mnv3det.models import build_model
 
     rows = []
@@ -46,7 +47,7 @@ def ort_latencies(recipes: list[str], sizes: list[int], runs: int, workdir: Path
         params = sum(p.numel() for p in model.parameters())
         row = {"recipe": recipe, "params_M": params / 1e6}
         for size in sizes:
-            result = export_model(model, workdir / f"{recipe}-{size}.onnx", imgsz=size, latency_runs=1)
+            result = export_model(model, workdir / f"{recipe}-{size}.onnx", imgsz=size, dynamic=False, runs=1)
             row[f"verified_{size}"] = result.passed
             row[f"max_abs_diff_{size}"] = result.max_abs_diff
             row["size_MB"] = result.size_mb
@@ -62,7 +63,8 @@ def ort_latencies(recipes: list[str], sizes: list[int], runs: int, workdir: Path
 
 def detect_throughput(n_images: int, imgsz: int, workdir: Path, console: Console) -> list[dict]:
     from mnv3det.core.checkpoint import save_checkpoint
-    from mnv3det.deploy.detect_runner import DetectOptions, run_detect
+    from mnv3det.deploy.config import DetectConfig
+    from mnv3det.deploy.detect_runner import run_detect
     from mnv3det.deploy.export import export_model
     from mnv3det.models import build_model
 
@@ -78,11 +80,11 @@ def detect_throughput(n_images: int, imgsz: int, workdir: Path, console: Console
         {"recipe": model.recipe, "nc": 80, "names": [str(i) for i in range(80)], "model": model.state_dict(), "epoch": -1},
         workdir / "mnv3-small.pt",
     )
-    onnx_path = export_model(model, workdir / "mnv3-small-dyn.onnx", imgsz=imgsz, dynamic=True, latency_runs=1).path
+    onnx_path = export_model(model, workdir / "mnv3-small-dyn.onnx", imgsz=imgsz, dynamic=True, runs=1).path
     rows = []
     quiet = Console(file=open(os.devnull, "w"))
     for label, w in (("PyTorch .pt", weights), ("ONNX Runtime .onnx", onnx_path)):
-        opts = DetectOptions(source=str(source), weights=w, imgsz=imgsz, device="cpu", project=workdir / "runs", name=label[:4])
+        opts = DetectConfig(source=str(source), weights=w, imgsz=imgsz, device="cpu", project=workdir / "runs", name=label[:4])
         t0 = time.perf_counter()
         report = run_detect(opts, quiet)
         wall = time.perf_counter() - t0

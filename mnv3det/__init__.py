@@ -1,7 +1,9 @@
 """mnv3det: YOLOv5 detectors with MobileNetV3 backbones.
 
-Python API (imported on first use, so `import mnv3det` stays light):
-    mnv3det.train(data=..., epochs=..., ...) -> TrainResult   (mnv3det.train.api.train)
+Python API (see README "Python API"; imported on first use, so `import mnv3det` stays light):
+    mnv3det.load(weights) -> Detector; Detector.predict(images) -> Detections   (mnv3det.api)
+    mnv3det.val(weights, data, **options) -> EvalResult                        (mnv3det.api)
+    mnv3det.train(data=..., epochs=..., ...) -> TrainResult                      (mnv3det.train.api.train)
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+_API = {"load": "mnv3det.api", "val": "mnv3det.api", "Detector": "mnv3det.api", "Detections": "mnv3det.api"}
+
 
 def __getattr__(name: str) -> Any:
     if name == "train":  # the training package is callable: mnv3det.train(...) trains (see its docstring)
         return importlib.import_module("mnv3det.train")
-    raise AttributeError(f"module 'mnv3det' has no attribute {name!r}")
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mnv3det' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API, "train"])

@@ -122,6 +122,7 @@ class OneBoxBackend:
     stride = 32
     fixed_shape = None
     device = torch.device("cpu")
+    imgsz = None
 
     def __init__(self, cxcywh, cls=1):
         self.row = torch.tensor([*cxcywh, 0.9] + [0.1] * len(NAMES))
@@ -265,7 +266,7 @@ def test_pt_and_exported_give_the_same_boxes(weights, tmp_path, format, dynamic)
     from mnv3det.deploy.export import export_model
 
     model, _ = load_model(weights)
-    path = export_model(model, tmp_path / "m", format=format, imgsz=128, dynamic=dynamic, latency_runs=1).path
+    path = export_model(model, tmp_path / "m", format=format, imgsz=128, dynamic=dynamic, runs=1).path
     pt, exported = load_backend(weights), load_backend(path)
     images = [cv2.imread(str(write_image(tmp_path / f"{k}.jpg", 96 + 32 * k, 128, seed=k))) for k in range(3)]
     found = 0
@@ -284,7 +285,7 @@ def test_detect_cli_onnx_writes_the_same_labels_as_pt(weights, image_dir, tmp_pa
     from mnv3det.deploy.export import export_model
 
     model, _ = load_model(weights)
-    onnx_path = export_model(model, tmp_path / "m.onnx", imgsz=128, dynamic=True, latency_runs=1).path
+    onnx_path = export_model(model, tmp_path / "m.onnx", imgsz=128, dynamic=True, runs=1).path
     outputs = {}
     for tag, w in (("pt", weights), ("onnx", onnx_path)):
         project = tmp_path / tag

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mnv3det.data import create_dataloader, load_data
+from mnv3det.evaluate.config import EvalConfig
 from mnv3det.evaluate.evaluator import evaluate
 
 
@@ -21,6 +22,7 @@ class OracleBackend:
 
     def __init__(self, records, names, imgsz: int, batch: int, fixed_shape=None):
         self.names, self.stride, self.fixed_shape, self.device = list(names), 32, fixed_shape, torch.device("cpu")
+        self.imgsz = None
         rect = fixed_shape is None
         loader = create_dataloader(records, imgsz=imgsz, batch_size=batch, augment=False, rect=rect, workers=0)
         self.targets = [t for _, t, _, _ in loader]
@@ -55,7 +57,7 @@ def test_oracle_predictions_score_one(demo, fixed: bool):
     imgsz, batch = (160, 8) if not fixed else (192, 4)
     fixed_shape = (batch, 3, imgsz, imgsz) if fixed else None
     oracle = OracleBackend(records, spec.names, imgsz, batch, fixed_shape)
-    result = evaluate(oracle, records, spec, imgsz=imgsz, batch_size=batch, device="cpu", progress=False, workers=0)
+    result = evaluate(oracle, records, spec, EvalConfig(imgsz=imgsz, batch=batch, workers=0), device="cpu", progress=False)
     assert oracle.calls == len(oracle.targets)
     assert result.images == len(records) and result.instances == sum(r.num_boxes for r in records)
     assert result.map == pytest.approx(1.0) and result.map50 == pytest.approx(1.0)
@@ -69,8 +71,8 @@ def test_plain_model_fast_path_restores_train_mode(demo, tmp_path):
     spec, records = demo
     torch.manual_seed(0)
     model = build_model("mnv3-small", nc=len(spec.names)).train()
-    result = evaluate(model, records[:8], spec, imgsz=128, batch_size=8, device="cpu", coco=False, progress=False,
-                      workers=0, save_json=tmp_path / "p.json")
+    config = EvalConfig(imgsz=128, batch=8, coco=False, workers=0)
+    result = evaluate(model, records[:8], spec, config, device="cpu", progress=False, save_json=tmp_path / "p.json")
     assert model.training  # the trainer's EMA/model keeps its mode
     assert result.source == "fast" and math.isnan(result.ar100)
     for v in (result.map50, result.map, result.precision, result.recall):
@@ -87,7 +89,7 @@ def test_wrong_class_count_is_a_user_error(demo):
     oracle = OracleBackend(records[:4], spec.names, 128, 4)
     oracle.names = ["a", "b"]
     with pytest.raises(UserError, match="2 classes"):
-        evaluate(oracle, records[:4], spec, imgsz=128, batch_size=4, device="cpu", progress=False, workers=0)
+        evaluate(oracle, records[:4], spec, EvalConfig(imgsz=128, batch=4, workers=0), device="cpu", progress=False)
 
 
 def test_oracle_on_coco128_rect_batches(coco128_dir):
@@ -96,8 +98,8 @@ def test_oracle_on_coco128_rect_batches(coco128_dir):
     records = spec.records("val")[:16]
     oracle = OracleBackend(records, spec.names, 320, 8)
     # NMS IoU 0.99 so that overlapping boxes of one class in the ground truth all survive.
-    result = evaluate(oracle, records, spec, imgsz=320, batch_size=8, iou=0.99, device="cpu", progress=False,
-                      workers=0)
+    config = EvalConfig(imgsz=320, batch=8, iou=0.99, workers=0)
+    result = evaluate(oracle, records, spec, config, device="cpu", progress=False)
     assert any(h != w for h, w in oracle.input_shapes)  # really rectangular batches
     assert result.map == pytest.approx(1.0) and result.fast_map == pytest.approx(1.0)
 
@@ -109,5 +111,5 @@ def test_module_with_wrong_class_count_keeps_its_mode(demo):
     spec, records = demo
     model = build_model("mnv3-small", nc=len(spec.names) + 1).train()
     with pytest.raises(UserError, match=f"{len(spec.names) + 1} classes"):
-        evaluate(model, records[:4], spec, imgsz=128, batch_size=4, device="cpu", progress=False, workers=0)
+        evaluate(model, records[:4], spec, EvalConfig(imgsz=128, batch=4, workers=0), device="cpu", progress=False)
     assert model.training

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mnv3det.cli import app
 from mnv3det.deploy.backends import load_backend
 from mnv3det.core.checkpoint import save_checkpoint
-from mnv3det.deploy.predictor import prepare_images
+from mnv3det.deploy.predictor import letterbox_images
 from mnv3det.errors import UserError
 from mnv3det.deploy.export import export_model, synthetic_image
 
@@ -40,7 +40,7 @@ def make_checkpoint(path, recipe: str = "mnv3-small"):
 def reference_and_exported(model, path, shape, image):
     """PyTorch (fused, eval) and exported-file outputs for `image` letterboxed to `shape`."""
     b, _, h, w = shape
-    batch, _ = prepare_images([image] * b, (h, w), int(max(model.stride)), auto=False)
+    batch, _ = letterbox_images([image] * b, (h, w), int(max(model.stride)), auto=False)
     x = batch.float() / 255
     with torch.no_grad():
         reference = model.fuse()(x)
@@ -50,7 +50,7 @@ def reference_and_exported(model, path, shape, image):
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_exports_to_onnx_and_matches_torch(recipe, tmp_path):
     model = make_model(recipe)
-    result = export_model(model, tmp_path / f"{recipe}.onnx", imgsz=128, latency_runs=1)
+    result = export_model(model, tmp_path / f"{recipe}.onnx", imgsz=128, dynamic=False, runs=1)
     assert result.checker == "passed"
     assert result.passed, f"max |diff| {result.max_abs_diff}"
     assert result.size_mb > 0 and result.latency_ms > 0
@@ -67,7 +67,7 @@ def test_every_recipe_exports_to_onnx_and_matches_torch(recipe, tmp_path):
 
 def test_dynamic_onnx_runs_at_other_sizes_and_batches(tmp_path):
     model = make_model()
-    result = export_model(model, tmp_path / "dyn.onnx", imgsz=128, dynamic=True, latency_runs=1)
+    result = export_model(model, tmp_path / "dyn.onnx", imgsz=128, dynamic=True, runs=1)
     assert result.passed and len(result.checked_shapes) == 2
     assert load_backend(result.path).fixed_shape is None
     reference, exported = reference_and_exported(model, result.path, (3, 3, 96, 192), synthetic_image(seed=2))
@@ -77,7 +77,7 @@ def test_dynamic_onnx_runs_at_other_sizes_and_batches(tmp_path):
 
 def test_torchscript_export_matches_torch_and_carries_metadata(tmp_path):
     model = make_model()
-    result = export_model(model, tmp_path / "m.torchscript", format="torchscript", imgsz=(96, 128), latency_runs=1)
+    result = export_model(model, tmp_path / "m.torchscript", format="torchscript", imgsz=(96, 128), dynamic=False, runs=1)
     assert result.passed and result.path.suffix == ".torchscript"
     backend = load_backend(result.path)
     assert backend.names == NAMES and backend.fixed_shape == (1, 3, 96, 128)
@@ -88,7 +88,7 @@ def test_torchscript_export_matches_torch_and_carries_metadata(tmp_path):
 def test_export_does_not_change_the_model(tmp_path):
     model = make_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    export_model(model, tmp_path / "m.onnx", imgsz=64, latency_runs=1)
+    export_model(model, tmp_path / "m.onnx", imgsz=64, runs=1)
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -100,7 +100,7 @@ def test_export_does_not_change_the_model(tmp_path):
         ({"half": True}, "--half needs a CUDA device"),
         ({"opset": 12}, "--opset 12 is too old"),
         ({"format": "tflite"}, "--format 'tflite' is not supported"),
-        ({"imgsz": 100}, "multiples of the model stride 32"),
+        ({"imgsz": 100}, "not a multiple of 32, the model's stride; nearest valid: 96 or 128"),
         ({"batch": 0}, "--batch 0"),
     ],
 )

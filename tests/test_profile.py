@@ -103,7 +103,7 @@ def test_profile_cli_table():
     [
         (["--recipe", "nope"], "recipe 'nope' not found"),
         (["--backbone", "medium"], "--backbone 'medium' is not known"),
-        (["--imgsz", "100"], "--imgsz 100 must be a positive multiple"),
+        (["--imgsz", "100"], "--imgsz 100: not a multiple of 32, the model's stride; nearest valid: 96 or 128"),
         (["--nc", "0"], "--nc 0 must be >= 1"),
     ],
 )

@@ -53,7 +53,7 @@ def test_resolve_threads_uses_affinity_and_processes(monkeypatch):
 
 def test_ort_sessions_do_not_spin_and_take_the_thread_count(tmp_path: Path):
     weights = make_checkpoint(tmp_path / "m.pt")
-    result = export_checkpoint(weights, imgsz=64, latency_runs=1, threads=1)
+    result = export_checkpoint(weights, imgsz=64, runs=1, threads=1)
     backend = load_backend(result.path, "cpu", threads=1)
     options = backend.session.get_session_options()
     assert options.intra_op_num_threads == 1

@@ -92,7 +92,7 @@ def test_val_static_onnx_export(checkpoint: Path, tmp_path: Path):
 
     from mnv3det.deploy.backends import load_backend
 
-    onnx_path = export_checkpoint(checkpoint, format="onnx", output=tmp_path / "m.onnx", imgsz=128, batch=4).path
+    onnx_path = export_checkpoint(checkpoint, format="onnx", output=tmp_path / "m.onnx", imgsz=128, batch=4, dynamic=False).path
     assert load_backend(onnx_path, "cpu").fixed_shape == (4, 3, 128, 128)
     # A static batch of 4 at 128x128: square batches, the last one padded by the backend.
     result = runner.invoke(app, ["val", "--weights", str(onnx_path), "--imgsz", "128", "--batch", "6", "--workers", "0",

@@ -1,10 +1,20 @@
-"""Parsing of option values shared by several commands."""
+"""Parsing of option values shared by several commands, and the mapping of options onto typed configs.
+
+Commands declare their options with a default of None ("not given") and build their config from the ones given,
+so each default lives once, in the config dataclass; `default_help` shows it in `--help`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from typing import Any, TypeVar
 
 from mnv3det.errors import UserError
+
+C = TypeVar("C")
+
+THREADS_HELP = "CPU threads (default: the cores this process may use). On a busy machine try 1."
 
 
 def parse_ints(text: str, option: str, max_count: int | None = None) -> list[int]:
@@ -16,9 +26,15 @@ def parse_ints(text: str, option: str, max_count: int | None = None) -> list[int
     return [int(p) for p in parts]
 
 
-def parse_imgsz(text: str, option: str = "--imgsz") -> int | tuple[int, int]:
-    """'640' -> 640 (square); '480,640' -> (480, 640) as (height, width)."""
-    sizes = parse_ints(text, option, max_count=2)
-    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+def default_help(config: type, name: str, text: str) -> str:
+    """`text` plus the field's default from the config class, e.g. 'NMS IoU threshold (default 0.6).'."""
+    default = {f.name: f.default for f in dataclasses.fields(config)}[name]
+    if default is None or default is dataclasses.MISSING:
+        return text
+    shown = str(default).lower() if isinstance(default, bool) else str(default)
+    return f"{text.rstrip('.')} (default {shown})."
 
-THREADS_HELP = "CPU threads (default: the cores this process may use). On a busy machine try 1."
+
+def build_config(config: type[C], **options: Any) -> C:
+    """`config(**given)` with the options left out (None) taking the config's defaults."""
+    return config(**{k: v for k, v in options.items() if v is not None})

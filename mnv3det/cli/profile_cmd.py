@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mnv3det.cli.app import command
+from mnv3det.core.imgsz import parse_imgsz
 from mnv3det.errors import UserError
 from mnv3det.models import recipe_for_backbone
 from mnv3det.deploy.profile import ModelProfile, profile_models, ratios
@@ -20,7 +21,7 @@ from mnv3det.deploy.profile import ModelProfile, profile_models, ratios
 def profile_cmd(
     backbone: str = typer.Option("small", help="MobileNetV3 backbone: small or large (ignored with --recipe)."),
     recipe: Optional[str] = typer.Option(None, help="Recipe name (mnv3-small, mnv3-large, mnv2, yolov5n, yolov5s) or yaml path."),
-    imgsz: int = typer.Option(640, help="Square input size in pixels (a multiple of 32)."),
+    imgsz: str = typer.Option("640", help="Square input size in pixels (a multiple of the model's stride)."),
     nc: Optional[int] = typer.Option(None, help="Number of classes (default: the recipe's, 80)."),
     batch: int = typer.Option(1, help="Batch size for counting and timing."),
     threads: int = typer.Option(
@@ -33,11 +34,12 @@ def profile_cmd(
 ) -> None:
     """Show what a model costs: params, MACs and FLOPs per row, and CPU latency."""
     name = recipe or recipe_for_backbone(backbone)
+    size = parse_imgsz(imgsz).side(why="profile measures square inputs")
     if nc is not None and nc < 1:
         raise UserError(f"--nc {nc} must be >= 1")
     console = Console(stderr=True)  # status messages never mix into --json output
-    with console.status(f"profiling {name} at {imgsz}x{imgsz}", spinner="dots") if not as_json else nullcontext():
-        profiles = profile_models([name, compare] if compare else [name], imgsz, nc, batch, threads, runs)
+    with console.status(f"profiling {name} at {size}x{size}", spinner="dots") if not as_json else nullcontext():
+        profiles = profile_models([name, compare] if compare else [name], size, nc, batch, threads, runs)
     main, other = profiles[0], (profiles[1] if compare else None)
     if as_json:
         payload = {"profile": main.to_dict()}

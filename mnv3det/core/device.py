@@ -1,4 +1,4 @@
-"""`--device` parsing shared by every command."""
+"""`--device` parsing shared by every command, and the one GPU sync the timers use."""
 
 from __future__ import annotations
 
@@ -27,3 +27,9 @@ def select_device(spec: str | None = None) -> torch.device:
     if int(index) >= torch.cuda.device_count():
         raise UserError(f"--device {spec!r}: only {torch.cuda.device_count()} GPU(s) visible")
     return torch.device(f"cuda:{index}")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work (so a timer measures it); nothing to wait for on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

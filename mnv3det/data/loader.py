@@ -331,8 +331,6 @@ def create_dataloader(
     turns shuffling off (batches must keep their shapes). With distributed=True the sampler is a
     DistributedSampler: call `loader.sampler.set_epoch(epoch)` every epoch.
     """
-    if imgsz % stride:
-        raise UserError(f"--imgsz {imgsz} must be a multiple of the model stride {stride}")
     dataset = DetectionDataset(
         records, imgsz=imgsz, augment=augment, hyp=hyp, rect=rect, batch_size=batch_size, stride=stride, cache=cache, seed=seed
     )

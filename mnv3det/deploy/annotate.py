@@ -14,14 +14,17 @@ import numpy as np
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 
 
-def class_color(cls: int) -> tuple[int, int, int]:
-    """A BGR colour for class `cls`: hues spread by the golden ratio so neighbouring classes differ clearly.
+def class_color(cls: int, order: str = "bgr") -> tuple[int, int, int]:
+    """The colour of class `cls` everywhere (detect images, val mosaics), as "bgr" (OpenCV) or "rgb".
 
-    Computed rather than looked up so any number of classes gets distinct, saturated colours.
+    Hues are spread by the golden ratio so neighbouring classes differ clearly; computed rather than looked up
+    so any number of classes gets distinct, saturated colours.
     """
     hue = (0.05 + cls * GOLDEN_RATIO_CONJUGATE) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return int(b * 255), int(g * 255), int(r * 255)
+    r, g, b = (int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.85, 0.95))
+    if order not in ("bgr", "rgb"):
+        raise ValueError(f"order must be 'bgr' or 'rgb', got {order!r}")
+    return (b, g, r) if order == "bgr" else (r, g, b)
 
 
 def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -5,9 +5,12 @@ Every backend takes `images: float Tensor (B, 3, H, W)` RGB in 0..1 and returns 
 `DetectionModel` returns in eval mode. `val` and `detect` use this call and nothing else, so an
 exported file is evaluated by the same code as the checkpoint it came from.
 
-Exported files carry their own description (class names, strides, input shape) so they can be run
-alone: ONNX in `metadata_props`, TorchScript in the `_extra_files` entry `config.json`; both hold the
+Exported files carry their own description (class names, strides, input shape, trained size) so they can
+be run alone: ONNX in `metadata_props`, TorchScript in the `_extra_files` entry `config.json`; both hold the
 JSON object written by `export_metadata` (key `mnv3det` = `METADATA_FORMAT`).
+
+`load_backend` picks the backend by file suffix from `BACKENDS` (suffix -> loader); a new runtime registers
+its loader there (`register_backend`) and needs nothing else from `val` or `detect`.
 """
 
 from __future__ import annotations
@@ -15,17 +18,17 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.threads import apply_threads, ort_session_options
 from mnv3det.errors import UserError
 
 METADATA_FORMAT = "mnv3det-export/1"
 TORCHSCRIPT_META_FILE = "config.json"
-SUFFIXES = (".pt", ".onnx", ".torchscript")
 
 
 @runtime_checkable
@@ -36,14 +39,25 @@ class Backend(Protocol):
     stride: int  # largest stride, e.g. 32: inputs must be multiples of it
     fixed_shape: tuple[int, int, int, int] | None  # (B, 3, H, W) of a static export; None when any shape works
     device: torch.device  # where inputs should be placed; outputs come back on it
+    imgsz: ImgSize | None  # the size the model was trained at (val/detect's default), None when unknown
 
     def __call__(self, images: Tensor) -> Tensor: ...
 
 
 def export_metadata(
-    names: list[str], strides: list[int], imgsz: tuple[int, int], batch: int, dynamic: bool, half: bool, recipe: str
+    names: list[str],
+    strides: list[int],
+    imgsz: tuple[int, int],
+    batch: int,
+    dynamic: bool,
+    half: bool,
+    recipe: str,
+    train_imgsz: int | None = None,
 ) -> dict[str, Any]:
-    """The description stored in an exported file (read back by the backends below)."""
+    """The description stored in an exported file (read back by the backends below).
+
+    imgsz: the (h, w) the file was exported (traced) at; train_imgsz: the size its checkpoint was trained at.
+    """
     return {
         "mnv3det": METADATA_FORMAT,
         "names": list(names),
@@ -55,7 +69,14 @@ def export_metadata(
         "dynamic": bool(dynamic),
         "half": bool(half),
         "recipe": recipe,
+        "train_imgsz": int(train_imgsz) if train_imgsz else None,
     }
+
+
+def _meta_imgsz(meta: dict[str, Any]) -> ImgSize | None:
+    """The default size of an export: its trained size, else the size it was exported at (older files)."""
+    value = meta.get("train_imgsz") or meta.get("imgsz")
+    return ImgSize.parse(value) if value else None
 
 
 def _check_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -77,15 +98,16 @@ class TorchBackend:
         self.stride = int(max(int(s) for s in model.stride))
         self.fixed_shape = None
         self.dtype = next(model.parameters()).dtype
-        self.train_imgsz: int | None = None  # the size the checkpoint was trained at, when known
+        self.imgsz: ImgSize | None = None  # set from the checkpoint's config when known
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: torch.device, fuse: bool = True) -> "TorchBackend":
+    def from_checkpoint(cls, path: str | Path, device: torch.device, threads: int | None = None) -> "TorchBackend":
         from mnv3det.core.checkpoint import load_model
 
-        model, ckpt = load_model(path, device=device, fuse=fuse)
+        model, ckpt = load_model(path, device=device, fuse=True)
         backend = cls(model, names=model.names, device=device)
-        backend.train_imgsz = ckpt.train_imgsz  # val's default size
+        trained = ckpt.train_imgsz  # val's and detect's default size
+        backend.imgsz = ImgSize(trained, trained) if trained else None
         return backend
 
     def __call__(self, images: Tensor) -> Tensor:
@@ -135,6 +157,7 @@ class OnnxBackend:
         self.fixed_shape = tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
+        self.imgsz = _meta_imgsz(self.meta)
 
     def __call__(self, images: Tensor) -> Tensor:
         array = images.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
@@ -148,7 +171,7 @@ class OnnxBackend:
 class TorchScriptBackend:
     """An exported .torchscript file run with torch.jit.load."""
 
-    def __init__(self, path: str | Path, device: torch.device):
+    def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
         path = Path(path)
         extra = {TORCHSCRIPT_META_FILE: ""}
         try:
@@ -165,6 +188,7 @@ class TorchScriptBackend:
         self.device = device
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
+        self.imgsz = _meta_imgsz(self.meta)
         self.dtype = torch.float16 if self.meta.get("half") else torch.float32
         # A traced module keeps the shapes it was traced with unless it was exported --dynamic.
         h, w = self.meta["imgsz"]
@@ -209,8 +233,22 @@ def _run_fixed_batch(run, images, fixed_shape: tuple[int, int, int, int] | None)
     return torch.cat(outs)
 
 
+# Suffix -> loader(path, device, threads). New runtimes register here; `load_backend` needs no other change.
+BackendLoader = Callable[[Path, torch.device, "int | None"], Backend]
+BACKENDS: dict[str, BackendLoader] = {
+    ".pt": TorchBackend.from_checkpoint,
+    ".onnx": OnnxBackend,
+    ".torchscript": TorchScriptBackend,
+}
+
+
+def register_backend(suffix: str, loader: BackendLoader) -> None:
+    """Make `load_backend` open files ending in `suffix` (".xml", "_ncnn_model", ...) with `loader`."""
+    BACKENDS[suffix.lower()] = loader
+
+
 def load_backend(weights: str | Path, device: torch.device | str = "cpu", threads: int | None = None) -> Backend:
-    """Open `weights` (.pt checkpoint, .onnx or .torchscript export) as a Backend on `device`.
+    """Open `weights` (.pt checkpoint, or an export whose suffix is in `BACKENDS`) as a Backend on `device`.
 
     `threads`: CPU threads for the runtime (torch intra-op, or ONNX Runtime's pool); None = the cores this
     process may use (`mnv3det.core.threads`).
@@ -219,13 +257,13 @@ def load_backend(weights: str | Path, device: torch.device | str = "cpu", thread
     device = torch.device(device)
     if device.type == "cpu":
         apply_threads(threads)
-    if not path.is_file():
-        raise UserError(f"--weights {path} does not exist; pass a .pt checkpoint or an exported .onnx/.torchscript file")
-    suffix = path.suffix.lower()
-    if suffix == ".pt":
-        return TorchBackend.from_checkpoint(path, device)
-    if suffix == ".onnx":
-        return OnnxBackend(path, device, threads)
-    if suffix == ".torchscript":
-        return TorchScriptBackend(path, device)
-    raise UserError(f"--weights {path}: unknown model file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    if not path.exists():
+        raise UserError(f"--weights {path} does not exist; pass a .pt checkpoint or an exported file ({_suffixes()})")
+    loader = BACKENDS.get(path.suffix.lower())
+    if loader is None:
+        raise UserError(f"--weights {path}: unknown model file type {path.suffix.lower()!r}; use one of {_suffixes()}")
+    return loader(path, device, threads)
+
+
+def _suffixes() -> str:
+    return ", ".join(BACKENDS)

@@ -23,41 +23,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mnv3det.core.device import select_device
+from mnv3det.core.imgsz import ImgSize
+from mnv3det.core.runs import claim_run_dir
 from mnv3det.deploy.annotate import crop_box, draw_detections
 from mnv3det.deploy.backends import Backend, load_backend
-from mnv3det.core.device import select_device
-from mnv3det.deploy.predictor import check_imgsz, predict, warmup
-from mnv3det.core.runs import claim_run_dir
+from mnv3det.deploy.config import DetectConfig
+from mnv3det.deploy.predictor import NmsSettings, predict, resolve_imgsz, warmup
 from mnv3det.deploy.sources import Frame, collect_sources, frame_count, iter_frames
 from mnv3det.errors import UserError
 
 WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # annotated images keep these; others are written as .jpg
-
-
-@dataclass
-class DetectOptions:
-    """Everything `mnv3det detect` takes; the CLI maps its options onto these fields."""
-
-    source: str
-    weights: Path
-    imgsz: int | tuple[int, int] = 640  # ignored for a static export, which has its own size
-    conf: float = 0.25
-    iou: float = 0.45
-    max_det: int = 300
-    classes: list[int] | None = None
-    agnostic_nms: bool = False
-    device: str | None = None
-    save_images: bool = True
-    save_txt: bool = False
-    save_conf: bool = False
-    save_json: bool = False
-    save_crop: bool = False
-    hide_conf: bool = False
-    line_width: int | None = None
-    project: Path = Path("runs/detect")
-    name: str = "exp"
-    exist_ok: bool = False
-    threads: int | None = None  # CPU threads; None = the cores this process may use
 
 
 @dataclass
@@ -90,18 +66,6 @@ class DetectReport:
         return sum(s.frames for s in self.sources)
 
 
-def _check_options(opts: DetectOptions, names: list[str]) -> None:
-    if not 0 <= opts.conf <= 1:
-        raise UserError(f"--conf {opts.conf}: must be between 0 and 1")
-    if not 0 <= opts.iou <= 1:
-        raise UserError(f"--iou {opts.iou}: must be between 0 and 1")
-    if opts.max_det < 1:
-        raise UserError(f"--max-det {opts.max_det}: must be 1 or more")
-    bad = [c for c in opts.classes or [] if not 0 <= c < len(names)]
-    if bad:
-        raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
-
-
 def _write_image(path: Path, image: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
@@ -124,7 +88,7 @@ def _yolo_lines(det: torch.Tensor, width: int, height: int, with_conf: bool) -> 
 class _Outputs:
     """Writes annotated images/videos, labels, crops and json records for one run folder."""
 
-    def __init__(self, opts: DetectOptions, save_dir: Path, names: list[str]):
+    def __init__(self, opts: DetectConfig, save_dir: Path, names: list[str]):
         self.opts, self.save_dir, self.names = opts, save_dir, names
         self.writers: dict[Path, cv2.VideoWriter] = {}
         self.stems: dict[Path, str] = {}
@@ -200,57 +164,22 @@ class _Outputs:
         return None
 
 
-def run_detect(opts: DetectOptions, console: Console | None = None, backend: Backend | None = None) -> DetectReport:
+def run_detect(opts: DetectConfig, console: Console | None = None, backend: Backend | None = None) -> DetectReport:
     """Detect objects in every image/frame of `opts.source`; see the module docstring for the outputs."""
     console = console or Console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
     if backend is None:
         backend = load_backend(opts.weights, select_device(opts.device), opts.threads)
-    names = backend.names
-    _check_options(opts, names)
-    if backend.fixed_shape is not None:
-        fixed_hw = tuple(backend.fixed_shape[2:])
-        if fixed_hw != check_imgsz(opts.imgsz, backend.stride):
-            console.print(
-                f"[yellow]note:[/] {opts.weights} was exported for {fixed_hw[0]}x{fixed_hw[1]} inputs; "
-                f"running at that size (re-export with --dynamic to choose the size here)",
-                highlight=False,
-            )
-    warmup(backend, opts.imgsz)
+    opts.validate(backend.names)
+    size, note = resolve_imgsz(backend, opts.imgsz, opts.weights)
+    if note:  # the trained size, or a static export's fixed square: said in one line
+        console.print(f"[yellow]note:[/] {note}" if backend.fixed_shape else note, highlight=False)
+    warmup(backend, size)
 
     save_dir = claim_run_dir(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
-    outputs = _Outputs(opts, save_dir, names)
-    summaries: dict[Path, SourceSummary] = {}
-    skipped: list[tuple[Path, str]] = []
-    speed_sum = Counter()
-    total = sum(frame_count(p) for p in paths)
-
-    progress = Progress(
-        TextColumn("[bold]detect"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=console, transient=True,
-    )
+    outputs = _Outputs(opts, save_dir, backend.names)
     try:
-        with progress:
-            task = progress.add_task("", total=total)
-            for frame in iter_frames(paths):
-                progress.update(task, description=frame.path.name)
-                if frame.error is not None:
-                    skipped.append((frame.path, frame.error))
-                    console.print(f"[yellow]skipped[/] {frame.path}: {frame.error}", highlight=False)
-                    progress.advance(task)
-                    continue
-                result = predict(
-                    backend, [frame.image], imgsz=opts.imgsz, conf=opts.conf, iou=opts.iou,
-                    max_det=opts.max_det, classes=opts.classes, agnostic=opts.agnostic_nms,
-                )
-                det = result.detections[0]
-                summary = summaries.setdefault(frame.path, SourceSummary(frame.path))
-                summary.frames += 1
-                summary.ms += sum(result.speed_ms.values())
-                summary.counts.update(int(c) for c in det[:, 5].tolist())
-                speed_sum.update(result.speed_ms)
-                summary.output = outputs.write(frame, det) or summary.output
-                progress.advance(task)
+        summaries, skipped, speed_sum = _detect_frames(backend, size, opts.nms(), paths, outputs, console)
     finally:
         json_path = outputs.close()
 
@@ -264,13 +193,44 @@ def run_detect(opts: DetectOptions, console: Console | None = None, backend: Bac
     n = sum(s.frames for s in summaries.values())
     return DetectReport(
         save_dir=save_dir,
-        names=names,
+        names=backend.names,
         sources=list(summaries.values()),
         skipped=skipped,
         json_path=json_path,
         labels_dir=outputs.labels_dir,
         speed_ms={k: v / n for k, v in speed_sum.items()},
     )
+
+
+def _detect_frames(
+    backend: Backend, size: ImgSize, nms: NmsSettings, paths: list[Path], outputs: "_Outputs", console: Console
+) -> tuple[dict[Path, SourceSummary], list[tuple[Path, str]], Counter]:
+    """Every frame through the prediction path and into `outputs`; per-source summaries, skipped files, ms sums."""
+    summaries: dict[Path, SourceSummary] = {}
+    skipped: list[tuple[Path, str]] = []
+    speed_sum: Counter = Counter()
+    progress = Progress(
+        TextColumn("[bold]detect"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console, transient=True,
+    )
+    with progress:
+        task = progress.add_task("", total=sum(frame_count(p) for p in paths))
+        for frame in iter_frames(paths):
+            progress.update(task, description=frame.path.name)
+            progress.advance(task)
+            if frame.error is not None:
+                skipped.append((frame.path, frame.error))
+                console.print(f"[yellow]skipped[/] {frame.path}: {frame.error}", highlight=False)
+                continue
+            result = predict(backend, [frame.image], imgsz=size, nms=nms)
+            det = result.detections[0]
+            summary = summaries.setdefault(frame.path, SourceSummary(frame.path))
+            summary.frames += 1
+            summary.ms += sum(result.speed_ms.values())
+            summary.counts.update(int(c) for c in det[:, 5].tolist())
+            speed_sum.update(result.speed_ms)
+            summary.output = outputs.write(frame, det) or summary.output
+    return summaries, skipped, speed_sum
 
 
 def print_detect_report(report: DetectReport, console: Console, max_rows: int = 50) -> None:

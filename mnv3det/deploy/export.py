@@ -1,48 +1,41 @@
-"""Export a trained detector to ONNX or TorchScript, then check the file against PyTorch.
+"""Export a trained detector (ONNX, TorchScript, or any format in `exporters.EXPORTERS`), then check the file.
 
 Steps (`export_checkpoint` for a .pt file, `export_model` for a model in memory):
 1. BN folded into the convs (`model.fuse()`), eval mode: the file's output is the decoded
    Tensor (B, N, 5 + nc) = (cx, cy, w, h in input pixels, obj, class probs), as in PyTorch eval mode.
-2. Written with the class names, strides and input shape in the file's own metadata
+2. Written with the class names, strides, input shape and trained size in the file's own metadata
    (ONNX `metadata_props["mnv3det"]`, TorchScript `_extra_files["config.json"]`), so `detect`/`val` need nothing else.
-3. Verified: `onnx.checker`; the exported model (onnxruntime on CPU, or torch.jit) run on a real, letterboxed image
-   must match PyTorch within `|a - b| <= atol + rtol * |b|`, atol = rtol = 1e-4 (float16: 1e-2). A dynamic export is
-   also checked at a second input size and batch. File size and latency are reported.
+3. Verified on a real (or generated) letterboxed image: the file's raw output must match PyTorch within
+   `|a - b| <= atol + rtol * |b|`, atol = rtol = 1e-4 (float16: 1e-2), and both go through the prediction path
+   (NMS, scale back) to compare the boxes. A dynamic export is also checked at a second input size and batch.
+   File size and latency are reported.
 
-Exporter choice: torch 2.14 defaults to the torch.export-based ("dynamo") ONNX exporter, which needs the
-`onnxscript` package (not a dependency of mnv3det, and not installed here). The TorchScript-based exporter
-(`dynamo=False`) needs only torch, maps nn.Hardswish/nn.Hardsigmoid to the ONNX HardSwish/HardSigmoid ops
-(opset >= 14) and handles `dynamic_axes` for batch and image size, which the tests check at two sizes;
-so we use it and silence its deprecation warning.
+Default shape: dynamic (any batch and size), at the size the checkpoint was trained at. A dynamic export gets
+exactly the input a .pt gets in `detect` and `val`, so both give the same boxes and the same mAP. `--static`
+fixes (B, 3, H, W), which some runtimes need; every image is then letterboxed to that square, and `detect`/`val`
+say so when they run such a file.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import statistics
-import time
-import warnings
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from mnv3det.deploy.backends import (
-    TORCHSCRIPT_META_FILE,
-    OnnxBackend,
-    TorchScriptBackend,
-    export_metadata,
-)
-from mnv3det.core.device import select_device
-from mnv3det.deploy.predictor import check_imgsz, prepare_images
-from mnv3det.core.threads import ort_session_options, resolve_threads
+from mnv3det.core.imgsz import check_imgsz
+from mnv3det.core.threads import resolve_threads
+from mnv3det.deploy.backends import TorchBackend, export_metadata, load_backend
+from mnv3det.deploy.config import ExportConfig
+from mnv3det.deploy.exporters import ExportSettings, find_simplifier, get_exporter
+from mnv3det.deploy.predictor import DEFAULT_IMGSZ, NmsSettings, letterbox_images, run_batch
 from mnv3det.errors import UserError
 
-FORMATS = ("onnx", "torchscript")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript"}
-MIN_OPSET = 14  # HardSwish arrived in opset 14
+VERIFY_NMS = NmsSettings(conf=0.25, iou=0.45)  # the boxes compared after NMS: detect's defaults
 
 
 @dataclass
@@ -62,9 +55,12 @@ class ExportResult:
     tolerance: float  # atol = rtol used
     checked_shapes: list[tuple[int, int, int, int]] = field(default_factory=list)
     checker: str = "n/a"  # "passed" for ONNX
-    latency_ms: float | None = None  # median batch latency of the exported file (ORT or torch.jit)
+    latency_ms: float | None = None  # median batch latency of the exported file
     latency_engine: str = ""
     simplified_with: str | None = None
+    boxes: tuple[int, int] = (0, 0)  # boxes after NMS (conf 0.25) on the checked inputs: PyTorch, exported
+    max_box_diff: float = 0.0  # largest corner difference (original pixels) between matched boxes
+    notes: list[str] = field(default_factory=list)  # defaults chosen for the user, one line each
 
     @property
     def passed(self) -> bool:
@@ -82,6 +78,8 @@ def synthetic_image(height: int = 480, width: int = 640, seed: int = 0) -> np.nd
 
     Used when no `--image` is given, so export works offline with no dataset at hand.
     """
+    import cv2
+
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack([xx / width * 200, yy / height * 200, (xx + yy) / (width + height) * 255], -1)
@@ -91,20 +89,115 @@ def synthetic_image(height: int = 480, width: int = 640, seed: int = 0) -> np.nd
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         size = int(rng.integers(min(height, width) // 20, min(height, width) // 4))
         if rng.random() < 0.5:
-            import cv2
-
             cv2.circle(image, (x, y), size, color, -1)
         else:
             image[max(y - size, 0) : y + size, max(x - size, 0) : x + size] = color
     return image
 
 
-def _verification_batch(image: np.ndarray, shape: tuple[int, int, int, int], stride: int) -> torch.Tensor:
-    """`image` letterboxed to shape (B, 3, H, W), float 0..1; batch items are flipped copies so they differ."""
-    b, _, h, w = shape
-    variants = [image if i % 2 == 0 else image[:, ::-1] for i in range(b)]
-    batch, _ = prepare_images([np.ascontiguousarray(v) for v in variants], (h, w), stride, auto=False)
-    return batch.float() / 255
+def _prepared(model: torch.nn.Module, device: torch.device, half: bool) -> torch.nn.Module:
+    """A fused, eval-mode, gradient-free copy on `device` (the original is not changed)."""
+    model = copy.deepcopy(model).to(device).float().eval()
+    model.fuse()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if half:
+        # float16 body, float32 decode: float16 resolves only ~0.5 px at 640 px, and the legacy exporter cannot
+        # export the float16 torch.arange of Detect's grid. The output stays float32.
+        model.half()
+        model.detect.float()
+        model.detect.register_forward_pre_hook(_features_to_float32)
+    return model
+
+
+def _features_to_float32(module: torch.nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook for Detect in a --half export: its (float16) feature maps become float32."""
+    return ([x.float() for x in args[0]],)
+
+
+def export_model(
+    model: torch.nn.Module,
+    output: str | Path,
+    config: ExportConfig | None = None,
+    *,
+    recipe_name: str = "",
+    train_imgsz: int | None = None,
+    picture: np.ndarray | None = None,
+    **fields: Any,
+) -> ExportResult:
+    """Export a `DetectionModel` (not changed: a fused copy is exported) and verify the file; see the module doc.
+
+    config: an ExportConfig, or its fields as keywords (`imgsz=320, dynamic=False, ...`). picture: a BGR image to
+    verify on (default: `config.image` read from disk, else a generated scene).
+    """
+    config = config or ExportConfig(**fields)
+    config.validate()
+    device = torch.device(config.device or "cpu")
+    threads = resolve_threads(config.threads)  # verification and the latency figure run with this many CPU threads
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    if config.half and device.type != "cuda":
+        raise UserError("--half needs a CUDA device (float16 convs are slow or missing on CPU); add --device 0 or drop --half")
+    exporter = get_exporter(config.format)
+    simplify_tool = find_simplifier() if config.simplify else None
+    strides = [int(s) for s in model.stride]
+    size = check_imgsz(config.imgsz or train_imgsz or DEFAULT_IMGSZ, max(strides))
+    names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
+    model = _prepared(model, device, config.half)
+    dummy = torch.zeros(config.batch, 3, *size.hw, device=device, dtype=torch.float16 if config.half else torch.float32)
+    with torch.no_grad():
+        model(dummy)  # one plain run first: builds any cached grids and catches shape errors early
+
+    path = Path(output)
+    path = path if path.name.endswith(exporter.suffix) else path.with_suffix(exporter.suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = export_metadata(names, strides, size.hw, config.batch, config.dynamic, config.half, recipe_name, train_imgsz)
+    exporter.write(model, dummy, path, meta, ExportSettings(config.dynamic, config.opset, simplify_tool))
+    backend = load_backend(path, device, threads)
+
+    result = ExportResult(
+        path=path, format=config.format, imgsz=size.hw, batch=config.batch, dynamic=config.dynamic,
+        half=config.half, size_mb=_size_mb(path), max_abs_diff=0.0, max_rel_diff=0.0, max_excess=float("-inf"),
+        tolerance=1e-2 if config.half else 1e-4, checker="passed" if config.format == "onnx" else "n/a",
+        simplified_with=simplify_tool,
+    )
+    _verify(model, backend, picture if picture is not None else synthetic_image(), result, max(strides))
+    shape = (config.batch, 3, *size.hw)
+    result.latency_ms, result.latency_engine = exporter.latency(path, backend, shape, config.runs, threads)
+    return result
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def _verify(model: torch.nn.Module, backend: Any, image: np.ndarray, result: ExportResult, stride: int) -> None:
+    """Fill `result`'s comparison fields: raw outputs and boxes after the prediction path, PyTorch vs the file."""
+    b, (h, w) = result.batch, result.imgsz
+    result.checked_shapes = [(b, 3, h, w)]
+    if result.dynamic:
+        result.checked_shapes.append((b + 1, 3, h + stride, max(w - stride, stride)))
+    reference = TorchBackend(model, names=backend.names, device=backend.device)
+    n_ref = n_exp = 0
+    for shape in result.checked_shapes:
+        variants = [np.ascontiguousarray(image if i % 2 == 0 else image[:, ::-1]) for i in range(shape[0])]
+        batch, shapes = letterbox_images(variants, shape[2:], stride, auto=False)  # flipped copies so items differ
+        x = batch.to(backend.device).float() / 255
+        with torch.no_grad():
+            expected = model(x.to(next(model.parameters()).dtype)).float().cpu()
+        got = backend(x).float().cpu()
+        if got.shape != expected.shape:
+            raise RuntimeError(f"exported output shape {tuple(got.shape)} != torch {tuple(expected.shape)}")
+        abs_diff, rel_diff, excess = _compare(got, expected, result.tolerance)
+        result.max_abs_diff = max(result.max_abs_diff, abs_diff)
+        result.max_rel_diff = max(result.max_rel_diff, rel_diff)
+        result.max_excess = max(result.max_excess, excess)
+        ref_boxes = run_batch(reference, batch, shapes, VERIFY_NMS).detections
+        exp_boxes = run_batch(backend, batch, shapes, VERIFY_NMS).detections
+        n_ref, n_exp = n_ref + sum(map(len, ref_boxes)), n_exp + sum(map(len, exp_boxes))
+        result.max_box_diff = max([result.max_box_diff] + [_box_diff(a, e) for a, e in zip(ref_boxes, exp_boxes)])
+    result.boxes = (n_ref, n_exp)
 
 
 def _compare(exported: torch.Tensor, reference: torch.Tensor, tol: float) -> tuple[float, float, float]:
@@ -122,247 +215,43 @@ def _compare(exported: torch.Tensor, reference: torch.Tensor, tol: float) -> tup
     )
 
 
-def _latency_ms(run, x, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+def _box_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest corner distance from each box of `a` to the nearest same-class box of `b` (inf when unmatched)."""
+    if len(a) == 0 and len(b) == 0:
+        return 0.0
+    if len(a) != len(b):
+        return float("inf")
+    same = a[:, None, 5] == b[None, :, 5]
+    dist = (a[:, None, :4] - b[None, :, :4]).abs().amax(-1).masked_fill(~same, float("inf"))
+    return float(dist.amin(1).max())
 
 
-def ort_cpu_session(path: str | Path, threads: int | None = 2):
-    """An onnxruntime CPU InferenceSession with the settings `detect`/`val` use (`ort_session_options`)."""
-    import onnxruntime as ort
+def export_checkpoint(weights: str | Path, config: ExportConfig | None = None, **fields: Any) -> ExportResult:
+    """Export the model stored in checkpoint `weights` (default output: next to it, with the format's suffix).
 
-    return ort.InferenceSession(str(path), sess_options=ort_session_options(threads), providers=["CPUExecutionProvider"])
-
-
-def onnx_latency_ms(path: str | Path, shape: tuple[int, int, int, int], threads: int = 2, runs: int = 20) -> float:
-    """Median latency (ms) of one onnxruntime CPU run of `path` on a random input of `shape`."""
-    session = ort_cpu_session(path, threads)
-    inp = session.get_inputs()[0]
-    dtype = np.float16 if "float16" in inp.type else np.float32
-    x = np.random.default_rng(0).random(shape, dtype=np.float32).astype(dtype)
-    return _latency_ms(lambda a: session.run(None, {inp.name: a}), x, runs)
-
-
-def _simplifier() -> str:
-    """The name of an installed ONNX simplifier, or a clear error."""
-    import importlib.util
-
-    for name in ("onnxslim", "onnxsim"):
-        if importlib.util.find_spec(name) is not None:
-            return name
-    raise UserError(
-        "--simplify needs onnxslim or onnxsim, and neither is installed; "
-        "`pip install onnxslim` or export without --simplify (the plain export runs fine in onnxruntime)"
-    )
-
-
-def _simplify(proto, tool: str):
-    if tool == "onnxslim":
-        import onnxslim
-
-        return onnxslim.slim(proto)
-    import onnxsim
-
-    simplified, ok = onnxsim.simplify(proto)
-    if not ok:
-        raise UserError("onnxsim could not validate the simplified model; export without --simplify")
-    return simplified
-
-
-def write_onnx(
-    model, dummy, path: Path, meta: dict, opset: int = 17, dynamic: bool = False, simplify: str | None = None
-) -> None:
-    """Export `model` (eval, BN fused) traced on `dummy` to `path`, with `meta` as the file's metadata; checked."""
-    import onnx
-
-    dynamic_axes = (
-        {"images": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 1: "anchors"}} if dynamic else None
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy-exporter notice (see the module docstring)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape-to-int conversions in Detect's grid code
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["images"],
-            output_names=["output"],
-            dynamic_axes=dynamic_axes,
-            do_constant_folding=True,
-        )
-    proto = onnx.load(str(path))
-    if simplify:
-        proto = _simplify(proto, simplify)
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "mnv3det", json.dumps(meta)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
-
-
-def _write_torchscript(model, dummy, path: Path, meta: dict) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks torch.jit deprecated; it still works
-        traced = torch.jit.trace(model, dummy, strict=False, check_trace=False)
-    traced.save(str(path), _extra_files={TORCHSCRIPT_META_FILE: json.dumps(meta)})
-
-
-def _features_to_float32(module: torch.nn.Module, args: tuple) -> tuple:
-    """Forward pre-hook for Detect in a --half export: its (float16) feature maps become float32."""
-    return ([x.float() for x in args[0]],)
-
-
-def export_model(
-    model: torch.nn.Module,
-    output: str | Path,
-    *,
-    format: str = "onnx",
-    imgsz: int | tuple[int, int] = 640,
-    batch: int = 1,
-    dynamic: bool = False,
-    opset: int = 17,
-    simplify: bool = False,
-    half: bool = False,
-    device: torch.device | str = "cpu",
-    image: np.ndarray | None = None,
-    latency_runs: int = 10,
-    recipe_name: str = "",
-    threads: int | None = None,
-) -> ExportResult:
-    """Export a `DetectionModel` (not changed: a fused copy is exported) and verify the file; see the module doc."""
-    if format not in FORMATS:
-        raise UserError(f"--format {format!r} is not supported; use one of {', '.join(FORMATS)}")
-    threads = resolve_threads(threads)  # verification and the latency figure run with this many CPU threads
-    if device == "cpu" or getattr(device, "type", None) == "cpu":
-        torch.set_num_threads(threads)
-    if batch < 1:
-        raise UserError(f"--batch {batch}: must be 1 or more")
-    if format == "onnx" and opset < MIN_OPSET:
-        raise UserError(f"--opset {opset} is too old for HardSwish; use {MIN_OPSET} or newer (default 17)")
-    device = torch.device(device)
-    if half and device.type != "cuda":
-        raise UserError("--half needs a CUDA device (float16 convs are slow or missing on CPU); add --device 0 or drop --half")
-    if format == "onnx":
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError as err:
-            raise UserError(f"ONNX export needs onnx and onnxruntime ({err.name} is missing): pip install mnv3det[export]") from None
-    simplify_tool = _simplifier() if simplify and format == "onnx" else None
-    if simplify and format != "onnx":
-        raise UserError("--simplify applies to --format onnx only")
-
-    strides = [int(s) for s in model.stride]
-    stride = max(strides)
-    h, w = check_imgsz(imgsz, stride)
-    names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
-    model = copy.deepcopy(model).to(device).float().eval()
-    model.fuse()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if half:
-        # float16 body, float32 decode: float16 resolves only ~0.5 px at 640 px, and the legacy exporter cannot
-        # export the float16 torch.arange of Detect's grid. The output stays float32.
-        model.half()
-        model.detect.float()
-        model.detect.register_forward_pre_hook(_features_to_float32)
-    dtype = torch.float16 if half else torch.float32
-    dummy = torch.zeros(batch, 3, h, w, device=device, dtype=dtype)
-    with torch.no_grad():
-        model(dummy)  # one plain run first: builds any cached grids and catches shape errors early
-
-    path = Path(output).with_suffix(SUFFIX[format]) if Path(output).suffix != SUFFIX[format] else Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = export_metadata(names, strides, (h, w), batch, dynamic, half, recipe_name)
-    if format == "onnx":
-        write_onnx(model, dummy, path, meta, opset, dynamic, simplify_tool)
-        backend = OnnxBackend(path, device, threads)
-    else:
-        _write_torchscript(model, dummy, path, meta)
-        backend = TorchScriptBackend(path, device)
-
-    # Verification on a real (or synthetic) letterboxed image; a dynamic file also at another size and batch.
-    image = synthetic_image() if image is None else image
-    shapes = [(batch, 3, h, w)]
-    if dynamic:
-        shapes.append((batch + 1, 3, h + stride, max(w - stride, stride)))
-    tol = 1e-2 if half else 1e-4
-    max_abs, max_rel, max_excess = 0.0, 0.0, float("-inf")
-    for shape in shapes:
-        x = _verification_batch(image, shape, stride).to(device)
-        with torch.no_grad():
-            reference = model(x.to(dtype)).float().cpu()
-        exported = backend(x).float().cpu()
-        if exported.shape != reference.shape:
-            raise RuntimeError(f"exported output shape {tuple(exported.shape)} != torch {tuple(reference.shape)}")
-        abs_diff, rel_diff, excess = _compare(exported, reference, tol)
-        max_abs, max_rel, max_excess = max(max_abs, abs_diff), max(max_rel, rel_diff), max(max_excess, excess)
-
-    if format == "onnx":
-        latency = onnx_latency_ms(path, (batch, 3, h, w), threads=threads, runs=latency_runs)
-        engine = f"onnxruntime CPU, {threads} threads"
-    else:
-        x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
-        with torch.inference_mode():
-            latency = _latency_ms(backend.module, x, latency_runs)
-        engine = f"torch.jit {device.type}, {torch.get_num_threads()} threads"
-    return ExportResult(
-        path=path,
-        format=format,
-        imgsz=(h, w),
-        batch=batch,
-        dynamic=dynamic,
-        half=half,
-        size_mb=path.stat().st_size / 2**20,
-        max_abs_diff=max_abs,
-        max_rel_diff=max_rel,
-        max_excess=max_excess,
-        tolerance=tol,
-        checked_shapes=shapes,
-        checker="passed" if format == "onnx" else "n/a",
-        latency_ms=latency,
-        latency_engine=engine,
-        simplified_with=simplify_tool,
-    )
-
-
-def export_checkpoint(
-    weights: str | Path,
-    *,
-    format: str = "onnx",
-    output: str | Path | None = None,
-    device: str | None = "cpu",
-    image: str | Path | None = None,
-    **options,
-) -> ExportResult:
-    """Export the model stored in checkpoint `weights` (default output: next to it, .onnx/.torchscript)."""
+    The default size is the one the checkpoint was trained at; `result.notes` says so.
+    """
     from mnv3det.core.checkpoint import load_model
+    from mnv3det.core.device import select_device
     from mnv3det.deploy.sources import UnreadableImage, read_image
 
+    config = config or ExportConfig(**fields)
     weights = Path(weights)
     if weights.suffix.lower() != ".pt":
         raise UserError(f"--weights {weights}: export reads a .pt checkpoint written by mnv3det train")
-    if format not in FORMATS:
-        raise UserError(f"--format {format!r} is not supported; use one of {', '.join(FORMATS)}")
-    torch_device = select_device(device)
+    config.validate()
+    device = select_device(config.device)
     picture = None
-    if image is not None:
+    if config.image is not None:
         try:
-            picture = read_image(Path(image))
+            picture = read_image(Path(config.image))
         except UnreadableImage as err:
-            raise UserError(f"--image {image}: {err}") from None
+            raise UserError(f"--image {config.image}: {err}") from None
     model, ckpt = load_model(weights, device="cpu")
-    recipe_name = ckpt.train_recipe  # TrainConfig.recipe, if trained
-    out = Path(output) if output else weights.with_suffix(SUFFIX[format])
-    return export_model(
-        model, out, format=format, device=torch_device, image=picture, recipe_name=recipe_name, **options
-    )
+    trained, recipe = ckpt.train_imgsz, ckpt.train_recipe  # from the run's TrainConfig, when it was trained
+    out = Path(config.output) if config.output else weights.with_suffix(get_exporter(config.format).suffix)
+    config = dataclasses.replace(config, device=str(device))
+    result = export_model(model, out, config, recipe_name=str(recipe), train_imgsz=trained, picture=picture)
+    if config.imgsz is None and trained:
+        result.notes.append(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)")
+    return result

@@ -1,7 +1,16 @@
 """The one prediction path: letterbox -> backend forward -> NMS -> boxes scaled back to the original image.
 
-`detect` calls `predict` on the images it reads; `val` feeds its own letterboxed loader batches to the
-same `Backend` call and then `postprocess` below, so both share every step after the pixels are ready.
+    letterbox_images(images, size, stride, auto)  BGR images -> uint8 batch (B, 3, H, W) RGB + shape records
+    run_batch(backend, batch, shapes, nms)        uint8 batch -> /255 -> forward -> NMS -> scale back (timed)
+    predict(backend, images, ...)                 both, for `detect` and the Python API
+
+`val` letterboxes in its data loader (rectangular batches, the same `letterbox`) and hands each batch to
+`run_batch`; `export` verifies a file by running both models through `run_batch`. So a fix to any step after
+the pixels are ready reaches every command.
+
+Padding: a dynamic model (a .pt, or an export made without --static) gets a single image padded only to the next
+stride multiple; a static export always gets its own fixed input, a square for the usual exports. `resolve_imgsz`
+is the one rule for which size a command runs at.
 """
 
 from __future__ import annotations
@@ -13,33 +22,64 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mnv3det.core.device import synchronize
+from mnv3det.core.imgsz import ImgSize, ImgSizeLike, check_imgsz
+from mnv3det.core.postprocess import non_max_suppression, scale_boxes
 from mnv3det.data import letterbox
 from mnv3det.deploy.backends import Backend
-from mnv3det.core.postprocess import non_max_suppression, scale_boxes
-from mnv3det.errors import UserError
+
+DEFAULT_IMGSZ = 640  # when neither the user nor the model says otherwise
 
 # (h0, w0) of the original image and ((ratio_h, ratio_w), (pad_w, pad_h)) of its letterbox, as the loader gives them.
 ImageShape = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
 
 
-def check_imgsz(imgsz: int | tuple[int, ...] | list[int], stride: int, option: str = "--imgsz") -> tuple[int, int]:
-    """(h, w) from `640` or `(h, w)`; each must be a positive multiple of `stride` (a clear error otherwise)."""
-    sizes = [imgsz] if isinstance(imgsz, int) else list(imgsz)
-    if len(sizes) == 1:
-        sizes = sizes * 2
-    if len(sizes) != 2 or any(int(s) <= 0 for s in sizes):
-        raise UserError(f"{option} {imgsz}: give one size (640) or two (height width), positive")
-    h, w = (int(s) for s in sizes)
-    if h % stride or w % stride:
-        raise UserError(
-            f"{option} {h} {w}: sizes must be multiples of the model stride {stride} "
-            f"(e.g. {max(round(h / stride), 1) * stride} {max(round(w / stride), 1) * stride})"
-        )
-    return h, w
+@dataclass(frozen=True)
+class NmsSettings:
+    """What NMS keeps (see `mnv3det.core.postprocess.non_max_suppression`)."""
+
+    conf: float = 0.25  # score threshold (obj x class prob)
+    iou: float = 0.45  # boxes of one class overlapping more than this are merged
+    max_det: int = 300  # most boxes kept per image
+    classes: tuple[int, ...] | None = None  # keep only these class indices
+    agnostic: bool = False  # one NMS over all classes
+    multi_label: bool = False  # a box may carry several classes (val's mAP protocol leaves it off)
 
 
-def prepare_images(
-    images: list[np.ndarray], imgsz: tuple[int, int], stride: int, auto: bool
+@dataclass
+class Prediction:
+    """What `run_batch` and `predict` return for a batch of images."""
+
+    detections: list[Tensor]  # per image: float64 (n, 6) x1, y1, x2, y2, score, class in original pixels, CPU
+    input_shape: tuple[int, int, int, int]  # (B, 3, H, W) that went into the model
+    speed_ms: dict[str, float] = field(default_factory=dict)  # per image: preprocess, inference, nms
+    input_detections: list[Tensor] = field(default_factory=list)  # the same boxes in network-input pixels
+
+
+def resolve_imgsz(backend: Backend, requested: ImgSizeLike | None, weights: object = "the model") -> tuple[ImgSize, str]:
+    """The size to run `backend` at, and one line saying why when it was not simply the size asked for.
+
+    A static export runs at its own size; otherwise `requested`, else the size the model was trained at, else 640.
+    """
+    if backend.fixed_shape is not None:
+        fixed = ImgSize(int(backend.fixed_shape[2]), int(backend.fixed_shape[3]))
+        asked = check_imgsz(requested, backend.stride) if requested is not None else fixed
+        note = (f"{weights} is a static export: every image is letterboxed to {fixed.h}x{fixed.w} "
+                "(a .pt pads each image only to the stride, so boxes can differ slightly; export without --static "
+                "to match it)")
+        if asked != fixed:
+            note += f"; --imgsz {asked} is ignored"
+        return fixed, note
+    if requested is not None:
+        return check_imgsz(requested, backend.stride), ""
+    if backend.imgsz is not None:
+        size = backend.imgsz.check(backend.stride)
+        return size, f"imgsz {size}: the size {weights} was trained at (set --imgsz to change it)"
+    return check_imgsz(DEFAULT_IMGSZ, backend.stride), ""
+
+
+def letterbox_images(
+    images: list[np.ndarray], size: ImgSizeLike, stride: int, auto: bool
 ) -> tuple[Tensor, list[ImageShape]]:
     """Letterbox BGR images into one uint8 batch (B, 3, H, W) RGB, plus each image's shape record.
 
@@ -48,33 +88,24 @@ def prepare_images(
     """
     if auto and len(images) > 1:
         raise ValueError("auto (minimum-padding) letterbox needs a batch of one image")
+    hw = ImgSize.parse(size).hw
     batch, shapes = [], []
     for image in images:
-        boxed, ratio, pad = letterbox(image, imgsz, auto=auto, stride=stride)
+        boxed, ratio, pad = letterbox(image, hw, auto=auto, stride=stride)
         batch.append(np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)))  # HWC BGR -> CHW RGB
         shapes.append(((image.shape[0], image.shape[1]), (tuple(ratio), tuple(pad))))
     return torch.from_numpy(np.stack(batch)), shapes
 
 
-def postprocess(
-    pred: Tensor,
-    input_hw: tuple[int, int],
-    shapes: list[ImageShape],
-    *,
-    conf: float,
-    iou: float,
-    max_det: int = 300,
-    classes: list[int] | None = None,
-    agnostic: bool = False,
-    multi_label: bool = False,
-) -> list[Tensor]:
-    """NMS on decoded predictions (B, N, 5 + nc) and boxes mapped back to each original image.
+def nms_per_image(pred: Tensor, nms: NmsSettings) -> list[Tensor]:
+    """NMS on decoded predictions (B, N, 5 + nc): B tensors (n, 6) in network-input pixels."""
+    classes = list(nms.classes) if nms.classes else None
+    return non_max_suppression(pred, nms.conf, nms.iou, max_det=nms.max_det, classes=classes,
+                               multi_label=nms.multi_label, agnostic=nms.agnostic)
 
-    Returns B tensors (n, 6) = (x1, y1, x2, y2, score, class) in original-image pixels (empty (0, 6) when none).
-    """
-    detections = non_max_suppression(
-        pred, conf, iou, max_det=max_det, classes=classes, multi_label=multi_label, agnostic=agnostic
-    )
+
+def scale_back(detections: list[Tensor], input_hw: tuple[int, int], shapes: list[ImageShape]) -> list[Tensor]:
+    """New (n, 6) tensors with boxes moved from the letterboxed input to each original image (clipped)."""
     out = []
     for det, (orig_hw, ratio_pad) in zip(detections, shapes):
         det = det.clone()
@@ -83,23 +114,35 @@ def postprocess(
     return out
 
 
-@dataclass
-class Prediction:
-    """What `predict` returns for a batch of images."""
-
-    detections: list[Tensor]  # per image: (n, 6) x1, y1, x2, y2, score, class in original pixels, on CPU
-    input_shape: tuple[int, int, int, int]  # (B, 3, H, W) that went into the model
-    speed_ms: dict[str, float] = field(default_factory=dict)  # per image: preprocess, inference, nms
+def postprocess(pred: Tensor, input_hw: tuple[int, int], shapes: list[ImageShape], nms: NmsSettings) -> list[Tensor]:
+    """NMS, then boxes mapped back: B tensors (x1, y1, x2, y2, score, class) in original pixels (empty (0, 6))."""
+    return scale_back(nms_per_image(pred, nms), input_hw, shapes)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def run_batch(backend: Backend, batch: Tensor, shapes: list[ImageShape], nms: NmsSettings) -> Prediction:
+    """uint8 batch (B, 3, H, W) RGB, letterboxed -> 0..1 float -> forward -> NMS -> boxes in original pixels.
+
+    Timed per image: preprocess (the copy and scaling), inference (the backend call), nms (NMS and scale-back).
+    """
+    n = batch.shape[0]
+    t0 = time.perf_counter()
+    x = batch.to(backend.device, non_blocking=True).float().div_(255)  # uint8 0..255 -> float 0..1
+    synchronize(x.device)
+    t1 = time.perf_counter()
+    pred = backend(x)
+    synchronize(x.device)
+    t2 = time.perf_counter()
+    in_input = [d.cpu() for d in nms_per_image(pred, nms)]
+    # Scaled in float64: val rounds boxes to 1e-3 px, finer than float32 resolves at a few hundred pixels.
+    detections = scale_back([d.double() for d in in_input], (int(x.shape[2]), int(x.shape[3])), shapes)
+    t3 = time.perf_counter()
+    speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n, "nms": (t3 - t2) * 1e3 / n}
+    return Prediction(detections, tuple(x.shape), speed, in_input)
 
 
-def warmup(backend: Backend, imgsz: int | tuple[int, int] = 640) -> None:
+def warmup(backend: Backend, size: ImgSizeLike = DEFAULT_IMGSZ) -> None:
     """One forward on zeros so one-time costs (allocations, kernel selection) stay out of the first timing."""
-    shape = backend.fixed_shape or (1, 3, *check_imgsz(imgsz, backend.stride))
+    shape = backend.fixed_shape or (1, 3, *check_imgsz(size, backend.stride).hw)
     backend(torch.zeros(shape, device=backend.device))
 
 
@@ -107,42 +150,25 @@ def predict(
     backend: Backend,
     images: list[np.ndarray],
     *,
-    imgsz: int | tuple[int, int] = 640,
-    conf: float = 0.25,
-    iou: float = 0.45,
-    max_det: int = 300,
-    classes: list[int] | None = None,
-    agnostic: bool = False,
+    imgsz: ImgSizeLike | None = None,
+    nms: NmsSettings | None = None,
     square: bool = False,
+    **nms_fields,
 ) -> Prediction:
-    """Detect objects in BGR images (H, W, 3) uint8 with `backend`.
+    """Detect objects in BGR images (H, W, 3) uint8 with `backend`: `letterbox_images` then `run_batch`.
 
-    A static export (backend.fixed_shape) always gets its own input size; otherwise `imgsz` is used, and a single
-    image is padded only to the next stride multiple (less work for non-square images) unless `square` asks for
-    the full imgsz x imgsz input (what a static export sees).
+    imgsz: None = `resolve_imgsz`'s default (the trained size). A single image is padded only to the next stride
+    multiple unless `square` asks for the full square input a static export sees. NMS settings come as `nms` or
+    as its fields (`conf=0.25, iou=0.45, ...`).
     """
     if not images:
         raise ValueError("predict needs at least one image")
-    if backend.fixed_shape is not None:
-        hw = (backend.fixed_shape[2], backend.fixed_shape[3])
-        auto = False
-    else:
-        hw = check_imgsz(imgsz, backend.stride)
-        auto = len(images) == 1 and not square
-    n = len(images)
-
+    size, _ = resolve_imgsz(backend, imgsz)
+    auto = backend.fixed_shape is None and len(images) == 1 and not square
+    nms = nms or NmsSettings(**{k: tuple(v) if k == "classes" and v is not None else v for k, v in nms_fields.items()})
     t0 = time.perf_counter()
-    batch, shapes = prepare_images(images, hw, backend.stride, auto)
-    x = batch.to(backend.device).float().div_(255)  # uint8 0..255 -> float 0..1
-    _sync(backend.device)
-    t1 = time.perf_counter()
-    pred = backend(x)
-    _sync(backend.device)
-    t2 = time.perf_counter()
-    detections = postprocess(
-        pred, (x.shape[2], x.shape[3]), shapes, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
-    )
-    detections = [d.cpu() for d in detections]
-    t3 = time.perf_counter()
-    speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n, "nms": (t3 - t2) * 1e3 / n}
-    return Prediction(detections, tuple(x.shape), speed)
+    batch, shapes = letterbox_images(images, size, backend.stride, auto)
+    letterbox_ms = (time.perf_counter() - t0) * 1e3 / len(images)
+    prediction = run_batch(backend, batch, shapes, nms)
+    prediction.speed_ms["preprocess"] += letterbox_ms
+    return prediction

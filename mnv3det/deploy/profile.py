@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnv3det.core.imgsz import ImgSizeLike, check_imgsz
 from mnv3det.errors import UserError
 from mnv3det.models import DetectionModel, build_model
 from mnv3det.models.graph import gather_inputs
@@ -145,7 +146,7 @@ def ort_runner(
         import onnxruntime  # noqa: F401
     except ImportError as err:
         return None, f"ONNX Runtime skipped: {err.name} is not installed (pip install 'mnv3det[export]')"
-    from mnv3det.deploy.export import ort_cpu_session, write_onnx  # the same graph and settings as `mnv3det export`
+    from mnv3det.deploy.exporters import ort_cpu_session, write_onnx  # the same graph and settings as `mnv3det export`
 
     fused = copy.deepcopy(model).eval().fuse()
     x = torch.rand(batch, 3, imgsz, imgsz)
@@ -206,7 +207,7 @@ def _measure_latency(models: list[DetectionModel], profiles: list[ModelProfile],
 
 def profile_models(
     recipes: list[str | Path | dict[str, Any]],
-    imgsz: int = 640,
+    imgsz: ImgSizeLike = 640,
     nc: int | None = None,
     batch: int = 1,
     threads: int = 2,
@@ -218,9 +219,7 @@ def profile_models(
     models, profiles = [], []
     for recipe in recipes:
         model = build_model(recipe, nc=nc)
-        max_stride = int(model.stride.max())
-        if imgsz < max_stride or imgsz % max_stride:
-            raise UserError(f"--imgsz {imgsz} must be a positive multiple of the model's largest stride, {max_stride}")
+        imgsz = check_imgsz(imgsz, int(model.stride.max())).side(why="profile measures square inputs")
         rows = row_costs(model, imgsz, batch)
         models.append(model)
         profiles.append(
@@ -243,7 +242,7 @@ def profile_models(
 
 def profile_model(
     recipe: str | Path | dict[str, Any],
-    imgsz: int = 640,
+    imgsz: ImgSizeLike = 640,
     nc: int | None = None,
     batch: int = 1,
     threads: int = 2,

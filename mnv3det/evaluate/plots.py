@@ -105,14 +105,6 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     return path
 
 
-def _color(c: int) -> tuple[int, int, int]:
-    """A stable, distinct RGB colour per class index (golden-ratio hue steps)."""
-    import colorsys
-
-    r, g, b = colorsys.hsv_to_rgb((c * 0.618033988749895) % 1.0, 0.85, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
 def plot_image_mosaic(
     images: np.ndarray,
     boxes: Sequence[np.ndarray],
@@ -128,6 +120,8 @@ def plot_image_mosaic(
     Predictions are labelled with their score. Drawn with OpenCV (fast, no figure needed); saved as jpg.
     """
     import cv2
+
+    from mnv3det.deploy.annotate import class_color  # the same colour per class as `detect` images
 
     path = Path(path)
     images = np.asarray(images)[:max_images]
@@ -146,7 +140,7 @@ def plot_image_mosaic(
         for row in det:
             x1, y1, x2, y2 = (row[:4] * scale).round().astype(int).tolist()
             cls = int(row[-1])
-            color = _color(cls)
+            color = class_color(cls, "rgb")  # the tiles are RGB
             cv2.rectangle(tile, (x1, y1), (x2, y2), color, 2)
             name = str(names[cls]) if 0 <= cls < len(names) else str(cls)
             label = f"{name} {row[4]:.2f}" if det.shape[1] == 6 else name

@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from mnv3det.core.imgsz import P5_STRIDE, check_imgsz
 from mnv3det.errors import UserError
 
 # Fields handed to the data loader as its augmentation `hyp` dict (names as in YOLOv5's hyp files).
@@ -196,7 +197,6 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     checks = [
         (cfg.epochs >= 1, "epochs must be >= 1"),
         (cfg.batch >= 1, "batch must be >= 1"),
-        (cfg.imgsz >= 32 and cfg.imgsz % 32 == 0, f"imgsz must be a multiple of 32 (>= 32), got {cfg.imgsz}"),
         (cfg.nbs >= 1, "nbs must be >= 1"),
         (cfg.workers >= 0, "workers must be >= 0"),
         (cfg.optimizer.lower() in ("sgd", "adamw"), f"optimizer must be SGD or AdamW, got {cfg.optimizer!r}"),
@@ -214,6 +214,8 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(f"{source}: {message}")
+    # Before a model exists: against P5/32, which every recipe reaches; the trainer checks the built model's stride.
+    check_imgsz(cfg.imgsz, P5_STRIDE, option=f"{source}: imgsz")
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from mnv3det.core.checkpoint import Checkpoint, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
+from mnv3det.core.imgsz import check_imgsz
 from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
 from mnv3det.train.config import TrainConfig, config_table, save_config
@@ -115,6 +116,7 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
                                   seed=cfg.seed).message)
     model.to(device)
     stride = int(model.stride.max())
+    check_imgsz(cfg.imgsz, stride)  # the built model's own stride (TrainConfig could only check P5/32)
     loader = create_dataloader(
         train_records, imgsz=cfg.imgsz, batch_size=cfg.batch // info.world_size, augment=True, hyp=cfg.augment_hyp(),
         stride=stride, workers=cfg.workers, shuffle=True, cache=cfg.cache,
@@ -183,13 +185,15 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
 
 def _validate(state: TrainState, run: RunContext) -> Any:
     """Fast mAP of the EMA model on the validation records, over the run's reusable val loader."""
+    from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
 
     cfg = run.cfg
     ema_model = state.ema.module
     ema_model.names = list(state.net.names)
-    return evaluate(ema_model, run.parts.val_records, run.parts.spec, imgsz=cfg.imgsz, batch_size=cfg.batch * 2,
-                    device=state.device, coco=False, progress=False, workers=cfg.workers, loader=run.parts.val_loader)
+    config = EvalConfig(imgsz=cfg.imgsz, batch=cfg.batch * 2, coco=False, workers=cfg.workers)
+    return evaluate(ema_model, run.parts.val_records, run.parts.spec, config, device=state.device, progress=False,
+                    loader=run.parts.val_loader)
 
 
 def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None:
