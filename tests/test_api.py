@@ -40,6 +40,9 @@ def test_load_and_predict_a_path_an_array_and_a_list(weights, tmp_path):
 
     same = detector.predict(cv2.imread(str(path)))  # a BGR array as OpenCV reads it
     np.testing.assert_allclose(same.boxes, result.boxes)
+    Image = pytest.importorskip("PIL.Image")
+    from_pil = detector.predict(Image.open(path))  # PIL gives RGB; converted to BGR like the rest
+    np.testing.assert_allclose(from_pil.boxes, result.boxes)
     both = detector([path, path], conf=0.9)  # a list gives a list; a per-call threshold overrides the default
     assert isinstance(both, list) and len(both) == 2 and all(len(d) == 0 for d in both)
 
@@ -117,6 +120,7 @@ def test_pt_and_its_default_export_give_the_same_boxes_on_a_non_square_image(wei
     result = export_checkpoint(weights, output=tmp_path / "best.onnx", runs=1)  # every option at its default
     assert result.imgsz == (96, 96) and result.dynamic  # the trained size; any input shape
     assert result.boxes[0] == result.boxes[1] and result.max_box_diff < 1e-2  # export verified the boxes too
+    assert result.notes == [f"imgsz 96: the size {weights} was trained at (set --imgsz to change it)"]
     pt, onnx = mnv3det.load(weights, conf=0.32), mnv3det.load(result.path, conf=0.32)
     assert onnx.imgsz == pt.imgsz == ImgSize(96, 96)
     found = 0

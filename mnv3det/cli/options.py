@@ -31,7 +31,7 @@ def default_help(config: type, name: str, text: str) -> str:
     default = {f.name: f.default for f in dataclasses.fields(config)}[name]
     if default is None or default is dataclasses.MISSING:
         return text
-    shown = str(default).lower() if isinstance(default, bool) else str(default)
+    shown = ("on" if default else "off") if isinstance(default, bool) else str(default)
     return f"{text.rstrip('.')} (default {shown})."
 
 

@@ -32,7 +32,7 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     device = select_device(cfg.device)
     backend = load_backend(cfg.weights, device, cfg.threads)
     size, note = resolve_imgsz(backend, requested, cfg.weights)
-    imgsz = size.side(why="val letterboxes to squares; export it square or without --static")
+    imgsz = size.long  # a static export that is not square gets a clear error from make_eval_loader
     if note:
         console.print(f"[yellow]note:[/] {note}" if backend.fixed_shape else note, highlight=False)
     spec = load_data(cfg.data)
@@ -42,7 +42,8 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
 
     run_dir = claim_run_dir(Path(cfg.project), cfg.name, exist_ok=cfg.exist_ok)
     result = evaluate(
-        backend, records, spec, cfg.eval_config(imgsz), device=device, plots_dir=run_dir if cfg.plots else None,
+        backend, records, spec, cfg.eval_config(imgsz), device=device, progress=not console.quiet,
+        plots_dir=run_dir if cfg.plots else None,
         save_json=run_dir / "predictions.json" if cfg.save_json else None,
     )
     result.save_dir = str(run_dir)
