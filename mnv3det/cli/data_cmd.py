@@ -23,7 +23,11 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable json only."),
     strict: bool = typer.Option(False, help="Exit with status 1 when any problem is found."),
 ) -> None:
-    """Read every image header and label; print counts, boxes per class and every problem with its file and line."""
+    """Read every image header and label; print counts, boxes per class and every problem with its file and line.
+
+    Exits with status 1 when `names` does not fit the labels (most boxes of a split dropped for their class,
+    as training would refuse), or with --strict when any problem is found.
+    """
     from mnv3det.data.doctor import check_data, print_reports
     from mnv3det.data.spec import load_data
 
@@ -34,5 +38,5 @@ def check(
         typer.echo(json.dumps(payload, indent=1))
     else:
         print_reports(spec, reports, Console(), limit=limit or None)
-    if strict and any(r.problems for r in reports):
+    if any(r.mismatch for r in reports) or (strict and any(r.problems for r in reports)):
         raise typer.Exit(code=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 from mnv3det.data.records import ImageRecord, Problem
 
 log = logging.getLogger("mnv3det.data")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: problems carry a value; tiny / too-many-boxes checks
 
 
 def cache_dir() -> Path:
@@ -28,19 +28,24 @@ def cache_dir() -> Path:
 
 
 def files_key(files: list[Path], extra: str) -> str:
-    """sha1 over (path, size, mtime_ns) of every file (missing files count as absent) and `extra`."""
-    h = hashlib.sha1(f"v{CACHE_VERSION}|{extra}".encode())
+    """sha1 over (path, size, mtime_ns) of every file (missing files count as absent) and `extra`.
+
+    Paths enter as their bytes (os.fsencode), so a file name that is not valid UTF-8 keys the cache too.
+    """
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{extra}".encode("utf-8", "surrogateescape"))
     for p in files:
+        h.update(os.fsencode(p))
         try:
             st = os.stat(p)
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            h.update(f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
-            h.update(f"{p}|-\n".encode())
+            h.update(b"|-\n")
     return h.hexdigest()
 
 
 def cache_path(description: str) -> Path:
-    return cache_dir() / "records" / (hashlib.sha1(description.encode()).hexdigest()[:16] + ".json")
+    digest = hashlib.sha1(description.encode("utf-8", "surrogateescape")).hexdigest()
+    return cache_dir() / "records" / (digest[:16] + ".json")
 
 
 def load_cache(path: Path, key: str) -> tuple[list[ImageRecord], list[Problem]] | None:

@@ -1,18 +1,19 @@
 """The per-sample checks every format goes through (shared by loading and `mnv3det data check`).
 
 `read_image_header` opens only the header (size, EXIF orientation, JPEG end marker);
-`finalize_sample` turns a parser's `RawSample` into an `ImageRecord`: class range, clipping,
-zero-size and duplicate boxes, each finding recorded as a `Problem`.
+`finalize_sample` turns a parser's `RawSample` into an `ImageRecord`: non-finite coordinates, class range,
+clipping, zero-size, tiny and duplicate boxes and the per-image box cap, each finding recorded as a `Problem`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mnv3det.data.records import ImageRecord, Problem, RawSample
+from mnv3det.data.records import MAX_BOXES_PER_IMAGE, TINY_BOX_PX, ImageRecord, Problem, RawSample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _EXIF_ORIENTATION = 0x0112
@@ -32,8 +33,14 @@ def read_image_header(path: Path) -> tuple[int, int, list[Problem]]:
             width, height = im.size
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
             fmt = im.format
+    except Image.DecompressionBombError as err:
+        # PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS (~179 MP): a small file can claim 20000x20000.
+        detail = str(err).split(",")[0][:100]  # "Image size (N pixels) exceeds limit of M pixels"
+        return 0, 0, [Problem(name, None, "image_too_large", f"{detail}; shrink the image or remove it")]
     except (UnidentifiedImageError, OSError, ValueError) as err:
         return 0, 0, [Problem(name, None, "image_unreadable", str(err)[:120])]
+    except Exception as err:  # noqa: BLE001 - PIL's format plugins raise SyntaxError, struct.error, ... on hostile files
+        return 0, 0, [Problem(name, None, "image_unreadable", f"{type(err).__name__}: {err}"[:120])]
     if width < 2 or height < 2:
         return 0, 0, [Problem(name, None, "image_unreadable", f"image is {width}x{height} pixels")]
     if fmt == "JPEG":
@@ -53,8 +60,9 @@ def read_image_header(path: Path) -> tuple[int, int, list[Problem]]:
 def finalize_sample(raw: RawSample, width: int, height: int, nc: int, image_id: int) -> tuple[ImageRecord, list[Problem]]:
     """Check `raw`'s boxes against an image of `width` x `height` and `nc` classes.
 
-    Out-of-range classes, zero-size boxes (after clipping) and exact duplicates are dropped;
-    boxes reaching outside the image are clipped. Every change is returned as a Problem.
+    Rows with NaN/inf coordinates, out-of-range classes, zero-size boxes (after clipping), exact duplicates and
+    boxes past MAX_BOXES_PER_IMAGE are dropped; boxes reaching outside the image are clipped; tiny boxes
+    (under TINY_BOX_PX) are kept and reported. Every change is returned as a Problem.
     """
     label = str(raw.label_file or raw.image)
     problems: list[Problem] = []
@@ -63,9 +71,14 @@ def finalize_sample(raw: RawSample, width: int, height: int, nc: int, image_id: 
         problems.append(Problem(label, None, "size_mismatch", f"annotation says {dw}x{dh}, image is {width}x{height}"))
     boxes, classes, crowd, difficult = [], [], [], []
     seen: set[tuple[int, int, int, int, int]] = set()
-    for b in raw.boxes:
+    if len(raw.boxes) > MAX_BOXES_PER_IMAGE:
+        problems.append(Problem(label, None, "too_many_boxes", f"{len(raw.boxes)} boxes; only the first {MAX_BOXES_PER_IMAGE} are used"))
+    for b in raw.boxes[:MAX_BOXES_PER_IMAGE]:
+        if not all(math.isfinite(v) for v in b.xyxy):
+            problems.append(Problem(label, b.line, "bad_row", "NaN or infinite coordinate"))
+            continue
         if not 0 <= b.cls < nc:
-            problems.append(Problem(label, b.line, "class_out_of_range", f"class {b.cls} not in 0..{nc - 1}"))
+            problems.append(Problem(label, b.line, "class_out_of_range", f"class {b.cls} not in 0..{nc - 1}", str(b.cls)))
             continue
         x1, y1, x2, y2 = b.xyxy
         if b.normalised:
@@ -84,6 +97,8 @@ def finalize_sample(raw: RawSample, width: int, height: int, nc: int, image_id: 
             problems.append(Problem(label, b.line, "duplicate", f"class {b.cls} box repeated"))
             continue
         seen.add(key)
+        if x2 - x1 < TINY_BOX_PX or y2 - y1 < TINY_BOX_PX:
+            problems.append(Problem(label, b.line, "tiny_box", f"{x2 - x1:.1f} x {y2 - y1:.1f} pixels (under {TINY_BOX_PX:g})"))
         boxes.append((x1, y1, x2, y2))
         classes.append(b.cls)
         crowd.append(b.crowd)

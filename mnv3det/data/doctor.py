@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.data.records import ImageRecord, Problem
 from mnv3det.data.report import problem_counts_table, problem_rows_table
 from mnv3det.data.spec import DataSpec
 
-SKIPPED_IMAGE_KINDS = ("image_unreadable", "image_truncated", "label_unreadable")
+SKIPPED_IMAGE_KINDS = (
+    "image_unreadable", "image_truncated", "image_too_large", "bad_file_name", "duplicate_image_id", "label_unreadable",
+)
 
 
 @dataclass
@@ -24,6 +27,7 @@ class SplitReport:
     records: list[ImageRecord]
     problems: list[Problem]
     names: list[str]
+    mismatch: str | None = None  # why `names` does not fit the labels (most boxes dropped), see names_check
     boxes_per_class: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -56,6 +60,7 @@ class SplitReport:
             "boxes": int(sum(self.boxes_per_class)),
             "crowd": int(sum(r.crowd.sum() for r in self.records)),
             "boxes_per_class": dict(zip(self.names, self.boxes_per_class)),
+            "names_mismatch": self.mismatch,
             "problems": [{"file": p.file, "line": p.line, "kind": p.kind, "detail": p.detail, "action": p.action} for p in self.problems],
         }
 
@@ -65,7 +70,7 @@ def check_data(spec: DataSpec, splits: list[str] | None = None, *, progress: boo
     reports = []
     for split in splits or list(spec.splits):
         records, problems = spec.check(split, use_cache=False, progress=progress)
-        reports.append(SplitReport(split, records, problems, spec.names))
+        reports.append(SplitReport(split, records, problems, spec.names, spec.mismatch(split, records, problems)))
     return reports
 
 
@@ -102,3 +107,6 @@ def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limi
             out.print(problem_rows_table(rep.problems, f"problems in '{rep.split}'", limit=limit, root=spec.root))
         else:
             out.print(f"[green]'{rep.split}': no problems found[/]")
+    for rep in reports:
+        if rep.mismatch:
+            out.print(f"[bold red]error:[/] {escape(rep.mismatch)}", highlight=False)

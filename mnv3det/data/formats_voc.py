@@ -25,7 +25,11 @@ VOC_CLASSES = [
 def read_split_ids(list_file: Path) -> list[str]:
     if not list_file.is_file():
         raise UserError(f"VOC split list {list_file} not found; expected ImageSets/Main/<split>.txt with one image id per line")
-    return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"VOC split list {list_file} cannot be read ({err}); save it as UTF-8 text") from None
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
 def voc_class_names(root: Path, list_files: list[Path]) -> list[str]:
@@ -107,7 +111,7 @@ class VocSplit:
         for k, obj in enumerate(root.iter("object"), start=1):  # "line" = 1-based <object> index
             name = (obj.findtext("name") or "").strip()
             if name not in class_index:
-                problems.append(Problem(str(xml), k, "unknown_class", f"object name {name!r} not in names"))
+                problems.append(Problem(str(xml), k, "unknown_class", f"object name {name!r} not in names", name))
                 continue
             try:
                 x1, y1, x2, y2 = (_number(obj, t) for t in ("xmin", "ymin", "xmax", "ymax"))

@@ -8,11 +8,12 @@ relative to the txt's folder), or a list of these. The label of `.../images/a/b.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
-from mnv3det.data.records import Problem, RawBox, RawSample
+from mnv3det.data.records import MAX_BOXES_PER_IMAGE, Problem, RawBox, RawSample, printable
 from mnv3det.errors import UserError
 
 
@@ -32,7 +33,11 @@ def list_images(source: Path) -> list[Path]:
         return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if source.is_file() and source.suffix.lower() == ".txt":
         images = []
-        for line in source.read_text().splitlines():
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"YOLO image list {printable(source)} cannot be read ({err}); save it as UTF-8 text") from None
+        for line in text.splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 p = Path(line)
@@ -41,32 +46,54 @@ def list_images(source: Path) -> list[Path]:
     raise UserError(f"YOLO split {source} is neither an images folder nor a .txt list of images; fix the data yaml")
 
 
-def parse_label_file(label: Path) -> tuple[list[RawBox], list[Problem]]:
-    """Rows `class cx cy w h` (normalised) -> RawBoxes with 1-based line numbers; bad rows -> Problems."""
+def parse_label_file(label: Path, max_rows: int = MAX_BOXES_PER_IMAGE) -> tuple[list[RawBox], list[Problem]]:
+    """Rows `class cx cy w h` (normalised) -> RawBoxes with 1-based line numbers; bad rows -> Problems.
+
+    Reads line by line and stops after `max_rows` non-empty rows (the rest is counted and reported once),
+    so a runaway label file costs neither memory nor time. A file that cannot be read or decoded gives
+    one `label_unreadable` problem and no boxes.
+    """
     boxes: list[RawBox] = []
     problems: list[Problem] = []
+    name = str(label)
+    rows = 0
     try:
-        text = label.read_text()
+        with open(label, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                fields = line.split()
+                if not fields:
+                    continue
+                rows += 1
+                if rows > max_rows:
+                    total = rows + sum(1 for rest in f if rest.strip())
+                    problems.append(Problem(name, lineno, "too_many_boxes", f"{total} rows; only the first {max_rows} are read"))
+                    break
+                box = _parse_row(fields, name, lineno, problems)
+                if box is not None:
+                    boxes.append(box)
     except (OSError, UnicodeDecodeError) as err:
-        return [], [Problem(str(label), None, "label_unreadable", str(err)[:120])]
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 5:
-            # 5 fields is a box; segment polygons (more fields) are not read by a detector.
-            problems.append(Problem(str(label), lineno, "bad_row", f"{len(fields)} fields, expected 5: class cx cy w h"))
-            continue
-        try:
-            cls_f, cx, cy, w, h = (float(v) for v in fields)
-        except ValueError:
-            problems.append(Problem(str(label), lineno, "bad_row", f"non-numeric field in {line.strip()!r}"))
-            continue
-        if cls_f != int(cls_f):
-            problems.append(Problem(str(label), lineno, "bad_row", f"class {fields[0]!r} is not an integer"))
-            continue
-        boxes.append(RawBox(int(cls_f), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), normalised=True, line=lineno))
+        return [], [Problem(name, None, "label_unreadable", str(err)[:120])]
     return boxes, problems
+
+
+def _parse_row(fields: list[str], label: str, lineno: int, problems: list[Problem]) -> RawBox | None:
+    """One row -> a RawBox, or None with the reason appended to `problems`."""
+    if len(fields) != 5:
+        # 5 fields is a box; segment polygons (more fields) are not read by a detector.
+        problems.append(Problem(label, lineno, "bad_row", f"{len(fields)} fields, expected 5: class cx cy w h"))
+        return None
+    try:
+        cls_f, cx, cy, w, h = (float(v) for v in fields)
+    except ValueError:
+        problems.append(Problem(label, lineno, "bad_row", f"non-numeric field in {' '.join(fields)[:60]!r}"))
+        return None
+    if not all(math.isfinite(v) for v in (cls_f, cx, cy, w, h)):
+        problems.append(Problem(label, lineno, "bad_row", f"NaN or infinite value in {' '.join(fields)[:60]!r}"))
+        return None
+    if cls_f != int(cls_f):
+        problems.append(Problem(label, lineno, "bad_row", f"class {fields[0]!r} is not an integer"))
+        return None
+    return RawBox(int(cls_f), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), normalised=True, line=lineno)
 
 
 @dataclass
@@ -117,4 +144,6 @@ class YoloSplit:
         if not label.is_file():
             return RawSample(image, label, [], image_id=index), []  # background image
         boxes, problems = parse_label_file(label)
+        if any(p.kind == "label_unreadable" for p in problems):
+            return None, problems  # its boxes are unknown: training it as a background image would teach misses
         return RawSample(image, label, boxes, image_id=index), problems

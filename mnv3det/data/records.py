@@ -64,13 +64,29 @@ class ImageRecord:
         )
 
 
+# Boxes kept per image: the first MAX_BOXES_PER_IMAGE rows of a label file (objects of an xml, annotations of a
+# COCO image); the rest are reported once and not read. Dense scenes (shelves, crowds) hold hundreds of boxes;
+# 2000 leaves room for them while bounding memory: a label file of a million rows made a 12-image epoch take
+# 10 GB (loss targets, mosaic copies) and a 91 MB records cache.
+MAX_BOXES_PER_IMAGE = 2000
+# A box under this many pixels wide or high (in the original image) is reported as tiny: almost always an
+# annotation slip (a click instead of a drag; BCCD BloodImage_00338 and 00343 hold 1x1 boxes). It is kept:
+# YOLOv5-style augmentation drops boxes under 2 px after resizing anyway, and evaluation keeps the dataset's own
+# ground truth so scores stay comparable with other tools.
+TINY_BOX_PX = 2.0
+
 # Problem kinds and what the checks do about each (shown by the doctor and the load summary).
 PROBLEM_ACTIONS: dict[str, str] = {
     "image_missing": "label skipped",  # a label (or annotation) names an image that is not there
     "image_unreadable": "image skipped",  # not an image, or the decoder cannot read its header
     "image_truncated": "image skipped",  # JPEG without its end marker: a partial download
+    "image_too_large": "image skipped",  # claims more pixels than PIL will open (a decompression bomb)
+    "bad_file_name": "image skipped",  # a file name that is not valid UTF-8 (cannot be passed to cv2 or shown)
+    "duplicate_image_id": "image skipped",  # COCO: two `images` entries share an id (boxes would go to either)
     "label_unreadable": "image skipped",  # a label file that cannot be read or parsed at all
-    "bad_row": "row skipped",  # wrong number of fields or non-numeric fields
+    "bad_row": "row skipped",  # wrong number of fields, non-numeric, NaN or infinite fields
+    "too_many_boxes": f"first {MAX_BOXES_PER_IMAGE} boxes kept",  # more rows than MAX_BOXES_PER_IMAGE
+    "tiny_box": "kept (check it: probably an annotation slip)",  # under TINY_BOX_PX wide or high
     "class_out_of_range": "box dropped",  # class id outside 0..nc-1
     "unknown_class": "box dropped",  # a class name / category id not in the dataset's names
     "outside_image": "box clipped",  # coordinates beyond the image border
@@ -81,25 +97,40 @@ PROBLEM_ACTIONS: dict[str, str] = {
 }
 
 
+def printable(text: str | Path) -> str:
+    """`text` safe to print and to write as UTF-8: bytes of a non-UTF-8 file name (held by Python as lone
+    surrogates) become `\\xNN` escapes instead of raising UnicodeEncodeError later."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One finding: `file` (and `line`, 1-based, where it applies) with a `kind` from PROBLEM_ACTIONS."""
+    """One finding: `file` (and `line`, 1-based, where it applies) with a `kind` from PROBLEM_ACTIONS.
+
+    value: for class problems, the offending class id or name (explains a names mismatch); else "".
+    """
 
     file: str
     line: int | None
     kind: str
     detail: str = ""
+    value: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "file", printable(self.file))  # never a crash when shown or cached
+        object.__setattr__(self, "detail", printable(self.detail))
 
     @property
     def action(self) -> str:
         return PROBLEM_ACTIONS.get(self.kind, "")
 
     def to_json(self) -> list[Any]:
-        return [self.file, self.line, self.kind, self.detail]
+        return [self.file, self.line, self.kind, self.detail, self.value]
 
     @classmethod
     def from_json(cls, row: list[Any]) -> "Problem":
-        return cls(str(row[0]), None if row[1] is None else int(row[1]), str(row[2]), str(row[3]))
+        value = str(row[4]) if len(row) > 4 else ""
+        return cls(str(row[0]), None if row[1] is None else int(row[1]), str(row[2]), str(row[3]), value)
 
 
 @dataclass

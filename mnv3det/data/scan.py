@@ -31,10 +31,21 @@ class SplitSource(Protocol):
     def parse(self, item: Any) -> tuple[RawSample | None, list[Problem]]: ...
 
 
+def _is_utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes os.fsdecode could not decode, held as lone surrogates
+        return False
+    return True
+
+
 def _check_one(source: SplitSource, item: Any, nc: int) -> tuple[ImageRecord | None, list[Problem]]:
     raw, problems = source.parse(item)
     if raw is None:
         return None, problems
+    if not _is_utf8(raw.image):
+        # cv2 and the cache need a UTF-8 path; report the name (escaped) and skip instead of crashing later.
+        return None, problems + [Problem(str(raw.image), None, "bad_file_name", "the file name is not valid UTF-8; rename the file")]
     width, height, header_problems = read_image_header(raw.image)
     if width == 0:
         if raw.label_file is not None and raw.label_file.is_file() and header_problems[0].kind == "image_missing":

@@ -6,7 +6,9 @@ Data yaml (YOLOv5's form plus `format`):
     val: images/val
     names: [a, b] or {0: a, 1: b}
     format: yolo | coco | voc  # detected when absent
-COCO splits are `{images: DIR, annotations: JSON}`; VOC splits are a list name (`train` ->
+    class_subset: true         # optional: `names` lists only some of the label classes, on purpose
+Any other key is an error naming the nearest known key (`vall:` -> `val`), except keys other tools write
+and mnv3det ignores (`download`, `roboflow`). COCO splits are `{images: DIR, annotations: JSON}`; VOC splits are a list name (`train` ->
 ImageSets/Main/train.txt) or a txt path. See datasets/README.md.
 """
 
@@ -16,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mnv3det.core.yamlio import nearest_key, read_yaml
 from mnv3det.data.formats_coco import CocoSplit, coco_categories
 from mnv3det.data.formats_voc import VocSplit, voc_class_names
 from mnv3det.data.formats_yolo import YoloSplit
+from mnv3det.data.names_check import names_mismatch
 from mnv3det.data.records import ImageRecord, Problem
 from mnv3det.data.report import console, print_load_summary
 from mnv3det.data.scan import SplitSource, scan_split
@@ -28,6 +30,8 @@ from mnv3det.errors import UserError
 
 SPLIT_KEYS = ("train", "val", "test")
 FORMATS = ("yolo", "coco", "voc")
+DATA_KEYS = ("path", *SPLIT_KEYS, "names", "nc", "format", "class_subset")
+FOREIGN_KEYS = ("download", "roboflow")  # written by YOLOv5/Ultralytics and Roboflow exports; ignored here
 
 
 @dataclass
@@ -35,6 +39,8 @@ class DataSpec:
     """A dataset: class names, the dataset's own id per class, its format, where it came from and its splits.
 
     `records(split)` returns the checked records (cached in memory and on disk); problems are printed once.
+    class_subset: `names` deliberately lists only some of the label classes (the data yaml's `class_subset`),
+    so a split whose boxes are mostly of other classes is not an error.
     """
 
     names: list[str]
@@ -42,6 +48,7 @@ class DataSpec:
     format: str
     source: Path
     splits: dict[str, SplitSource]
+    class_subset: bool = False
     _loaded: dict[str, tuple[list[ImageRecord], list[Problem]]] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -69,7 +76,8 @@ class DataSpec:
     def records(self, split: str, *, report: bool = True) -> list[ImageRecord]:
         """Checked records of `split`; bad samples are reported (once; report=False for DDP ranks > 0) and skipped.
 
-        Raises UserError when no usable image is left.
+        Raises UserError when no usable image is left, or when most boxes were dropped for a class outside
+        `names` (see `mismatch`) and the data yaml does not say `class_subset: true`.
         """
         if split not in self._loaded:
             records, problems = self.check(split)
@@ -80,20 +88,32 @@ class DataSpec:
                     f"split '{split}' of {self.source} has no usable image left after the checks; "
                     f"run `mnv3det data check {self.source}` to see why"
                 )
+            mismatch = self.mismatch(split, records, problems)
+            if mismatch:
+                raise UserError(f"{self.source}, {mismatch} (`mnv3det data check {self.source}` lists the boxes)")
             self._loaded[split] = (records, problems)
         return self._loaded[split][0]
 
+    def mismatch(self, split: str, records: list[ImageRecord], problems: list[Problem]) -> str | None:
+        """Why `names` does not fit the labels of `split` (most boxes dropped for their class), or None."""
+        return None if self.class_subset else names_mismatch(records, problems, self.names, split)
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"data yaml {path} not found") from None
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"data yaml {path} cannot be parsed: {err}") from None
+    data = read_yaml(path, "data yaml")
     if not isinstance(data, dict):
         raise UserError(f"data yaml {path} must be a mapping with `train`, `val` and `names`")
     return data
+
+
+def _check_keys(data: dict[str, Any], path: Path) -> None:
+    """Unknown keys are an error naming the nearest known key: a typo (`vall:`) must not silently drop a split."""
+    for key in data:
+        if key in DATA_KEYS or key in FOREIGN_KEYS:
+            continue
+        near = nearest_key(str(key), DATA_KEYS)
+        hint = f"did you mean `{near}:`?" if near else f"the keys mnv3det reads are {', '.join(DATA_KEYS)}"
+        raise UserError(f"data yaml {path}: unknown key `{key}:` ({hint}); rename or remove it")
 
 
 def _parse_names(raw: Any, where: str) -> list[str] | None:
@@ -147,8 +167,12 @@ def _detect_format(data: dict[str, Any], root: Path) -> str:
 def spec_from_yaml(path: Path) -> DataSpec:
     """A DataSpec from a data yaml (see the module docstring)."""
     data = _read_yaml(path)
+    _check_keys(data, path)
     if "train" not in data:
         raise UserError(f"data yaml {path} has no `train:` entry")
+    subset = data.get("class_subset", False)
+    if not isinstance(subset, bool):
+        raise UserError(f"data yaml {path}: `class_subset` must be true or false, got {subset!r}")
     root = _resolve_root(data, path)
     fmt = str(data.get("format") or _detect_format(data, root)).lower()
     if fmt not in FORMATS:
@@ -163,7 +187,7 @@ def spec_from_yaml(path: Path) -> DataSpec:
         splits: dict[str, SplitSource] = {
             k: YoloSplit([root / p for p in _entry_paths(v)]) for k, v in entries.items()
         }
-        return DataSpec(names, list(range(len(names))), fmt, path, splits)
+        return DataSpec(names, list(range(len(names))), fmt, path, splits, subset)
     if fmt == "coco":
         for k, v in entries.items():
             if not (isinstance(v, dict) and "images" in v and "annotations" in v):
@@ -173,11 +197,11 @@ def spec_from_yaml(path: Path) -> DataSpec:
         if names is not None and len(names) != len(ids):
             raise UserError(f"data yaml {path}: {len(names)} names but the COCO json has {len(ids)} categories")
         splits = {k: CocoSplit(root / v["images"], root / v["annotations"], ids) for k, v in entries.items()}
-        return DataSpec(names or json_names, ids, fmt, path, splits)
+        return DataSpec(names or json_names, ids, fmt, path, splits, subset)
     lists = {k: _voc_list(root, v) for k, v in entries.items()}
     names = names or voc_class_names(root, list(lists.values()))
     splits = {k: VocSplit(root, lf, names) for k, lf in lists.items()}
-    return DataSpec(names, list(range(len(names))), fmt, path, splits)
+    return DataSpec(names, list(range(len(names))), fmt, path, splits, subset)
 
 
 def _voc_list(root: Path, entry: Any) -> Path:
@@ -188,13 +212,15 @@ def _voc_list(root: Path, entry: Any) -> Path:
 
 def spec_from_dir(root: Path) -> DataSpec:
     """A dataset folder: a single data yaml inside, a VOC root, or a COCO root with annotations/instances_*.json."""
-    yamls = []
+    yamls, unreadable = [], []
     for p in sorted(root.glob("*.y*ml")):
         try:
-            if "train" in _read_yaml(p):
-                yamls.append(p)
-        except UserError:
-            continue  # some other yaml file beside the data
+            keys = [str(k) for k in _read_yaml(p)]
+        except UserError as err:
+            unreadable.append(err)  # some other yaml beside the data, or the data yaml with a syntax error
+            continue
+        if any(k == "train" or nearest_key(k, ["train"]) for k in keys):  # `trian:` too: its error names the typo
+            yamls.append(p)
     if len(yamls) == 1:
         return spec_from_yaml(yamls[0])
     if (root / "Annotations").is_dir() and (root / "ImageSets" / "Main").is_dir():
@@ -218,6 +244,8 @@ def spec_from_dir(root: Path) -> DataSpec:
             images = next((d for d in (root / "images" / stem, root / stem) if d.is_dir()), root / "images" / stem)
             splits[split] = CocoSplit(images, js, ids)
         return DataSpec(names, ids, "coco", root, splits)
+    if unreadable:
+        raise unreadable[0]
     raise UserError(
         f"cannot tell the format of {root}: expected a data yaml inside it, a VOC root (Annotations/, ImageSets/Main/) "
         "or a COCO root (annotations/instances_*.json); see datasets/README.md"

@@ -1,8 +1,11 @@
 """What `mnv3det detect SOURCE` reads: an image, a directory, a glob, a video file, or a .txt list of paths.
 
 `collect_sources(source)` turns SOURCE into a sorted list of image/video files (a clear `UserError` when
-there is nothing to read); `iter_frames(paths)` yields one `Frame` per image or video frame. A file that
-cannot be decoded becomes a `Frame` with `error` set, so the caller reports it and goes on.
+there is nothing to read). It opens every video and decodes its first frame there and then, so a video that
+cannot be read is a `UserError` naming it before the caller has written anything (call it before creating
+a run folder). `iter_frames(paths)` yields one `Frame` per image or video frame. An image that cannot be
+decoded becomes a `Frame` with `error` set, so the caller reports it and goes on; so does a video that ends
+before the frame count its header declares (a cut-short file: the frames before are still yielded).
 """
 
 from __future__ import annotations
@@ -57,8 +60,32 @@ def _from_txt(txt: Path) -> list[Path]:
     return out
 
 
+def check_video(path: Path) -> None:
+    """Open `path` and decode its first frame; a UserError naming the file when either fails."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise UserError(
+                f"video {path} cannot be opened (damaged, cut short or an unsupported codec); "
+                "check that it plays, or re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
+            )
+        if not capture.read()[0]:
+            raise UserError(f"video {path} opens but holds no readable frame; check that it plays, or re-encode it")
+    finally:
+        capture.release()
+
+
 def collect_sources(source: str | Path) -> list[Path]:
-    """The image and video files SOURCE stands for, in a stable order."""
+    """The image and video files SOURCE stands for, in a stable order; every video is checked to open
+    (see `check_video`), so a bad one stops the run before anything is written."""
+    paths = _collect(source)
+    for path in paths:
+        if is_video(path):
+            check_video(path)
+    return paths
+
+
+def _collect(source: str | Path) -> list[Path]:
     text = str(source)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -153,6 +180,12 @@ def iter_frames(paths: list[Path]) -> Iterator[Frame]:
                 capture.release()
             if index == 0:
                 yield Frame(path, None, error="video holds no readable frames")
+            elif index < frames:  # the header promised more: a cut-short or damaged file
+                yield Frame(
+                    path, None, index=index, frames=frames, fps=fps,
+                    error=f"video ended after {index} of the {frames} frames its header declares "
+                    f"(cut short or damaged?); the {index} frames read were processed",
+                )
         else:
             try:
                 image = read_image(path)

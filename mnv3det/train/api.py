@@ -49,6 +49,12 @@ def train(*, hyp: str | Path | None = None, backbone: str | None = None, resume:
     if given.get("data") is None and hyp is None:
         hyp = "hyp.demo"  # no data given: the demo set with settings that train it in a few CPU minutes
         console.print("no --data: training on the built-in demo set with the hyp.demo preset (recipes/hyp.demo.yaml)")
+    elif hyp is None:  # the preset that suits the data's size (mnv3det.data.presets: measured threshold)
+        from mnv3det.data import load_data
+        from mnv3det.data.presets import suggest_preset
+
+        hyp, why = suggest_preset(load_data(given["data"]), max_images=given.get("max_images"), report=False)
+        console.print(f"no --hyp: {why}", highlight=False)
     cfg = TrainConfig()
     if hyp is not None:
         cfg = apply_overrides(cfg, load_hyp(hyp), f"--hyp {hyp}")
