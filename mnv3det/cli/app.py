@@ -12,6 +12,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mnv3det.errors import UserError
 
@@ -35,7 +36,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kw)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # user text: no markup
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mnv3det.cli.app import command
+from mnv3det.cli.options import THREADS_HELP
+from mnv3det.core.threads import resolve_threads
 from mnv3det.core.imgsz import parse_imgsz
 from mnv3det.errors import UserError
 from mnv3det.models import recipe_for_backbone
@@ -24,10 +26,7 @@ def profile_cmd(
     imgsz: str = typer.Option("640", help="Square input size in pixels (a multiple of the model's stride)."),
     nc: Optional[int] = typer.Option(None, help="Number of classes (default: the recipe's, 80)."),
     batch: int = typer.Option(1, help="Batch size for counting and timing."),
-    threads: int = typer.Option(
-        2, help="CPU threads for the latency runs (PyTorch and ONNX Runtime). On a busy machine, run with "
-        "OMP_WAIT_POLICY=PASSIVE for steadier PyTorch timings."
-    ),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     runs: int = typer.Option(20, help="Timed runs per backend (median reported); 0 skips latency."),
     compare: Optional[str] = typer.Option(None, help="A second recipe to show side by side, with ratios."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only (for piping)."),
@@ -39,7 +38,7 @@ def profile_cmd(
         raise UserError(f"--nc {nc} must be >= 1")
     console = Console(stderr=True)  # status messages never mix into --json output
     with console.status(f"profiling {name} at {size}x{size}", spinner="dots") if not as_json else nullcontext():
-        profiles = profile_models([name, compare] if compare else [name], size, nc, batch, threads, runs)
+        profiles = profile_models([name, compare] if compare else [name], size, nc, batch, resolve_threads(threads), runs)
     main, other = profiles[0], (profiles[1] if compare else None)
     if as_json:
         payload = {"profile": main.to_dict()}

@@ -12,8 +12,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from mnv3det.core.yamlio import read_yaml
 from mnv3det.errors import UserError
 
 # `--backbone small|large` picks one of these recipes.
@@ -67,10 +67,7 @@ def load_recipe(recipe: str | Path | dict[str, Any]) -> tuple[dict[str, Any], st
     if not path.is_file():
         raise UserError(f"recipe file {path} does not exist; check the path or use one of: "
                         f"{', '.join(available_recipes())}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"recipe {path} is not valid yaml: {err}") from None
+    data = read_yaml(path, "recipe")  # one line with line and column for a syntax error
     if not isinstance(data, dict):
         raise UserError(f"recipe {path} must be a yaml mapping with nc, anchors, backbone and head keys")
     return data, str(path)

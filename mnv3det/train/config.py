@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from mnv3det.core.imgsz import P5_STRIDE, check_imgsz
+from mnv3det.core.yamlio import read_yaml
 from mnv3det.errors import UserError
 
 # Fields handed to the data loader as its augmentation `hyp` dict (names as in YOLOv5's hyp files).
@@ -183,10 +184,7 @@ def load_hyp(path: str | Path) -> dict[str, Any]:
             p = recipes_dir() / name
         else:
             raise UserError(f"--hyp {path}: file not found (give a yaml path or a preset name such as hyp.small-data)")
-    try:
-        values = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"--hyp {p}: not valid yaml ({err})") from None
+    values = read_yaml(p, "--hyp") or {}  # one line with line and column for a syntax error
     if not isinstance(values, dict):
         raise UserError(f"--hyp {p}: expected a mapping of setting: value, got {type(values).__name__}")
     return values

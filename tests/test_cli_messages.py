@@ -1,0 +1,53 @@
+"""One-line errors for yaml syntax in hyp and recipe files; user text in errors is printed literally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mnv3det.cli import app
+
+runner = CliRunner()
+
+
+def _broken_yaml(path: Path) -> Path:
+    path.write_text("lr0: 0.01\nmomentum: [0.9\nweight_decay: 0.0005\n")  # an unclosed [
+    return path
+
+
+def test_hyp_yaml_syntax_error_is_one_line_with_line_and_column(tmp_path: Path):
+    hyp = _broken_yaml(tmp_path / "hyp.bad.yaml")
+    result = runner.invoke(app, ["train", "--hyp", str(hyp), "--project", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1, message
+    assert f"--hyp {hyp}, line" in message and "column" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_recipe_yaml_syntax_error_is_one_line(tmp_path: Path):
+    recipe = _broken_yaml(tmp_path / "net.yaml")
+    result = runner.invoke(app, ["profile", "--recipe", str(recipe), "--runs", "0"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert f"recipe {recipe}, line" in result.output
+
+
+def test_error_text_with_brackets_is_printed_literally(tmp_path: Path):
+    # rich would swallow "[b]" as markup; the path must appear exactly as the user typed it
+    missing = tmp_path / "[b]weights.pt"
+    result = runner.invoke(app, ["val", "--weights", str(missing)])
+    assert result.exit_code == 2
+    assert "[b]weights.pt" in result.output
+
+
+def test_profile_threads_default_to_the_available_cores(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    result = runner.invoke(app, ["profile", "--imgsz", "64", "--runs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    assert json.loads(result.output)["profile"]["threads"] == 1
