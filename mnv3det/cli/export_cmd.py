@@ -16,6 +16,7 @@ from rich.table import Table
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help
 from mnv3det.deploy.config import ExportConfig
+from mnv3det.errors import UserError
 
 
 def _help(name: str, text: str) -> str:
@@ -25,7 +26,10 @@ def _help(name: str, text: str) -> str:
 @command("export")
 def export_command(
     weights: Path = typer.Option(..., "--weights", "-w", help="The .pt checkpoint to export."),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help=_help("format", "onnx or torchscript.")),
+    format: Optional[str] = typer.Option(
+        None, "--format", "-f",
+        help=_help("format", "onnx, torchscript, or an edge format: openvino, openvino-int8, ncnn, onnx-int8."),
+    ),
     imgsz: Optional[str] = typer.Option(
         None, "--imgsz", help="Input size: 640, or height,width, multiples of the stride (default: the training size)."
     ),
@@ -44,10 +48,30 @@ def export_command(
     runs: Optional[int] = typer.Option(None, "--runs", help=_help("runs", "Timed runs for the latency figure.")),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON only."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Edge formats: verify on its val images; INT8: calibrate on its train split, score on "
+        "val (default: the demo set)."
+    ),
+    calib_images: int = typer.Option(300, "--calib-images", help="INT8: calibration images from the train split."),
+    max_drop: float = typer.Option(
+        1.0, "--int8-max-drop", help="openvino-int8: most mAP50-95 points nncf's accuracy control may lose (0: off)."
+    ),
 ) -> None:
     """Export a checkpoint, check it (onnx.checker, outputs and boxes vs PyTorch) and report size and latency."""
     from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.formats import edge_format
 
+    if format and edge_format(format) is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.edge_export
+        for flag, value in (("--dynamic", dynamic), ("--half", half), ("--simplify", simplify)):
+            if value:
+                raise UserError(f"{flag} applies to --format onnx/torchscript; {format} exports are static")
+        if device not in (None, "cpu"):
+            raise UserError(f"--device {device}: {format} runs on the CPU; use --device cpu")
+        _export_edge(
+            weights, edge_format(format), json_out, max_drop, imgsz=imgsz, batch=batch or 1, output=output,
+            image=image, data=data, runs=runs or 10, threads=threads, calib_images=calib_images,
+        )
+        return
     config = build_config(
         ExportConfig, format=format.lower() if format else None, imgsz=imgsz, batch=batch, dynamic=dynamic,
         opset=opset, simplify=simplify, half=half, device=device, output=output, image=image, runs=runs,
@@ -99,3 +123,25 @@ def _print_result(result, runs: int) -> None:
     if result.latency_ms is not None:
         table.add_row("latency", f"{result.latency_ms:.1f} ms per batch ({result.latency_engine}, median of {runs})")
     console.print(table)
+
+
+def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_images: int, **options) -> None:
+    """`--format openvino | openvino-int8 | ncnn | onnx-int8`: static float32 or INT8 exports, verified."""
+    from mnv3det.deploy.edge_export import Int8Options, export_edge_checkpoint
+    from mnv3det.deploy.edge_report import print_edge_result
+
+    int8 = Int8Options(calib_images=calib_images, max_drop=max_drop / 100 if max_drop > 0 else None)
+    console = Console(stderr=True) if json_out else Console()
+    result = export_edge_checkpoint(weights, fmt, int8=int8, console=console, **options)
+    if json_out:
+        import json
+
+        print(json.dumps(result.as_dict()))
+    else:
+        print_edge_result(result)
+    if not result.passed:  # a bug, not a user error: keep the files for inspection, fail the command
+        Console(stderr=True).print(
+            f"[bold red]verification failed:[/] {result.path} differs from PyTorch: {result.agreement.summary()}",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)

@@ -258,8 +258,15 @@ def load_backend(weights: str | Path, device: torch.device | str = "cpu", thread
     if device.type == "cpu":
         apply_threads(threads)
     if not path.exists():
-        raise UserError(f"--weights {path} does not exist; pass a .pt checkpoint or an exported file ({_suffixes()})")
+        raise UserError(
+            f"--weights {path} does not exist; pass a .pt checkpoint, an exported file ({_suffixes()}) "
+            "or an exported *_openvino_model / *_ncnn_model folder"
+        )
     loader = BACKENDS.get(path.suffix.lower())
+    if loader is None:  # OpenVINO / ncnn folders (or the .xml/.param inside): mnv3det.deploy.formats
+        from mnv3det.deploy.formats import backend_loader
+
+        loader = backend_loader(path)
     if loader is None:
         raise UserError(f"--weights {path}: unknown model file type {path.suffix.lower()!r}; use one of {_suffixes()}")
     return loader(path, device, threads)

@@ -1,0 +1,343 @@
+"""Export to an edge format (deploy/formats/), then verify it against PyTorch on real images, after NMS.
+
+Steps of `export_edge`:
+1. The fused float32 model is written to a static ONNX file in a temporary folder (export.write_onnx); the
+   OpenVINO formats convert that file, ONNX INT8 quantizes it, ncnn traces the model itself (pnnx).
+2. INT8 formats calibrate on `calib_images` images of the training split of `data` (deploy/calibrate.py,
+   default the demo set), with the Detect decode kept in float (see formats/onnx_int8.py).
+3. The format's module writes its file or folder into a staging path beside the output; it replaces the output
+   only once written, so an interrupted export never leaves half a model where a good one was.
+4. Verification, through the one prediction path (`predict`, letterbox -> forward -> NMS -> scale back):
+   - float formats: the raw output on a letterboxed image within 1e-4 abs + 1e-4 rel of PyTorch (as for ONNX),
+     and the detections after NMS on real images agree (deploy/agreement.py: IoU >= 0.9, score within 0.05);
+   - INT8 formats: mAP50-95 and mAP50 of PyTorch (float32, the same square input) and of the INT8 file on the
+     val split, printed and stored in the file's metadata (`quantization`); detections compared at IoU >= 0.5
+     and score within 0.15, reported only.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mnv3det.deploy.agreement import FLOAT_TOLERANCE, INT8_TOLERANCE, Agreement, compare_detections
+from mnv3det.deploy.backends import export_metadata
+from mnv3det.deploy.formats import EdgeFormat
+from mnv3det.errors import UserError
+
+VERIFY_IMAGES = 8  # val images the detections are compared on
+VERIFY_CONF = 0.25  # detect's default threshold
+RAW_TOLERANCE = 1e-4  # as for ONNX/TorchScript in export.py
+
+
+@dataclass
+class Int8Options:
+    """How INT8 formats are calibrated and what they keep in float."""
+
+    calib_images: int = 300
+    max_drop: float | None = 0.01  # nncf accuracy control: most mAP50-95 to lose (absolute); None: plain quantize
+    head_float: bool = True  # also keep the Detect 1x1 convs in float (their int8 logits cost mAP)
+    reduce_range: bool = False  # ORT: 7-bit weights, for CPUs without VNNI
+
+
+@dataclass
+class ExportJob:
+    """What a format module's `export(job, out)` gets."""
+
+    model: torch.nn.Module  # fused, float32, eval, on CPU
+    onnx_path: Path  # the same model as a verified static float32 ONNX file
+    shape: tuple[int, int, int, int]  # (B, 3, H, W)
+    stem: str  # file name stem inside folder formats ("best")
+    meta: dict[str, Any]  # export metadata (backends.export_metadata + "format")
+    options: Int8Options
+    calibration: Any = None  # a CalibrationSet for INT8 formats
+    val_spec: Any = None  # DataSpec and records of the val split, when the data has one
+    val_records: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def score(self, backend: Any, records: list | None = None) -> Any:
+        """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
+        from mnv3det.evaluate.config import EvalConfig
+        from mnv3det.evaluate.evaluator import evaluate
+
+        config = EvalConfig(imgsz=self.shape[2], batch=1, coco=False, workers=0)
+        return evaluate(backend, records if records is not None else self.val_records, self.val_spec, config,
+                        progress=False)
+
+
+@dataclass
+class EdgeExportResult:
+    """What an edge export wrote and how it compared with PyTorch."""
+
+    path: Path
+    format: str
+    runtime: str
+    imgsz: tuple[int, int]
+    batch: int
+    size_mb: float
+    int8: bool
+    agreement: Agreement
+    verify_images: int  # images the detections were compared on
+    verify_source: str  # "val split of DATA", an image path or "synthetic scene"
+    max_abs_diff: float | None = None  # float formats: raw output vs PyTorch
+    max_excess: float | None = None  # <= 0: within RAW_TOLERANCE
+    quantization: dict[str, Any] | None = None  # INT8: calibration and mAP before/after (also in the metadata)
+    latency_ms: float | None = None
+    latency_engine: str = ""
+    notes: list[str] = field(default_factory=list)
+    # Shared with ExportResult so callers can treat both alike.
+    dynamic: bool = False
+    half: bool = False
+    tolerance: float = RAW_TOLERANCE
+
+    @property
+    def passed(self) -> bool:
+        if self.int8:
+            return True  # judged by the mAP drop, which is printed and stored
+        return self.agreement.passed and (self.max_excess is None or self.max_excess <= 0)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out.update(path=str(self.path), passed=self.passed, agreement=self.agreement.as_dict())
+        return out
+
+
+def _replace(staged: Path, final: Path) -> None:
+    """Move `staged` (file or folder) to `final`, replacing what was there only after the new one is complete."""
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+
+
+def _verification_images(data: Any, image: np.ndarray | None, val_records: list) -> tuple[list[np.ndarray], str]:
+    from mnv3det.deploy.export import synthetic_image
+    from mnv3det.deploy.sources import UnreadableImage, read_image
+
+    if image is not None:
+        return [image], "--image"
+    pictures = []
+    for record in val_records[:VERIFY_IMAGES]:
+        try:
+            pictures.append(read_image(record.path))
+        except UnreadableImage:
+            continue
+    if pictures:
+        return pictures, f"{len(pictures)} val images of {data or 'the demo set'}"
+    return [synthetic_image()], "synthetic scene"
+
+
+def _square_torch(model: torch.nn.Module, names: list[str], shape: tuple[int, int, int, int]) -> Any:
+    """PyTorch float32 as a static-shape Backend, so the reference sees exactly the exported input."""
+    from mnv3det.deploy.backends import TorchBackend
+
+    backend = TorchBackend(model, names=names, device=torch.device("cpu"))
+    backend.fixed_shape = shape
+    return backend
+
+
+def _detections(backend: Any, images: list[np.ndarray], conf: float, iou: float = 0.45) -> list[torch.Tensor]:
+    from mnv3det.deploy.predictor import predict
+
+    max_det = 300 if iou < 0.9 else 30000  # candidates (NMS at IoU 0.99) are not capped
+    return [predict(backend, [im], conf=conf, iou=iou, max_det=max_det).detections[0] for im in images]
+
+
+def agreement_with(
+    reference: Any, backend: Any, images: list[np.ndarray], tolerance: tuple[float, float], conf: float = VERIFY_CONF
+) -> Agreement:
+    """Detections of `backend` vs `reference` after NMS at detect's defaults (candidates: NMS at IoU 0.99)."""
+    ref, out = _detections(reference, images, conf), _detections(backend, images, conf)
+    candidates = (_detections(reference, images, conf, 0.99), _detections(backend, images, conf, 0.99))
+    return compare_detections(ref, out, conf, *tolerance, candidates=candidates)
+
+
+def _raw_diff(module: Any, backend: Any, image: np.ndarray, shape: tuple) -> tuple[float, float]:
+    """(max |diff|, max excess over RAW_TOLERANCE) of the raw outputs on `image` letterboxed to `shape`."""
+    from mnv3det.deploy.export import _compare
+    from mnv3det.deploy.predictor import letterbox_images
+
+    batch, _ = letterbox_images([image] * shape[0], shape[2:], int(backend.stride), auto=False)
+    x = batch.float() / 255
+    with torch.no_grad():
+        reference = module(x)
+    abs_diff, _, excess = _compare(backend(x).float().cpu(), reference, RAW_TOLERANCE)
+    return abs_diff, excess
+
+
+def _latency(module: Any, path: Path, shape: tuple, threads: int | None, runs: int) -> tuple[float, str]:
+    from mnv3det.core.threads import resolve_threads
+
+    threads = resolve_threads(threads)
+    run, fixed = module.runner(path, threads)
+    x = np.random.default_rng(0).random(fixed or shape, dtype=np.float32)
+    for _ in range(2):
+        run(x)
+    times = []
+    for _ in range(max(runs, 1)):
+        t0 = time.perf_counter()
+        run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), f"{threads} threads"
+
+
+def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: EdgeFormat) -> dict[str, Any]:
+    """mAP before (PyTorch float32) and after (the INT8 file) on the val split; the drop."""
+    report: dict[str, Any] = {
+        "method": job.notes[-1] if job.notes else fmt.name,
+        "calibration_images": len(job.calibration) - len(job.calibration.skipped),
+        "calibration_split": "train",
+        "decode": "float",
+        "head_convs": "float" if job.options.head_float else "int8",
+    }
+    if not job.val_records:
+        report["val"] = "no val split: mAP not measured"
+        return report
+    before, after = job.score(reference), job.score(backend)
+    report.update(
+        val_images=len(job.val_records),
+        map50_95_float=round(before.map, 4), map50_95_int8=round(after.map, 4),
+        map50_float=round(before.map50, 4), map50_int8=round(after.map50, 4),
+        map50_95_drop=round(before.map - after.map, 4),
+    )
+    return report
+
+
+def export_edge(
+    model: torch.nn.Module,
+    output: str | Path,
+    fmt: EdgeFormat,
+    *,
+    imgsz: tuple[int, int],
+    batch: int = 1,
+    data: str | Path | None = None,
+    image: np.ndarray | None = None,
+    int8: Int8Options | None = None,
+    recipe_name: str = "",
+    train_imgsz: int | None = None,
+    threads: int | None = None,
+    latency_runs: int = 10,
+    console: Any = None,
+) -> EdgeExportResult:
+    """Export `model` (not changed) to `fmt` at `output` and verify it; see the module docstring."""
+    from mnv3det.deploy.exporters import write_onnx
+
+    module = fmt.load()  # one clear line naming the extra when a package is missing
+    options = int8 or Int8Options()
+    say = console.print if console is not None else (lambda *a, **k: None)
+    strides = [int(s) for s in model.stride]
+    names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
+    model = copy.deepcopy(model).cpu().float().eval()
+    model.fuse()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    shape = (batch, 3, *imgsz)
+    meta = {**export_metadata(names, strides, imgsz, batch, False, False, recipe_name, train_imgsz), "format": fmt.name}
+    output = Path(output)
+    if fmt.file_suffix and output.suffix != fmt.file_suffix:
+        output = output.with_suffix(fmt.file_suffix)
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    val_spec, val_records = None, []
+    if fmt.int8 or data is not None:
+        from mnv3det.data import load_data
+
+        val_spec = load_data(data)
+        val_records = val_spec.records("val") if "val" in val_spec.splits else []
+    with tempfile.TemporaryDirectory(prefix=".mnv3det-export-", dir=output.parent) as tmp:
+        onnx_path = Path(tmp) / f"{output.stem}_fp32.onnx"
+        write_onnx(model, torch.zeros(shape), onnx_path, meta)
+        stem = output.name.removesuffix(fmt.folder_suffix) if fmt.folder_suffix else output.stem
+        job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records)
+        if fmt.int8:
+            from mnv3det.deploy.calibrate import calibration_set
+
+            job.calibration = calibration_set(data, shape, max(strides), options.calib_images)
+            say(f"INT8: calibrating on {len(job.calibration)} images of the training split of {val_spec.source}")
+        staged = Path(tmp) / ("staged" + (fmt.file_suffix or ""))
+        module.export(job, staged)
+        if job.calibration is not None and job.calibration.skipped:
+            say(f"[yellow]{len(job.calibration.skipped)} calibration image(s) could not be read and were skipped[/]")
+        _replace(staged, output)
+
+    backend = module.Backend(output, "cpu", threads)
+    reference = _square_torch(model, names, shape)
+    pictures, source = _verification_images(data, image, val_records)
+    tol = INT8_TOLERANCE if fmt.int8 else FLOAT_TOLERANCE
+    agreement = agreement_with(reference, backend, pictures, tol)
+    result = EdgeExportResult(
+        path=output, format=fmt.name, runtime=fmt.runtime, imgsz=tuple(imgsz), batch=batch, size_mb=_size_mb(output),
+        int8=fmt.int8, agreement=agreement, verify_images=len(pictures), verify_source=source, notes=job.notes,
+    )
+    if fmt.int8:
+        result.quantization = _quantization_report(job, reference, backend, fmt)
+        module.update_metadata(output, {**meta, "quantization": result.quantization})
+    else:
+        result.max_abs_diff, result.max_excess = _raw_diff(model, backend, pictures[0], shape)
+    del backend  # release the runtime (its threads) before timing a fresh one
+    if latency_runs > 0:
+        result.latency_ms, result.latency_engine = _latency(module, output, shape, threads, latency_runs)
+        result.latency_engine = f"{fmt.runtime} CPU, {result.latency_engine}"
+    return result
+
+
+def _size_mb(path: Path) -> float:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def export_edge_checkpoint(
+    weights: str | Path,
+    fmt: EdgeFormat,
+    *,
+    imgsz: Any = None,
+    batch: int = 1,
+    output: str | Path | None = None,
+    image: str | Path | np.ndarray | None = None,
+    data: str | Path | None = None,
+    int8: Int8Options | None = None,
+    runs: int = 10,
+    threads: int | None = None,
+    console: Any = None,
+) -> EdgeExportResult:
+    """`mnv3det export --format FMT` for a .pt checkpoint: static input at `imgsz` (default: the trained size)."""
+    from mnv3det.core.checkpoint import load_model
+    from mnv3det.core.imgsz import check_imgsz
+    from mnv3det.deploy.sources import UnreadableImage, read_image
+
+    weights = Path(weights)
+    if weights.suffix.lower() != ".pt":
+        raise UserError(f"--weights {weights}: export reads a .pt checkpoint written by mnv3det train")
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be 1 or more")
+    fmt.load()  # the missing-package message before any work
+    picture = image if isinstance(image, np.ndarray) else None  # an image file, or one already read (BGR)
+    if image is not None and picture is None:
+        try:
+            picture = read_image(Path(image))
+        except UnreadableImage as err:
+            raise UserError(f"--image {image}: {err}") from None
+    model, ckpt = load_model(weights, device="cpu")
+    trained = ckpt.train_imgsz
+    size = check_imgsz(imgsz if imgsz is not None else (trained or 640), int(max(int(s) for s in model.stride)))
+    if imgsz is None and trained and console is not None:
+        console.print(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)")
+    return export_edge(
+        model, Path(output) if output else fmt.output_for(weights), fmt, imgsz=size.hw, batch=batch, data=data,
+        image=picture, int8=int8, recipe_name=str(ckpt.train_recipe or ""), train_imgsz=trained, threads=threads,
+        latency_runs=runs, console=console,
+    )

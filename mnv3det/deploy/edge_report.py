@@ -1,0 +1,48 @@
+"""What `mnv3det export --format openvino|ncnn|onnx-int8|openvino-int8` prints: one rich table per export."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from mnv3det.deploy.edge_export import RAW_TOLERANCE, EdgeExportResult
+
+
+def _quantization_rows(q: dict) -> list[tuple[str, str]]:
+    rows = [("INT8", f"{q['method']}; {q['calibration_images']} calibration images ({q['calibration_split']} split); "
+                     f"decode float, Detect convs {q['head_convs']}")]
+    if "map50_95_int8" in q:
+        rows.append((
+            "mAP50-95 (val)",
+            f"{q['map50_95_float']:.4f} float32 -> {q['map50_95_int8']:.4f} INT8 "
+            f"(drop {q['map50_95_drop'] * 100:+.2f} points on {q['val_images']} images; stored in the metadata)",
+        ))
+        rows.append(("mAP50 (val)", f"{q['map50_float']:.4f} float32 -> {q['map50_int8']:.4f} INT8"))
+    else:
+        rows.append(("mAP (val)", q.get("val", "not measured")))
+    return rows
+
+
+def edge_table(result: EdgeExportResult) -> Table:
+    table = Table(title=f"export {result.format} ({result.runtime})", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("file", str(result.path))
+    table.add_row("size", f"{result.size_mb:.2f} MB")
+    table.add_row("input", f"{result.batch}x3x{result.imgsz[0]}x{result.imgsz[1]} (static)")
+    if result.max_abs_diff is not None:
+        ok = "[green]ok[/]" if (result.max_excess or 0) <= 0 else "[red]MISMATCH[/]"
+        table.add_row("raw output", f"{ok}: max |diff| {result.max_abs_diff:.1e} vs PyTorch "
+                      f"(tolerance {RAW_TOLERANCE:g} abs + {RAW_TOLERANCE:g} rel)")
+    a = result.agreement
+    verdict = "[green]ok[/]" if a.passed else ("[yellow]differs[/]" if result.int8 else "[red]MISMATCH[/]")
+    table.add_row("detections", f"{verdict}: {a.summary()} on {result.verify_source}")
+    for key, value in _quantization_rows(result.quantization or {}) if result.quantization else []:
+        table.add_row(key, value)
+    if result.latency_ms is not None:
+        table.add_row("latency", f"{result.latency_ms:.1f} ms per batch ({result.latency_engine}, this process)")
+    return table
+
+
+def print_edge_result(result: EdgeExportResult, console: Console | None = None) -> None:
+    (console or Console()).print(edge_table(result))

@@ -1,0 +1,125 @@
+"""ncnn: the fused model traced by torch.jit, converted by `pnnx` (pip pnnx), run by the `ncnn` pip package.
+
+Folder: best_ncnn_model/{model.ncnn.param, model.ncnn.bin, metadata.json}; weights stored in float32 (`fp16=0`).
+
+Accuracy: a first try differed from ORT by up to 42 px. The cause was not the conversion: `ncnn.Mat(array)`
+borrows a numpy array's memory, and a temporary array passed to it is freed (and its memory reused) before
+`extract` runs; the Backend keeps its input alive (measured on a trained demo model at 256 px: 73 px and 0.97
+in probability off with a freed temporary, 2.5e-4 px with the array kept). ncnn's defaults on x86 also store
+activations in float16 (F16C): that costs about 0.016 px and 5e-4 in probability on the same model, small, but
+above the 1e-4 every float export is checked to, so `net_options` keeps float32 throughout.
+
+ncnn's Mat has no batch axis, so the Backend runs a batch image by image: (3, H, W) in, (N, 5 + nc) out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mnv3det.deploy.backends import _meta_imgsz
+from mnv3det.deploy.formats import model_folder, read_metadata, write_metadata
+from mnv3det.core.threads import resolve_threads
+from mnv3det.errors import UserError
+
+PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
+
+
+def export(job: Any, out: Path) -> None:
+    """Trace the job's fused fp32 model, convert it with the pnnx binary and keep the ncnn files in `out`."""
+    import pnnx
+
+    b, _, h, w = job.shape
+    if b != 1:
+        raise UserError("--format ncnn: ncnn models take one image at a time; use --batch 1")
+    with tempfile.TemporaryDirectory(prefix="mnv3det-pnnx-") as tmp:
+        traced = Path(tmp) / "model.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarning for Detect's shape arithmetic; torch.jit deprecation
+            torch.jit.trace(job.model, torch.zeros(job.shape), check_trace=False).save(str(traced))
+        command = [pnnx.EXEC_PATH, str(traced), f"inputshape=[{b},3,{h},{w}]f32", "device=cpu", "fp16=0"]
+        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
+        param, weights = Path(tmp) / PARAM, Path(tmp) / BIN
+        if done.returncode != 0 or not param.is_file() or not weights.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"pnnx failed (exit {done.returncode}): {' | '.join(tail)}")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.move(param, out / PARAM)
+        shutil.move(weights, out / BIN)
+    write_metadata(out, job.meta)
+
+
+def net_options(net: Any, threads: int | None) -> None:
+    """float32 storage and arithmetic everywhere (see the module docstring); `threads` worker threads."""
+    opt = net.opt
+    opt.use_fp16_packed = False
+    opt.use_fp16_storage = False
+    opt.use_fp16_arithmetic = False
+    opt.use_bf16_storage = False
+    opt.use_vulkan_compute = False
+    opt.lightmode = True  # free intermediate blobs as soon as they are used
+    opt.num_threads = resolve_threads(threads)  # None: the cores this process may use
+
+
+class Backend:
+    """An ncnn folder (or its .param file) on the CPU; the `Backend` protocol of mnv3det.deploy.backends."""
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
+        import ncnn
+
+        folder, param = model_folder(Path(path), "*.param")
+        self.meta = read_metadata(folder)
+        weights = param.with_suffix(".bin")
+        self.net = ncnn.Net()
+        net_options(self.net, threads)
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
+            raise UserError(f"could not load ncnn model {param} / {weights.name}; re-export with --format ncnn")
+        self.input_name, self.output_name = self.net.input_names()[0], self.net.output_names()[0]
+        self.device = torch.device("cpu")
+        self.names = list(self.meta["names"])
+        self.stride = int(self.meta["stride"])
+        self.imgsz = _meta_imgsz(self.meta)  # the trained size (what val/detect report), else the exported size
+        h, w = self.meta["imgsz"]
+        self.fixed_shape = (1, 3, int(h), int(w))
+        self._mat = ncnn.Mat
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 -> (B, N, 5 + nc) float32, one image per ncnn call."""
+        outs = []
+        for image in array:
+            # ncnn.Mat(ndarray) borrows the array's memory without a reference to it: `pixels` must outlive the
+            # extract call. A temporary freed earlier (Mat(np.ascontiguousarray(x[0]))) gets its memory reused,
+            # and the output is then wrong by tens of pixels with no error.
+            pixels = np.ascontiguousarray(image, dtype=np.float32)
+            extractor = self.net.create_extractor()
+            extractor.input(self.input_name, self._mat(pixels))
+            ret, out = extractor.extract(self.output_name)
+            if ret != 0:
+                raise RuntimeError(f"ncnn extract failed with code {ret}")
+            outs.append(np.array(out))  # copies out of ncnn's memory
+            del pixels
+        return np.stack(outs)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        from mnv3det.deploy.backends import _run_fixed_batch
+
+        array = images.detach().to("cpu", torch.float32).numpy()
+        return _run_fixed_batch(lambda x: torch.from_numpy(self.run(x)), array, self.fixed_shape)
+
+
+def runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
+    """(run, input shape) for timing the raw runtime call in a fresh process."""
+    backend = Backend(path, "cpu", threads)
+    return backend.run, backend.fixed_shape
+
+
+def update_metadata(folder: Path, meta: dict[str, Any]) -> None:
+    write_metadata(folder, meta)

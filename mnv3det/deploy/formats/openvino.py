@@ -1,0 +1,147 @@
+"""OpenVINO: `ov.convert_model` on the verified fp32 ONNX file, `ov.save_model` to an IR folder, CPU runtime.
+
+Folder: best_openvino_model/{best.xml, best.bin, metadata.json}. Weights are stored in float32
+(`compress_to_fp16=False`): fp16 storage halves the .bin but changes every weight slightly, and the file is
+checked against PyTorch to float32 precision.
+
+Runtime settings (`compile_cpu`): the LATENCY performance hint with one stream (batch 1, one request at a time,
+as `detect` runs), `threads` inference threads (default: the cores this process may use), and float32 inference
+precision. OpenVINO would otherwise pick bfloat16 on CPUs that have it (AVX512-BF16, AMX): about 3 significant
+digits, which moves boxes at 640 px by a pixel or more and would also run an INT8 model's float decode in bfloat16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mnv3det.deploy.backends import _meta_imgsz
+from mnv3det.deploy.formats import model_folder, read_metadata, write_metadata
+from mnv3det.core.threads import resolve_threads
+from mnv3det.errors import UserError
+
+
+class _SignalStack(ctypes.Structure):
+    """POSIX stack_t for sigaltstack(2)."""
+
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Restore the calling thread's alternate signal stack after OpenVINO work (Linux; elsewhere nothing is done).
+
+    Why: each model OpenVINO's CPU plugin compiles installs an 11.5 kB alternate signal stack on the compiling
+    thread and, when destroyed, restores the one it found. Two models destroyed in creation order therefore leave
+    the thread's alternate stack pointing at freed memory (seen with openvino 2026.4: compile a, compile b, del a,
+    del b). CPython installs its signal handlers with SA_ONSTACK, so the next handled signal (torch's DataLoader
+    SIGCHLD handler, when any child process exits) killed the process with SIGSEGV. Putting back the stack that
+    was there before each compile means every model saves and later restores that same, valid one.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    libc.sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        gc.collect()  # models made and dropped inside (nncf's) restore their saved stacks now, not later
+        libc.sigaltstack(ctypes.byref(before), None)
+
+
+def compile_cpu(model: Any, threads: int | None = None) -> Any:
+    """A CPU CompiledModel of `model` (an ov.Model or an .xml path) with the latency settings above."""
+    import openvino as ov
+
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+    config["INFERENCE_NUM_THREADS"] = resolve_threads(threads)  # None: the cores this process may use
+    with keep_signal_stack():
+        return ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config)
+
+
+def save(model: Any, folder: Path, stem: str, meta: dict[str, Any]) -> Path:
+    """Write `model` (ov.Model) as folder/stem.xml + .bin with metadata.json beside it; returns the .xml path."""
+    import openvino as ov
+
+    folder.mkdir(parents=True, exist_ok=True)
+    xml = folder / f"{stem}.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    write_metadata(folder, meta)
+    return xml
+
+
+def export(job: Any, out: Path) -> None:
+    """Convert the job's fp32 ONNX file to OpenVINO IR in folder `out`."""
+    import openvino as ov
+
+    save(ov.convert_model(str(job.onnx_path)), out, job.stem, job.meta)
+
+
+class Backend:
+    """An OpenVINO IR folder (or its .xml) run on the CPU; the `Backend` protocol of mnv3det.deploy.backends."""
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
+        folder, xml = model_folder(Path(path), "*.xml")
+        self.meta = read_metadata(folder)
+        if torch.device(device).type != "cpu":
+            import warnings
+
+            warnings.warn(f"{folder.name} runs on the CPU (OpenVINO CPU plugin)", stacklevel=2)
+        try:
+            compiled = compile_cpu(xml, threads)
+        except Exception as err:  # unreadable or foreign IR
+            raise UserError(f"could not load OpenVINO model {xml}: {type(err).__name__}: {str(err)[:200]}") from None
+        self._setup(compiled)
+
+    @classmethod
+    def wrap(cls, compiled: Any, meta: dict[str, Any]) -> "Backend":
+        """A Backend over an already compiled model (nncf's accuracy control hands one to its metric)."""
+        backend = cls.__new__(cls)
+        backend.meta = meta
+        backend._setup(compiled)
+        return backend
+
+    def _setup(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.device = torch.device("cpu")
+        self.names = list(self.meta["names"])
+        self.stride = int(self.meta["stride"])
+        self.imgsz = _meta_imgsz(self.meta)  # the trained size (what val/detect report), else the exported size
+        shape = compiled.input(0).get_partial_shape()
+        self.fixed_shape = tuple(int(d.get_length()) for d in shape) if shape.is_static else None
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 -> (B, N, 5 + nc) float32 (a copy: the request reuses its output buffer)."""
+        self.request.infer({0: array})
+        return self.request.get_output_tensor(0).data.copy()
+
+    def __call__(self, images: Tensor) -> Tensor:
+        from mnv3det.deploy.backends import _run_fixed_batch
+
+        array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        return _run_fixed_batch(lambda x: torch.from_numpy(self.run(x)), array, self.fixed_shape)
+
+
+def runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
+    """(run, input shape) for timing the raw runtime call (no torch conversion) in a fresh process."""
+    backend = Backend(path, "cpu", threads)
+    return backend.run, backend.fixed_shape
+
+
+def update_metadata(folder: Path, meta: dict[str, Any]) -> None:
+    write_metadata(folder, meta)
