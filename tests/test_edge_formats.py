@@ -26,12 +26,12 @@ NAMES = ["cell", "dot", "ring"]
 SIZE = 96
 
 
-def make_checkpoint(path: Path) -> Path:
+def make_checkpoint(path: Path, names: list[str] = NAMES) -> Path:
     """Random mnv3-small whose scores depend on the image (BN statistics from real batches, zero head biases)."""
     from mnv3det.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("mnv3-small", nc=len(NAMES))
+    model = build_model("mnv3-small", nc=len(names))
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
@@ -42,7 +42,7 @@ def make_checkpoint(path: Path) -> Path:
         for conv in model.detect.m:
             conv.bias.zero_()
     model.eval()
-    return save_checkpoint({"recipe": model.recipe, "nc": model.nc, "names": NAMES, "model": model.state_dict(),
+    return save_checkpoint({"recipe": model.recipe, "nc": model.nc, "names": names, "model": model.state_dict(),
                             "epoch": -1}, path)
 
 

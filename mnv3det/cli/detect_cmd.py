@@ -23,8 +23,14 @@ def _help(name: str, text: str) -> str:
 
 @command("detect")
 def detect_command(
-    source: str = typer.Argument(..., help="Image, directory, glob ('imgs/*.jpg', quoted), video file or .txt list."),
-    weights: Path = typer.Option(..., "--weights", "-w", help="A .pt checkpoint or an exported .onnx/.torchscript file."),
+    source: str = typer.Argument(
+        ..., help="Image, directory, glob ('imgs/*.jpg', quoted), video file, .txt list, camera index (0) or stream URL "
+        "(rtsp://, http://)."
+    ),
+    weights: Path = typer.Option(
+        ..., "--weights", "-w",
+        help="A .pt checkpoint, an exported .onnx/.torchscript file, or an *_openvino_model / *_ncnn_model folder.",
+    ),
     imgsz: Optional[str] = typer.Option(
         None, "--imgsz", help="Inference size: 640, or height,width (default: the training size, else 640). "
         "A static export uses its own."

@@ -21,7 +21,10 @@ def _help(name: str, text: str) -> str:
 
 @command("val")
 def val_command(
-    weights: Path = typer.Option(..., "--weights", "-w", help="A .pt checkpoint or an exported .onnx/.torchscript file."),
+    weights: Path = typer.Option(
+        ..., "--weights", "-w",
+        help="A .pt checkpoint, an exported .onnx/.torchscript file, or an *_openvino_model / *_ncnn_model folder.",
+    ),
     data: Optional[str] = typer.Option(None, "--data", help="Data yaml or dataset folder (default: the built-in demo set)."),
     imgsz: Optional[str] = typer.Option(
         None, "--imgsz", help="Inference size (long side), a multiple of the stride (default: the training size, else 640)."

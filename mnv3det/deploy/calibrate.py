@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class CalibrationSet:
     shape: tuple[int, int, int, int]  # (1, 3, H, W) of the static export
     stride: int
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    spec: Any = None  # the DataSpec the images came from
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,4 +75,4 @@ def calibration_set(
     if split not in spec.splits:
         raise UserError(f"--data {spec.source} has no '{split}' split to calibrate INT8 on; add one")
     records = spec.records(split)
-    return CalibrationSet(pick([r.path for r in records], count, seed), shape, stride)
+    return CalibrationSet(pick([r.path for r in records], count, seed), shape, stride, spec=spec)

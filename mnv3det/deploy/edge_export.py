@@ -232,8 +232,13 @@ def export_edge(
     threads: int | None = None,
     latency_runs: int = 10,
     console: Any = None,
+    verify: bool = True,
 ) -> EdgeExportResult:
-    """Export `model` (not changed) to `fmt` at `output` and verify it; see the module docstring."""
+    """Export `model` (not changed) to `fmt` at `output` and verify it; see the module docstring.
+
+    verify=False skips the comparison with PyTorch and the mAP on val (a file written only to be timed, such as
+    the untrained yolov5n reference of `mnv3det benchmark`); the result's agreement is then empty.
+    """
     from mnv3det.deploy.exporters import write_onnx
 
     module = fmt.load()  # one clear line naming the extra when a package is missing
@@ -253,7 +258,7 @@ def export_edge(
     output.parent.mkdir(parents=True, exist_ok=True)
 
     val_spec, val_records = None, []
-    if fmt.int8 or data is not None:
+    if verify and (fmt.int8 or data is not None):
         from mnv3det.data import load_data
 
         val_spec = load_data(data)
@@ -267,6 +272,7 @@ def export_edge(
             from mnv3det.deploy.calibrate import calibration_set
 
             job.calibration = calibration_set(data, shape, max(strides), options.calib_images)
+            val_spec = val_spec or job.calibration.spec
             say(f"INT8: calibrating on {len(job.calibration)} images of the training split of {val_spec.source}")
         staged = Path(tmp) / ("staged" + (fmt.file_suffix or ""))
         module.export(job, staged)
@@ -275,19 +281,21 @@ def export_edge(
         _replace(staged, output)
 
     backend = module.Backend(output, "cpu", threads)
-    reference = _square_torch(model, names, shape)
-    pictures, source = _verification_images(data, image, val_records)
-    tol = INT8_TOLERANCE if fmt.int8 else FLOAT_TOLERANCE
-    agreement = agreement_with(reference, backend, pictures, tol)
     result = EdgeExportResult(
         path=output, format=fmt.name, runtime=fmt.runtime, imgsz=tuple(imgsz), batch=batch, size_mb=_size_mb(output),
-        int8=fmt.int8, agreement=agreement, verify_images=len(pictures), verify_source=source, notes=job.notes,
+        int8=fmt.int8, agreement=compare_detections([], [], VERIFY_CONF), verify_images=0, verify_source="not verified",
+        notes=job.notes,
     )
-    if fmt.int8:
-        result.quantization = _quantization_report(job, reference, backend, fmt)
-        module.update_metadata(output, {**meta, "quantization": result.quantization})
-    else:
-        result.max_abs_diff, result.max_excess = _raw_diff(model, backend, pictures[0], shape)
+    if verify:
+        reference = _square_torch(model, names, shape)
+        pictures, result.verify_source = _verification_images(data, image, val_records)
+        result.verify_images = len(pictures)
+        result.agreement = agreement_with(reference, backend, pictures, INT8_TOLERANCE if fmt.int8 else FLOAT_TOLERANCE)
+        if fmt.int8:
+            result.quantization = _quantization_report(job, reference, backend, fmt)
+            module.update_metadata(output, {**meta, "quantization": result.quantization})
+        else:
+            result.max_abs_diff, result.max_excess = _raw_diff(model, backend, pictures[0], shape)
     del backend  # release the runtime (its threads) before timing a fresh one
     if latency_runs > 0:
         result.latency_ms, result.latency_engine = _latency(module, output, shape, threads, latency_runs)

@@ -1,4 +1,5 @@
-"""What `mnv3det detect SOURCE` reads: an image, a directory, a glob, a video file, or a .txt list of paths.
+"""What `mnv3det detect SOURCE` reads: an image, a directory, a glob, a video file, a .txt list of paths, a camera
+index (`0`) or a stream URL (rtsp://, rtmp://, http://, https://), the last two through cv2.VideoCapture as a `Stream`.
 
 `collect_sources(source)` turns SOURCE into a sorted list of image/video files (a clear `UserError` when
 there is nothing to read). It opens every video and decodes its first frame there and then, so a video that
@@ -11,6 +12,7 @@ before the frame count its header declares (a cut-short file: the frames before 
 from __future__ import annotations
 
 import glob
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +25,34 @@ from mnv3det.errors import UserError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
 GLOB_CHARS = frozenset("*?[")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A camera index or stream URL, standing where a video Path stands (name, stem, suffix for the outputs)."""
+
+    target: str  # "0" or "rtsp://host/path"
+
+    @property
+    def capture_arg(self) -> int | str:
+        return int(self.target) if self.target.isdigit() else self.target
+
+    @property
+    def name(self) -> str:  # camera0, or the URL without its scheme as a safe file name
+        if self.target.isdigit():
+            return f"camera{self.target}"
+        return re.sub(r"[^\w.-]+", "_", self.target.split("://", 1)[1]).strip("_")[:80] or "stream"
+
+    stem = name
+    suffix = ".mp4"  # the annotated output is written as a video
+
+    def __str__(self) -> str:
+        return self.target
+
+
+def _capture(path: Path | Stream) -> cv2.VideoCapture:
+    return cv2.VideoCapture(path.capture_arg if isinstance(path, Stream) else str(path))
 
 
 def is_image(path: Path) -> bool:
@@ -60,9 +90,17 @@ def _from_txt(txt: Path) -> list[Path]:
     return out
 
 
-def check_video(path: Path) -> None:
+def check_video(path: Path | Stream) -> None:
     """Open `path` and decode its first frame; a UserError naming the file when either fails."""
-    capture = cv2.VideoCapture(str(path))
+    if isinstance(path, Stream):
+        capture = _capture(path)
+        opened = capture.isOpened()
+        capture.release()
+        if not opened:
+            raise UserError(f"cannot open {'camera' if path.target.isdigit() else 'stream'} {path.target}; "
+                            "check the index or URL (and that nothing else holds the camera)")
+        return
+    capture = _capture(path)
     try:
         if not capture.isOpened():
             raise UserError(
@@ -88,6 +126,8 @@ def collect_sources(source: str | Path) -> list[Path]:
 def _collect(source: str | Path) -> list[Path]:
     text = str(source)
     path = Path(text).expanduser()
+    if not path.exists() and (text.isdigit() or text.lower().startswith(STREAM_SCHEMES)):
+        return [Stream(text)]  # type: ignore[list-item]  (a Stream reads like a video Path downstream)
     if path.is_dir():
         files = _media_in(sorted(path.iterdir()))
         if not files:
@@ -151,7 +191,7 @@ def frame_count(path: Path) -> int:
     """1 for an image; the frame count the video container reports (at least 1) for a video."""
     if not is_video(path):
         return 1
-    capture = cv2.VideoCapture(str(path))
+    capture = _capture(path)
     try:
         return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
     finally:
@@ -162,7 +202,7 @@ def iter_frames(paths: list[Path]) -> Iterator[Frame]:
     """Yield a Frame per image and per video frame; unreadable files give one Frame with `error` set."""
     for path in paths:
         if is_video(path):
-            capture = cv2.VideoCapture(str(path))
+            capture = _capture(path)
             if not capture.isOpened():
                 yield Frame(path, None, error="cannot open video (corrupt or unsupported codec)")
                 continue

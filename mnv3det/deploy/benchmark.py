@@ -1,0 +1,256 @@
+"""`mnv3det benchmark`: export a checkpoint to every available format, score and time each, against yolov5n.
+
+For each format (PyTorch, TorchScript, ONNX, ONNX INT8, OpenVINO, OpenVINO INT8, ncnn; those whose packages are
+installed, or the ones asked for):
+- export at the trained size, static batch 1 (the edge exports are verified against PyTorch as `export` does);
+- mAP50-95 and mAP50 on the val split through `val`'s evaluator (the fast COCO-matching mAP; INT8 rows reuse the
+  figures their export measured on the same split);
+- latency: the runtime's own forward pass (batch 1, `threads` threads) in a fresh process per format
+  (`deploy/timing.py`), `rounds` rounds taken in turn over all formats, the median of the round medians.
+
+The reference is yolov5n (our recipe: YOLOv5 v6.0's yolov5n graph, built untrained with nc from the data; latency
+does not depend on the weights), exported to the same runtimes and timed in the same rounds; every row gets the
+ratio of its latency to yolov5n's fastest format. Results: a rich table, `benchmark.csv` and `benchmark.json` in
+the run folder (runs/benchmark/exp), and the JSON alone with --json.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnv3det.deploy.timing import TIMED_FORMATS, time_in_subprocess
+from mnv3det.errors import UserError
+
+REFERENCE = "yolov5n"
+REFERENCE_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")  # its candidates for "fastest"
+REFERENCE_CALIB_IMAGES = 32  # yolov5n is untrained: its INT8 files exist to be timed, not scored
+
+
+@dataclass
+class BenchRow:
+    """One (model, format) of the table."""
+
+    model: str  # "model" (the checkpoint) or "yolov5n"
+    format: str
+    path: str = ""
+    size_mb: float | None = None
+    map50_95: float | None = None
+    map50: float | None = None
+    latency_ms: float | None = None
+    rounds_ms: list[float] = field(default_factory=list)
+    ratio: float | None = None  # latency / yolov5n's fastest latency
+    note: str = ""
+
+
+@dataclass
+class BenchReport:
+    weights: str
+    data: str
+    imgsz: tuple[int, int]
+    threads: int
+    runs: int
+    rounds: int
+    rows: list[BenchRow]
+    reference_best: str = ""  # yolov5n's fastest format
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def available_formats() -> list[str]:
+    """The timed formats whose packages are installed here."""
+    from mnv3det.deploy.formats import FORMATS
+
+    def ok(name: str) -> bool:
+        if name in ("pytorch", "torchscript"):
+            return True
+        if name == "onnx":
+            return all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+        return all(importlib.util.find_spec(m) is not None for m, _ in FORMATS[name].packages)
+
+    return [f for f in TIMED_FORMATS if ok(f)]
+
+
+def choose_formats(requested: list[str] | None) -> list[str]:
+    """The formats to run: all available ones, or `requested` (each known, each installed; clear errors)."""
+    available = available_formats()
+    if not requested:
+        return available
+    for name in requested:
+        if name not in TIMED_FORMATS:
+            raise UserError(f"--formats {name!r} is not a format; use some of {', '.join(TIMED_FORMATS)}")
+        if name not in available:
+            raise UserError(f"--formats {name}: its packages are not installed here: pip install 'mnv3det[edge]'")
+    return [f for f in TIMED_FORMATS if f in requested]
+
+
+def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, int], data: Any, calib: int,
+               threads: int, verify: bool, console: Any) -> tuple[Path, dict[str, Any]]:
+    """Write `model` as `fmt` under `folder` (static, batch 1); (path, INT8 figures or {})."""
+    if fmt == "pytorch":
+        raise ValueError("the checkpoint itself is the pytorch row")
+    if fmt in ("onnx", "torchscript"):
+        from mnv3det.deploy.config import ExportConfig
+        from mnv3det.deploy.export import export_model
+
+        suffix = ".onnx" if fmt == "onnx" else ".torchscript"
+        config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False, runs=1, threads=threads)
+        result = export_model(model, folder / f"{stem}{suffix}", config)
+        return result.path, {}
+    from mnv3det.deploy.edge_export import Int8Options, export_edge
+    from mnv3det.deploy.formats import FORMATS
+
+    edge = FORMATS[fmt]
+    int8 = Int8Options(calib_images=calib, max_drop=0.01 if verify else None)
+    result = export_edge(model, edge.output_for(folder / f"{stem}.pt"), edge, imgsz=imgsz, data=data, int8=int8,
+                         threads=threads, latency_runs=0, console=console, verify=verify)
+    if verify and not result.passed:
+        raise RuntimeError(f"{fmt} export differs from PyTorch: {result.agreement.summary()}")
+    return result.path, result.quantization or {}
+
+
+def _size_mb(path: Path) -> float:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def score(path: Path, spec: Any, records: list, imgsz: tuple[int, int], threads: int) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of the file at `path` on `records` (fast COCO-matching mAP, val's defaults otherwise)."""
+    from mnv3det.deploy.backends import load_backend
+    from mnv3det.evaluate.config import EvalConfig
+    from mnv3det.evaluate.evaluator import evaluate
+
+    backend = load_backend(path, "cpu", threads)
+    result = evaluate(backend, records, spec, EvalConfig(imgsz=imgsz[0], coco=False, workers=0), progress=False)
+    return result.map, result.map50
+
+
+def time_rounds(jobs: list[tuple[BenchRow, str, Path]], imgsz: tuple[int, int], threads: int, runs: int,
+                rounds: int, progress: Any = None) -> None:
+    """Fill each row's latency: `rounds` rounds over all jobs in turn, each job in a fresh process per round."""
+    for r in range(rounds):
+        for row, fmt, path in jobs:
+            if progress:
+                progress(f"timing {row.model} {fmt} (round {r + 1}/{rounds})")
+            out = time_in_subprocess(fmt, path, imgsz, threads, runs)
+            if "error" in out:
+                row.note = row.note or f"timing failed: {out['error']}"
+                continue
+            row.rounds_ms.append(round(out["median_ms"], 3))
+    for row, _, _ in jobs:
+        row.latency_ms = statistics.median(row.rounds_ms) if row.rounds_ms else None
+
+
+def write_outputs(report: BenchReport, run_dir: Path) -> None:
+    """benchmark.json (everything) and benchmark.csv (one line per row) in the run folder."""
+    (run_dir / "benchmark.json").write_text(json.dumps(report.as_dict(), indent=2))
+    columns = ["model", "format", "size_mb", "map50_95", "map50", "latency_ms", "ratio", "path", "note"]
+    with (run_dir / "benchmark.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in report.rows:
+            writer.writerow(asdict(row))
+
+
+@dataclass
+class BenchOptions:
+    """The options of `mnv3det benchmark` (defaults live here)."""
+
+    weights: Path
+    data: str | None = None  # None: the demo set
+    formats: list[str] | None = None  # None: every available format
+    imgsz: Any = None  # None: the size the checkpoint was trained at (else 640)
+    threads: int = 2  # runtime threads for the latency figures (2: the issue's setting, a 2-core CPU)
+    runs: int = 50  # timed calls per round
+    rounds: int = 3  # rounds taken in turn over all formats; the median of the round medians is reported
+    calib_images: int = 300  # INT8 calibration images of the train split
+    reference: bool = True  # time yolov5n too (the ratio column)
+    project: Path = Path("runs/benchmark")
+    name: str = "exp"
+    exist_ok: bool = False
+
+
+def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts: BenchOptions, imgsz: tuple,
+                 verify: bool, say: Any) -> list[tuple[BenchRow, str, Path, dict]]:
+    """Export `model` to each format (a failure becomes the row's note); (row, format, path, INT8 figures)."""
+    out = []
+    for fmt in formats:
+        row = BenchRow(label, fmt)
+        try:
+            if fmt == "pytorch":
+                path, quant = Path(opts.weights), {}
+            else:
+                say(f"exporting {label} to {fmt}")
+                calib = opts.calib_images if verify else REFERENCE_CALIB_IMAGES
+                path, quant = export_one(model, fmt, folder, label, imgsz, opts.data, calib, opts.threads, verify,
+                                         None)
+        except UserError:
+            raise
+        except Exception as err:  # one runtime failing must not cost the others' figures
+            row.note = f"export failed: {type(err).__name__}: {str(err)[:160]}"
+            out.append((row, fmt, Path(), {}))
+            continue
+        row.path, row.size_mb = str(path), round(_size_mb(path), 3)
+        out.append((row, fmt, path, quant))
+    return out
+
+
+def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Path]:
+    """Export, score and time; see the module docstring. Returns the report and the run folder."""
+    from mnv3det.core.checkpoint import load_model
+    from mnv3det.core.imgsz import check_imgsz
+    from mnv3det.core.runs import claim_run_dir
+    from mnv3det.data import load_data
+    from mnv3det.models import build_model
+
+    formats = choose_formats(opts.formats)
+    for option, value in (("--runs", opts.runs), ("--rounds", opts.rounds), ("--threads", opts.threads)):
+        if value < 1:
+            raise UserError(f"{option} {value}: must be 1 or more")
+    model, ckpt = load_model(opts.weights, device="cpu")
+    imgsz = check_imgsz(opts.imgsz or ckpt.train_imgsz or 640, int(max(int(s) for s in model.stride))).hw
+    spec = load_data(opts.data)
+    if "val" not in spec.splits:
+        raise UserError(f"--data {spec.source} has no val split to score the formats on; add one")
+    if model.nc != spec.nc:
+        raise UserError(f"{opts.weights} predicts {model.nc} classes but {spec.source} has {spec.nc}; "
+                        "benchmark it on the data it was trained for (--data)")
+    records = spec.records("val")
+    run_dir = claim_run_dir(Path(opts.project), opts.name, opts.exist_ok)
+    folder = run_dir / "weights"
+    folder.mkdir(exist_ok=True)
+
+    rows = _export_rows(model, "model", formats, folder, opts, imgsz, True, say)
+    for row, fmt, path, quant in rows:
+        if row.note:
+            continue
+        if quant.get("map50_95_int8") is not None:  # measured by the export on the same split and input
+            row.map50_95, row.map50 = quant["map50_95_int8"], quant["map50_int8"]
+        else:
+            say(f"scoring {fmt} on {len(records)} val images")
+            row.map50_95, row.map50 = (round(v, 4) for v in score(path, spec, records, imgsz, opts.threads))
+    ref_rows = []
+    if opts.reference:
+        reference = build_model(REFERENCE, nc=spec.nc).eval()
+        ref_formats = [f for f in REFERENCE_FORMATS if f in formats] or ["onnx"]
+        ref_rows = _export_rows(reference, REFERENCE, ref_formats, folder, opts, imgsz, False, say)
+    jobs = [(row, fmt, path) for row, fmt, path, _ in rows + ref_rows if not row.note]
+    time_rounds(jobs, imgsz, opts.threads, opts.runs, opts.rounds, say)
+
+    all_rows = [r for r, *_ in rows + ref_rows]
+    timed_ref = [r for r, *_ in ref_rows if r.latency_ms]
+    best = min(timed_ref, key=lambda r: r.latency_ms) if timed_ref else None
+    for row in all_rows:
+        if best and row.latency_ms:
+            row.ratio = round(row.latency_ms / best.latency_ms, 3)
+        row.latency_ms = round(row.latency_ms, 3) if row.latency_ms else None
+    report = BenchReport(str(opts.weights), str(spec.source), imgsz, opts.threads, opts.runs, opts.rounds, all_rows,
+                         best.format if best else "")
+    write_outputs(report, run_dir)
+    return report, run_dir

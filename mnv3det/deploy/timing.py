@@ -1,0 +1,111 @@
+"""Latency of one exported model, measured in a fresh process: `python -m mnv3det.deploy.timing FORMAT PATH ...`.
+
+Why a process per (model, runtime): a runtime's worker threads keep spinning for a while after each call, and
+within one process a second runtime's pool (OpenVINO's, ncnn's OpenMP, torch's) then competes with the one being
+timed: mnv3det measured up to 1.6x inflated latencies that way. A fresh process holds one runtime only.
+
+The worker times the runtime's own call on a random float32 input of the model's (static) shape, batch 1, after
+`warmup` untimed calls, and prints one JSON line: {"format", "median_ms", "min_ms", "runs", "threads"}.
+`time_in_subprocess` runs it and reads that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")
+
+
+def runner_for(fmt: str, path: Path, threads: int, imgsz: tuple[int, int]) -> tuple[Callable[[Any], Any], Any]:
+    """(run, input) for `fmt`: `run(input)` is one forward pass of the runtime alone (no pre/post-processing)."""
+    shape = (1, 3, *imgsz)
+    if fmt in ("pytorch", "torchscript"):
+        import torch
+
+        torch.set_num_threads(threads)
+        if fmt == "pytorch":
+            from mnv3det.core.checkpoint import load_model
+
+            module, _ = load_model(path, device="cpu", fuse=True)
+        else:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
+        module.eval()
+        x = torch.rand(shape)
+
+        def run(t: Any) -> Any:
+            with torch.inference_mode():
+                return module(t)
+
+        return run, x
+    from mnv3det.deploy.formats import FORMATS
+
+    if fmt == "onnx":
+        from mnv3det.deploy.formats.onnx_int8 import runner
+    else:
+        runner = FORMATS[fmt].load().runner
+    run, fixed = runner(path, threads)
+    fixed = tuple(d if isinstance(d, int) and d > 0 else s for d, s in zip(fixed, shape)) if fixed else shape
+    return run, np.random.default_rng(0).random(fixed, dtype=np.float32)
+
+
+def time_runner(run: Callable[[Any], Any], x: Any, runs: int, warmup: int) -> list[float]:
+    """Milliseconds of `runs` timed calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def time_in_subprocess(
+    fmt: str, path: Path, imgsz: tuple[int, int], threads: int, runs: int, warmup: int = 5, timeout: float = 600
+) -> dict[str, Any]:
+    """Run the worker for one model in a fresh Python process; its JSON result, or {"error": ...}."""
+    command = [sys.executable, "-m", "mnv3det.deploy.timing", fmt, str(path), "--imgsz", str(imgsz[0]), str(imgsz[1]),
+               "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"format": fmt, "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return {"format": fmt, "error": tail[0][:200]}
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("format", choices=TIMED_FORMATS)
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--imgsz", type=int, nargs=2, required=True, metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args(argv)
+    run, x = runner_for(args.format, args.path, args.threads, tuple(args.imgsz))
+    times = time_runner(run, x, args.runs, args.warmup)
+    print(json.dumps({"format": args.format, "median_ms": statistics.median(times), "min_ms": min(times),
+                      "runs": args.runs, "threads": args.threads}))
+
+
+if __name__ == "__main__":  # OMP_WAIT_POLICY comes from the parent (time_in_subprocess sets it)
+    main()
