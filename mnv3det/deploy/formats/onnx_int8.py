@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import tempfile
 from pathlib import Path
@@ -28,6 +29,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+
+
+MINMAX_IMAGES = 64  # the MinMax fallback holds every image's activations in memory
 
 
 def detect_scope(model: Any) -> str:
@@ -63,9 +67,10 @@ class _Reader:
 
 
 def quantize(
-    fp32: Path, out: Path, calibration: Any, scope: str, *, head_float: bool = True, reduce_range: bool = False
+    fp32: Path, out: Path, calibration: Any, scope: str, *, head_float: bool = True, reduce_range: bool = False,
+    percentile: bool = True,
 ) -> list[str]:
-    """Quantize `fp32` into `out` (metadata copied); returns the names of the nodes left in float."""
+    """Quantize `fp32` into `out`; returns the names of the nodes left in float. percentile=False: MinMax ranges."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -75,6 +80,11 @@ def quantize(
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         proto = onnx.load(str(prepared))
         keep = float_nodes(proto, scope, head_float)
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        if percentile:  # ORT keeps every image's activations unless told to fold them into histograms as it goes
+            extra.update(CalibPercentile=99.999, CalibMaxIntermediateOutputs=8)
+        else:  # MinMax drops (not folds) what it flushes (onnxruntime 1.2x), so it keeps all: few images only
+            calibration = itertools.islice(calibration, MINMAX_IMAGES)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram progress
             quantize_static(
                 str(prepared),
@@ -86,9 +96,8 @@ def quantize(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=keep,
-                calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibPercentile": 99.999,
-                               "CalibMaxIntermediateOutputs": 8},  # ORT keeps every image's activations otherwise
+                calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+                extra_options=extra,
             )
     return keep
 
@@ -106,11 +115,16 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
 
 def export(job: Any, out: Path) -> None:
     """INT8 ONNX of the job's fp32 ONNX file, calibrated on job.calibration."""
-    quantize(
-        job.onnx_path, out, job.calibration, detect_scope(job.model),
-        head_float=job.options.head_float, reduce_range=job.options.reduce_range,
-    )
-    job.notes.append("onnxruntime quantize_static (QDQ, per-channel weights, percentile calibration)")
+    options = dict(head_float=job.options.head_float, reduce_range=job.options.reduce_range)
+    try:
+        quantize(job.onnx_path, out, job.calibration, detect_scope(job.model), **options)
+        method = "percentile"
+    except ValueError as err:  # a constant activation (untrained models) has no histogram: "Too many bins"
+        if "bins" not in str(err):
+            raise
+        quantize(job.onnx_path, out, job.calibration, detect_scope(job.model), percentile=False, **options)
+        method = "MinMax (an activation was constant, so no percentile histogram)"
+    job.notes.append(f"onnxruntime quantize_static (QDQ, per-channel weights, {method} calibration)")
     set_metadata(out, job.meta)
 
 
