@@ -5,14 +5,16 @@
 
 Each measurement is a fresh `mnv3det` process (the OpenMP wait policy is read once per process), run with one of
 these settings:
-- `main before`: what mnv3det did before this change: torch imported before the entry point could set the OpenMP
-  wait policy (libgomp's default spin-then-sleep), ONNX Runtime spinning, threads = cores;
-- `default`: today's defaults (OMP_WAIT_POLICY=PASSIVE set by the entry point, ORT spinning off, threads = cores);
-- `--threads 1`: today's defaults with one thread;
-- `spin 10k`: GOMP_SPINCOUNT=10000 instead of PASSIVE, ORT spinning on (a shorter spin, the usual middle ground).
+- `main before`: what mnv3det did before issue 10: torch imported before the entry point could set the OpenMP
+  wait policy (libgomp's default spin-then-sleep), ONNX Runtime spinning (its default), threads = cores;
+- `PASSIVE all cores`: OMP_WAIT_POLICY=PASSIVE, ORT spinning off, threads = cores (a first candidate);
+- `default`: today's defaults (PASSIVE set by the entry point; ORT's own spinning; threads = cores, except 1 for
+  PyTorch on one image at a time, i.e. `detect` with a .pt);
+- `--threads 1`: today's defaults with one thread everywhere;
+- `spin 10k`: GOMP_SPINCOUNT=10000 instead of PASSIVE, threads = cores (a shorter spin, the usual middle ground).
 Conditions are `idle` and `busy` (one `while True: pass` process for the whole measurement). Settings and
 conditions are taken in turn, round after round, so drift in the machine hits every cell alike.
-Workloads: `detect .pt` and `detect .onnx` (inference ms per image over 16 images at 320, after warm-up) and
+Workloads: `detect .pt` and `detect .onnx` (inference ms per image over 16 images at --detect-imgsz, default 320, after warm-up) and
 `train` (images/s of a one-epoch run on the demo set at 256). Write the table into the README by hand.
 """
 
@@ -36,12 +38,14 @@ COCO_IMAGES = Path(os.environ.get("MNV3DET_SHARED_DATASETS", ROOT.parent / "shar
 OLD_ENTRY = "import torch, sys; from mnv3det.cli import main; sys.argv[0] = 'mnv3det'; main()"
 NEW_ENTRY = "import sys; from mnv3det.cli import main; sys.argv[0] = 'mnv3det'; main()"
 
+CORES = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 SETTINGS = {
-    "main before": {"entry": OLD_ENTRY, "env": {"MNV3DET_ORT_SPIN": "1"}, "args": []},
+    "main before": {"entry": OLD_ENTRY, "env": {"MNV3DET_ORT_SPIN": "1"}, "args": ["--threads", CORES]},
+    "PASSIVE all cores": {"entry": NEW_ENTRY, "env": {"MNV3DET_ORT_SPIN": "0"}, "args": ["--threads", CORES]},
     "default": {"entry": NEW_ENTRY, "env": {}, "args": []},
     "--threads 1": {"entry": NEW_ENTRY, "env": {}, "args": ["--threads", "1"]},
     "spin 10k": {"entry": OLD_ENTRY, "env": {"GOMP_SPINCOUNT": "10000", "MNV3DET_ORT_SPIN": "1"},
-                 "args": []},
+                 "args": ["--threads", CORES]},
 }
 SPEED = re.compile(r"([\d.]+) ms inference")
 
@@ -95,7 +99,7 @@ def prepare(work: Path, quick: bool) -> tuple[Path, Path, Path]:
     run_mnv3det(base, ["train", "--epochs", "1", "--max-images", "32", "--imgsz", "256", "--batch", "16",
                        "--workers", "0", "--no-plots", "--project", str(work), "--name", "prep"])
     weights = work / "prep" / "weights" / "last.pt"
-    run_mnv3det(base, ["export", "--weights", str(weights), "--dynamic", "--imgsz", "320", "--runs", "1"])
+    run_mnv3det(base, ["export", "--weights", str(weights), "--dynamic", "--runs", "1"])
     images = work / "images"
     images.mkdir()
     if COCO_IMAGES.is_dir():
@@ -114,6 +118,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="one round, 4 images, a 16-image training run")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of: " + ", ".join(SETTINGS))
+    ap.add_argument("--detect-imgsz", type=int, default=320)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/contention.json")
     args = ap.parse_args()
     rounds = 1 if args.quick else args.rounds
@@ -129,8 +134,8 @@ def main() -> None:
                     with Competitor(busy):
                         cond = "busy" if busy else "idle"
                         for label, value in (
-                            ("detect .pt ms", lambda: detect_ms(SETTINGS[name], weights, images, 320, work)),
-                            ("detect .onnx ms", lambda: detect_ms(SETTINGS[name], onnx, images, 320, work)),
+                            ("detect .pt ms", lambda: detect_ms(SETTINGS[name], weights, images, args.detect_imgsz, work)),
+                            ("detect .onnx ms", lambda: detect_ms(SETTINGS[name], onnx, images, args.detect_imgsz, work)),
                             ("train img/s", lambda: train_images_per_s(SETTINGS[name], work, 32 if args.quick else 96, 256)),
                         ):
                             v = value()

@@ -104,13 +104,14 @@ def load(
     """Open a .pt checkpoint or an exported file as a Detector.
 
     imgsz: None = the size the model was trained at (a static export: its own size). device: None = a GPU when
-    there is one. threads: CPU threads, None = the cores this process may use.
+    there is one. threads: CPU threads, None = the cores this process may use (1 for a .pt/.torchscript on CPU:
+    one image per forward is fastest on one thread, see `mnv3det.core.threads`).
     """
     from mnv3det.core.device import select_device
     from mnv3det.deploy.backends import load_backend
     from mnv3det.deploy.predictor import resolve_imgsz, warmup
 
-    backend = load_backend(weights, select_device(device), threads)
+    backend = load_backend(weights, select_device(device), threads, one_image=True)
     size, _ = resolve_imgsz(backend, imgsz, weights)
     warmup(backend, size)
     return Detector(backend, size, conf=conf, iou=iou)

@@ -22,7 +22,7 @@ PROBE = "import os, mnv3det.cli, torch; print(os.environ.get('OMP_WAIT_POLICY'))
 
 
 def _probe(env_extra: dict[str, str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env_extra
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env_extra
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
@@ -34,6 +34,10 @@ def test_entry_point_sets_passive_wait_policy_before_torch():
 
 def test_entry_point_respects_the_users_wait_policy():
     assert _probe({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+
+
+def test_entry_point_leaves_a_users_spin_count_alone():
+    assert _probe({"GOMP_SPINCOUNT": "10000"}) == "None"
 
 
 def test_configure_openmp_does_nothing_once_torch_is_loaded(monkeypatch):
@@ -57,7 +61,7 @@ def test_ort_sessions_do_not_spin_and_take_the_thread_count(tmp_path: Path):
     backend = load_backend(result.path, "cpu", threads=1)
     options = backend.session.get_session_options()
     assert options.intra_op_num_threads == 1
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"  # ORT default, measured
     assert "1 threads" in result.latency_engine
 
 
@@ -101,3 +105,20 @@ def _image(tmp_path: Path) -> Path:
     path = tmp_path / "img.jpg"
     cv2.imwrite(str(path), np.full((64, 80, 3), 127, np.uint8))
     return path
+
+
+def test_detect_runs_a_pt_on_one_thread_by_default_and_val_on_all_cores(tmp_path: Path, monkeypatch):
+    """One image per forward is fastest on one PyTorch thread (bench_contention); val's batches use the cores."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    weights = make_checkpoint(tmp_path / "m.pt")
+    before = torch.get_num_threads()
+    try:
+        detect = ["detect", str(_image(tmp_path)), "--weights", str(weights), "--imgsz", "64", "--project", str(tmp_path)]
+        assert CliRunner().invoke(app, detect).exit_code == 0
+        assert torch.get_num_threads() == 1
+        val = ["val", "--weights", str(weights), "--data", str(_dataset(tmp_path)), "--imgsz", "64", "--workers", "0",
+               "--no-plots", "--project", str(tmp_path)]
+        assert CliRunner().invoke(app, val).exit_code == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -6,8 +6,9 @@ parallel region wait for a thread whose core is taken, and the spinning threads 
 needs; mnv3det measured 7-30x slow-downs (`benchmarks/bench_contention.py`). The fixes, in order of effect:
 - the OpenMP wait policy, which libgomp reads once when torch is first imported, so it is set by the entry point
   (`configure_openmp`) and never overrides a value the user already set;
-- ONNX Runtime's own spin switch (`ort_session_options`);
+- one thread for PyTorch inference on one image at a time (`TORCH_ONE_IMAGE_THREADS`);
 - a thread count taken from the cores this process may use (`available_cores`), not from the machine's total.
+ONNX Runtime's own pool spins only briefly and kept its speed under contention, so its default stays.
 """
 
 from __future__ import annotations
@@ -15,9 +16,17 @@ from __future__ import annotations
 import os
 import sys
 
-# Chosen from benchmarks/bench_contention.py (table in README "CPU threads"): PASSIVE lets waiting OpenMP threads
-# sleep at once instead of spinning; it costs little when idle and avoids the collapse under contention.
+# Chosen from benchmarks/bench_contention.py (table in README "CPU threads"). PASSIVE lets waiting OpenMP threads
+# sleep at once instead of spinning: training kept 65% of its idle speed beside one CPU-bound process (40% with
+# libgomp's default spin, 32% with a 10k spin count), at 83% of the best idle speed.
 OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+# A user who set either of these chose how OpenMP waits (GOMP_SPINCOUNT=10000 is the README's idle-machine choice).
+USER_SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+# PyTorch on CPU with one image per forward (detect, mnv3det.load): every op is small, so waking a second thread
+# costs more than it saves. mnv3-small at 320: 12.0 ms with 1 thread against 13.5 ms (2 spinning threads) and
+# 25.3 ms (2 PASSIVE threads) idle; 11.0 ms against 41.4 / 18.0 ms beside a competing process.
+TORCH_ONE_IMAGE_THREADS = 1
 
 
 def configure_openmp() -> dict[str, str]:
@@ -26,7 +35,7 @@ def configure_openmp() -> dict[str, str]:
     Must run before torch is first imported (libgomp reads the environment once, when it loads); when torch is
     already imported this does nothing and returns {} so that the process stays consistent with what it runs.
     """
-    if "torch" in sys.modules:
+    if "torch" in sys.modules or any(key in os.environ for key in USER_SPIN_SETTINGS):
         return {}
     applied = {}
     for key, value in OPENMP_DEFAULTS.items():
@@ -61,8 +70,7 @@ def apply_threads(threads: int | None, processes: int = 1) -> int:
 
 
 def ort_session_options(threads: int | None = None):
-    """onnxruntime SessionOptions with `resolve_threads(threads)` intra-op threads, one inter-op thread and no
-    spinning: ORT's pool spins like OpenMP's and collapses the same way on a shared machine."""
+    """onnxruntime SessionOptions with `resolve_threads(threads)` intra-op threads and one inter-op thread."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -73,5 +81,6 @@ def ort_session_options(threads: int | None = None):
     return options
 
 
-# "0" = ORT's workers sleep when idle (see module docstring); MNV3DET_ORT_SPIN=1 restores ORT's own default.
-ORT_ALLOW_SPINNING = "1" if os.environ.get("MNV3DET_ORT_SPIN") == "1" else "0"
+# ORT's own default (its workers spin briefly, then yield): measured as fast or faster than no spinning both idle
+# and beside a competing process (README "CPU threads"), unlike OpenMP's spinning. MNV3DET_ORT_SPIN=0 turns it off.
+ORT_ALLOW_SPINNING = "0" if os.environ.get("MNV3DET_ORT_SPIN") == "0" else "1"

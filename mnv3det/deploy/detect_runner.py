@@ -169,7 +169,7 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
     console = console or Console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
     if backend is None:
-        backend = load_backend(opts.weights, select_device(opts.device), opts.threads)
+        backend = load_backend(opts.weights, select_device(opts.device), opts.threads, one_image=True)
     opts.validate(backend.names)
     size, note = resolve_imgsz(backend, opts.imgsz, opts.weights)
     if note:  # the trained size, or a static export's fixed square: said in one line
