@@ -81,6 +81,7 @@ def ort_session_options(threads: int | None = None):
     return options
 
 
-# ORT's own default (its workers spin briefly, then yield): measured as fast or faster than no spinning both idle
-# and beside a competing process (README "CPU threads"), unlike OpenMP's spinning. MNV3DET_ORT_SPIN=0 turns it off.
+# ORT's own default (workers spin briefly, then yield). benchmarks/bench_ort_spin.py, mnv3-small at 320, 2 threads:
+# spinning 3.51 ms idle / 7.77 ms beside a competing process (45% kept); without 4.61 / 5.37 ms (86% kept). Idle speed
+# decides (31% faster), since 45% still meets the goal; MNV3DET_ORT_SPIN=0 turns it off for a machine known shared.
 ORT_ALLOW_SPINNING = "0" if os.environ.get("MNV3DET_ORT_SPIN") == "0" else "1"
