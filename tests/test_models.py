@@ -15,6 +15,8 @@ from mnv3det.models import DetectionModel, available_recipes, build_model, recip
 from mnv3det.models import layers as L
 from mnv3det.models.detect import Detect
 from mnv3det.models.graph import REGISTRY, run_rows
+from mnv3det.models.light_head import CSPDS, DSConv
+from mnv3det.models.recipes import load_recipe
 
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 
@@ -33,6 +35,8 @@ MODULE_CASES = {
     "Bottleneck": (lambda: L.Bottleneck(16, 16), X16, (2, 16, 16, 16)),
     "C3": (lambda: L.C3(16, 32, 2, False), X16, (2, 32, 16, 16)),
     "SPPF": (lambda: L.SPPF(16, 24, 5), X16, (2, 24, 16, 16)),
+    "DSConv": (lambda: DSConv(16, 32, 5, 2), X16, (2, 32, 8, 8)),
+    "CSPDS": (lambda: CSPDS(16, 32, 2, 5), X16, (2, 32, 16, 16)),
     "Concat": (lambda: L.Concat(1), [X16, torch.rand(2, 8, 16, 16)], (2, 24, 16, 16)),
     "nn.Upsample": (lambda: nn.Upsample(None, 2, "nearest"), X16, (2, 16, 32, 32)),
 }
@@ -89,7 +93,9 @@ def test_yolov5_baselines_have_published_parameter_counts(recipe, params):
     assert sum(p.numel() for p in build_model(recipe, nc=80).parameters()) == params
 
 
-@pytest.mark.parametrize("recipe", ["mnv3-small", "mnv3-large", "mnv2", "yolov5n", "yolov5s"])
+@pytest.mark.parametrize(
+    "recipe", ["mnv3-small", "mnv3-small-dsh", "mnv3-small-dsh-wide", "mnv3-large", "mnv2", "yolov5n", "yolov5s"]
+)
 def test_every_recipe_builds_and_runs_in_train_and_eval_mode(recipe):
     assert recipe in available_recipes()
     model = build_model(recipe, nc=3)
@@ -204,7 +210,7 @@ def _randomise_batchnorm(model: nn.Module) -> None:
             bn.bias.data.uniform_(-0.2, 0.2)
 
 
-@pytest.mark.parametrize("recipe", ["mnv3-small", "mnv2", "yolov5n"])
+@pytest.mark.parametrize("recipe", ["mnv3-small", "mnv3-small-dsh", "mnv2", "yolov5n"])
 def test_fuse_folds_every_batchnorm_and_keeps_outputs(recipe):
     model = build_model(recipe, nc=4)
     _randomise_batchnorm(model)
@@ -239,3 +245,26 @@ def test_recipe_lookup_errors_and_backbone_names():
         build_model("mnv3-tiny")
     with pytest.raises(UserError, match="nc must be a positive integer"):
         build_model("yolov5n", nc=0)
+
+
+def test_depthwise_head_parts_have_hand_computed_parameter_counts():
+    # DSConv(16 -> 32, k5): depthwise 16*5*5 + BN 2*16, pointwise 16*32 + BN 2*32
+    assert sum(p.numel() for p in DSConv(16, 32, 5).parameters()) == 400 + 32 + 512 + 64
+    # CSPDS(16 -> 32, n=1, k5): hidden 16; cv1, cv2 1x1 (256 + 32 each); one DSConv(16 -> 16, k5) (400 + 32 + 256
+    # + 32); cv3 1x1 on the concat (32*32 + 64)
+    assert sum(p.numel() for p in CSPDS(16, 32, 1, 5).parameters()) == 2 * 288 + 720 + 1088
+
+
+def _head_params(recipe: dict) -> int:
+    model = build_model(recipe, nc=80)
+    first_head_row = len(recipe["backbone"])
+    return sum(p.numel() for m in model.layers[first_head_row:] for p in m.parameters())
+
+
+def test_depthwise_head_costs_far_less_than_the_c3_head_at_equal_width():
+    """The reason the -dsh recipes exist: at the same width the depthwise-separable PAN has about half the parameters."""
+    dense, _ = load_recipe("mnv3-small")
+    light, _ = load_recipe("mnv3-small-dsh")
+    dense = {**dense, "width_multiple": light["width_multiple"]}
+    assert light["backbone"] == dense["backbone"]
+    assert _head_params(light) < 0.6 * _head_params(dense)  # 410,653 against 792,509 at width 0.25 (laterals and Detect are 1x1 in both)

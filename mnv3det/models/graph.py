@@ -29,9 +29,11 @@ from torch import Tensor, nn
 from mnv3det.errors import UserError
 from mnv3det.models import layers as L
 from mnv3det.models.detect import Detect
+from mnv3det.models.light_head import CSPDS, DSConv
 
 # Families decide how a row's channels and repeats are computed.
-YOLO_PARTS = ("Conv", "Bottleneck", "C3", "SPPF")
+YOLO_PARTS = ("Conv", "Bottleneck", "C3", "SPPF", "DSConv", "CSPDS")
+REPEATED_PARTS = ("C3", "CSPDS")  # their repeat count is an argument (scaled by depth_multiple)
 SEED_BLOCKS = ("conv_bn_hswish", "MobileNet_Block", "DWSConv", "conv_bn_relu6", "InvertedResidual")
 SAME_CHANNELS = ("h_sigmoid", "h_swish", "SELayer", "nn.Upsample")
 
@@ -48,6 +50,8 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "Bottleneck": L.Bottleneck,
     "C3": L.C3,
     "SPPF": L.SPPF,
+    "DSConv": DSConv,
+    "CSPDS": CSPDS,
     "Concat": L.Concat,
     "nn.Upsample": nn.Upsample,
     "Detect": Detect,
@@ -169,11 +173,11 @@ def build_layers(
                 number = max(round(number * depth_multiple), 1) if number > 1 else number
                 c_out = yolo_width(args[0], width_multiple) if args else c_in[0]
                 args = [c_in[0], c_out, *args[1:]]
-                if row.module == "C3":
+                if row.module in REPEATED_PARTS:
                     args.insert(2, number)
                     number = 1
                 if number != 1:
-                    raise UserError(f"recipe {label}: {row.describe()} has number {row.number}; only C3 repeats")
+                    raise UserError(f"recipe {label}: {row.describe()} has number {row.number}; only {'/'.join(REPEATED_PARTS)} repeat")
                 module = cls(*args)
             elif row.module in SEED_BLOCKS:
                 if number != 1:

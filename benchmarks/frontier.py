@@ -1,0 +1,223 @@
+"""The speed-accuracy frontier on BCCD: AP50-95 against CPU latency, one line per recipe.
+
+    python benchmarks/frontier.py train --points mnv3-small-dsh@416,yolov5n@320 --seeds 0 --threads 1
+    python benchmarks/frontier.py time                 # on an idle machine: ORT fp32, batch 1, 1 and 2 threads
+    python benchmarks/frontier.py report               # table (markdown), json and frontier.png
+
+Protocol (issue 11): train from scratch at the size the model is deployed at, on BCCD train (205 images) with
+hyp.small-data, 30 epochs, batch 16; score best.pt with pycocotools on BCCD val (87 images) and test (72 images)
+at that size. Latency: the static ONNX export of best.pt at that size, ONNX Runtime fp32 on CPU, batch 1, with
+mnv3det's session settings, median of `--runs`, every model timed in blocks taken in turn (round-robin by block,
+never run by run: two live ORT pools would compete for the cores). Every step is a separate `mnv3det` process, so
+the script measures exactly what a user gets. Results accumulate in benchmarks/results/frontier.json (one entry per
+recipe, size and seed; a finished point is not trained again), so runs can be spread over several sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BCCD = Path(os.environ.get("MNV3DET_SHARED_DATASETS", ROOT.parent / "shared" / "datasets")) / "bccd"
+RESULTS = ROOT / "benchmarks" / "results"
+STORE = RESULTS / "frontier.json"
+RUNS = ROOT / "runs" / "frontier"
+
+
+def mnv3det(*args: str, threads: int | None = None) -> str:
+    cmd = [sys.executable, "-m", "mnv3det", *args] + (["--threads", str(threads)] if threads else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return done.stdout
+
+
+def load_store() -> dict:
+    return json.loads(STORE.read_text()) if STORE.is_file() else {"points": {}}
+
+
+def save_store(store: dict) -> None:
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = STORE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(store, indent=1, sort_keys=True))
+    os.replace(tmp, STORE)
+
+
+def key(recipe: str, imgsz: int, seed: int) -> str:
+    return f"{recipe}@{imgsz}/s{seed}"
+
+
+def score(weights: Path, imgsz: int, split: str, threads: int) -> dict:
+    """pycocotools AP of `weights` on a BCCD split at `imgsz`, from `mnv3det val`'s results.json."""
+    name = f"{weights.parents[1].name}-{split}"
+    mnv3det("val", "--weights", str(weights), "--data", str(BCCD), "--split", split, "--imgsz", str(imgsz),
+            "--no-plots", "--project", str(RUNS / "val"), "--name", name, "--exist-ok", threads=threads)
+    result = json.loads((RUNS / "val" / name / "results.json").read_text())
+    return {"map": result["map"], "map50": result["map50"]}
+
+
+def train_point(recipe: str, imgsz: int, seed: int, args: argparse.Namespace) -> dict:
+    name = f"{recipe}-{imgsz}-s{seed}"
+    t0 = time.time()
+    mnv3det("train", "--recipe", recipe, "--data", str(BCCD), "--hyp", "hyp.small-data", "--epochs", str(args.epochs),
+            "--imgsz", str(imgsz), "--batch", "16", "--seed", str(seed), "--workers", str(args.workers), "--no-plots",
+            "--project", str(RUNS), "--name", name, "--exist-ok", threads=args.threads)
+    minutes = (time.time() - t0) / 60
+    weights = RUNS / name / "weights" / "best.pt"
+    return {"recipe": recipe, "imgsz": imgsz, "seed": seed, "epochs": args.epochs, "train_min": round(minutes, 1),
+            "load_after": os.getloadavg()[0], "weights": str(weights.relative_to(ROOT)),
+            "val": score(weights, imgsz, "val", args.threads), "test": score(weights, imgsz, "test", args.threads)}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    store = load_store()
+    for point in args.points.split(","):
+        recipe, imgsz = point.split("@")
+        for seed in (int(s) for s in args.seeds.split(",")):
+            k = key(recipe, int(imgsz), seed)
+            if k in store["points"] and not args.again:
+                print(f"{k}: done already ({store['points'][k]['val']})")
+                continue
+            print(f"{k}: training ({time.strftime('%H:%M')}, load {os.getloadavg()[0]:.1f})", flush=True)
+            result = train_point(recipe, int(imgsz), seed, args)
+            store = load_store()  # another `train` process may have added points meanwhile
+            store["points"][k] = result
+            save_store(store)
+            print(f"{k}: {store['points'][k]}", flush=True)
+
+
+def ort_latency(onnx_path: Path, imgsz: int, threads: int, runs: int) -> float:
+    """Median ms of one ORT run, measured in a fresh process (its pool is the only one alive)."""
+    code = (
+        "import sys, time, statistics, numpy as np\n"
+        "from mnv3det.deploy.export import ort_cpu_session\n"
+        f"s = ort_cpu_session({str(onnx_path)!r}, {threads})\n"
+        "i = s.get_inputs()[0]\n"
+        f"x = np.random.default_rng(0).random((1, 3, {imgsz}, {imgsz}), dtype=np.float32)\n"
+        "for _ in range(5): s.run(None, {i.name: x})\n"
+        "t = []\n"
+        f"for _ in range({runs}):\n"
+        "    t0 = time.perf_counter(); s.run(None, {i.name: x}); t.append((time.perf_counter() - t0) * 1e3)\n"
+        "print(statistics.median(t))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def cmd_time(args: argparse.Namespace) -> None:
+    """Export each trained model (static ONNX at its size) and time it, blocks taken in turn over `rounds`."""
+    store = load_store()
+    models = {}  # (recipe, imgsz) -> onnx path (latency does not depend on the seed's weights)
+    for point in store["points"].values():
+        k = (point["recipe"], point["imgsz"])
+        if k not in models:
+            weights = ROOT / point["weights"]
+            out = RUNS / "onnx" / f"{point['recipe']}-{point['imgsz']}.onnx"
+            mnv3det("export", "--weights", str(weights), "--imgsz", str(point["imgsz"]), "--runs", "1", "-o", str(out))
+            models[k] = out
+    load_before = os.getloadavg()
+    samples: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for (recipe, imgsz), path in models.items():
+            for threads in (1, 2):
+                samples.setdefault(f"{recipe}@{imgsz}/t{threads}", []).append(ort_latency(path, imgsz, threads, args.runs))
+    store["latency"] = {k: round(statistics.median(v), 2) for k, v in samples.items()}
+    store["latency_load"] = {"before": load_before[0], "after": os.getloadavg()[0], "rounds": args.rounds,
+                             "runs": args.runs}
+    save_store(store)
+    print(json.dumps(store["latency"], indent=1))
+
+
+def summary_rows(store: dict) -> list[dict]:
+    """One row per recipe and size: mean (and spread) over seeds, with the latencies."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for p in store["points"].values():
+        groups.setdefault((p["recipe"], p["imgsz"]), []).append(p)
+    rows = []
+    for (recipe, imgsz), pts in sorted(groups.items()):
+        lat = store.get("latency", {})
+        vals = [p["val"]["map"] for p in pts]
+        rows.append({"recipe": recipe, "imgsz": imgsz, "seeds": len(pts),
+                     "val_map": statistics.mean(vals), "val_spread": max(vals) - min(vals),
+                     "val_map50": statistics.mean(p["val"]["map50"] for p in pts),
+                     "test_map": statistics.mean(p["test"]["map"] for p in pts),
+                     "test_map50": statistics.mean(p["test"]["map50"] for p in pts),
+                     "ms_t1": lat.get(f"{recipe}@{imgsz}/t1"), "ms_t2": lat.get(f"{recipe}@{imgsz}/t2"),
+                     "train_min": statistics.mean(p["train_min"] for p in pts)})
+    return rows
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    store = load_store()
+    rows = summary_rows(store)
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    lines = ["| recipe | size | seeds | val AP50-95 (spread) | val AP50 | test AP50-95 | test AP50 | ms 1 thread | ms 2 threads | train min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        spread = f" ({r['val_spread']:.3f})" if r["seeds"] > 1 else ""
+        lines.append(f"| {r['recipe']} | {r['imgsz']} | {r['seeds']} | {r['val_map']:.3f}{spread} | {r['val_map50']:.3f} | "
+                     f"{r['test_map']:.3f} | {r['test_map50']:.3f} | {fmt(r['ms_t1'], '.1f')} | {fmt(r['ms_t2'], '.1f')} | "
+                     f"{r['train_min']:.0f} |")
+    load = store.get("latency_load")
+    if load:
+        lines.append(f"\nLatency: ORT fp32, batch 1, median of {load['runs']} runs x {load['rounds']} rounds taken in turn; "
+                     f"load average {load['before']:.2f} before, {load['after']:.2f} after.")
+    table = "\n".join(lines)
+    (RESULTS / "frontier.md").write_text(table + "\n")
+    print(table)
+    plot(rows, RESULTS / "frontier.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """AP50-95 (val) against 1-thread latency, one line per recipe, sizes labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for recipe in sorted({r["recipe"] for r in rows}):
+        pts = sorted((r for r in rows if r["recipe"] == recipe and r["ms_t1"]), key=lambda r: r["ms_t1"])
+        if not pts:
+            continue
+        ax.plot([p["ms_t1"] for p in pts], [p["val_map"] for p in pts], marker="o", label=recipe)
+        for p in pts:
+            ax.annotate(str(p["imgsz"]), (p["ms_t1"], p["val_map"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.set_xlabel("latency, ms (ONNX Runtime fp32, 1 thread, batch 1)")
+    ax.set_ylabel("AP50-95, BCCD val (pycocotools)")
+    ax.set_title("mnv3det speed-accuracy frontier (trained from scratch at each size)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--points", required=True, help="recipe@size,... e.g. mnv3-small@416,yolov5n@320")
+    t.add_argument("--seeds", default="0")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--again", action="store_true", help="re-train points already in the store")
+    tm = sub.add_parser("time")
+    tm.add_argument("--rounds", type=int, default=3)
+    tm.add_argument("--runs", type=int, default=30)
+    sub.add_parser("report")
+    args = ap.parse_args()
+    if not BCCD.is_dir() and args.cmd == "train":
+        sys.exit(f"BCCD not found at {BCCD}; set MNV3DET_SHARED_DATASETS to the folder holding bccd/")
+    {"train": cmd_train, "time": cmd_time, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
