@@ -120,7 +120,8 @@ def cmd_time(args: argparse.Namespace) -> None:
         if k not in models:
             weights = ROOT / point["weights"]
             out = RUNS / "onnx" / f"{point['recipe']}-{point['imgsz']}.onnx"
-            mnv3det("export", "--weights", str(weights), "--imgsz", str(point["imgsz"]), "--runs", "1", "-o", str(out))
+            mnv3det("export", "--weights", str(weights), "--imgsz", str(point["imgsz"]), "--static", "--runs", "1",
+                    "-o", str(out))
             models[k] = out
     load_before = os.getloadavg()
     samples: dict[str, list[float]] = {}
