@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from mnv3det.core.threads import ort_session_options
 from mnv3det.deploy.backends import TORCHSCRIPT_META_FILE, Backend
+from mnv3det.deploy.timing import time_runner
 from mnv3det.errors import UserError
 
 MIN_OPSET = 14  # HardSwish arrived in opset 14
@@ -54,14 +54,7 @@ class Exporter:
 
 def latency_ms(run: Callable[[Any], Any], x: Any, runs: int, warmup: int = 2) -> float:
     """Median milliseconds of `run(x)` over `runs` timed calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(time_runner(run, x, runs, warmup))
 
 
 def ort_cpu_session(path: str | Path, threads: int | None = 2):

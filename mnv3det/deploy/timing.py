@@ -62,8 +62,8 @@ def runner_for(fmt: str, path: Path, threads: int, imgsz: tuple[int, int]) -> tu
     return run, np.random.default_rng(0).random(fixed, dtype=np.float32)
 
 
-def time_runner(run: Callable[[Any], Any], x: Any, runs: int, warmup: int) -> list[float]:
-    """Milliseconds of `runs` timed calls after `warmup` untimed ones."""
+def time_runner(run: Callable[[Any], Any], x: Any, runs: int, warmup: int = 2) -> list[float]:
+    """Milliseconds of `runs` timed calls after `warmup` untimed ones (torch-free: the timing worker imports it)."""
     for _ in range(warmup):
         run(x)
     times = []
