@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -201,6 +202,26 @@ class TorchScriptBackend:
             )
 
 
+class ArrayBackend:
+    """Shared by runtimes that take and return numpy arrays (OpenVINO, ncnn): subclasses set `run(array) -> array`
+    (one forward of the runtime alone) and `fixed_shape`; this adds the Backend call and the timing runner."""
+
+    fixed_shape: tuple[int, int, int, int] | None = None
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, images: Tensor) -> Tensor:
+        array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        return _run_fixed_batch(lambda x: torch.from_numpy(self.run(x)), array, self.fixed_shape)
+
+    @classmethod
+    def runner(cls, path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...] | None]:
+        """(run, input shape) for timing the raw runtime call (no torch conversion) in a fresh process."""
+        backend = cls(path, "cpu", threads)
+        return backend.run, backend.fixed_shape
+
+
 def _run_fixed_batch(run, images, fixed_shape: tuple[int, int, int, int] | None) -> Tensor:
     """Call `run` on `images` (B, 3, H, W); a static model of batch b gets chunks of b, the last one zero-padded.
 
@@ -226,7 +247,6 @@ def _run_fixed_batch(run, images, fixed_shape: tuple[int, int, int, int] | None)
             if isinstance(chunk, Tensor):
                 chunk = torch.cat((chunk, chunk.new_zeros(pad_shape)))
             else:
-                import numpy as np
 
                 chunk = np.concatenate((chunk, np.zeros(pad_shape, dtype=chunk.dtype)))
         outs.append(run(chunk)[:k])

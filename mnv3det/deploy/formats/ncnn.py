@@ -19,13 +19,12 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from mnv3det.deploy.backends import _meta_imgsz
+from mnv3det.deploy.backends import ArrayBackend, _meta_imgsz
 from mnv3det.deploy.formats import model_folder, read_metadata, write_metadata
 from mnv3det.core.threads import resolve_threads
 from mnv3det.errors import UserError
@@ -69,7 +68,7 @@ def net_options(net: Any, threads: int | None) -> None:
     opt.num_threads = resolve_threads(threads)  # None: the cores this process may use
 
 
-class Backend:
+class Backend(ArrayBackend):
     """An ncnn folder (or its .param file) on the CPU; the `Backend` protocol of mnv3det.deploy.backends."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
@@ -108,17 +107,9 @@ class Backend:
             del pixels
         return np.stack(outs)
 
-    def __call__(self, images: Tensor) -> Tensor:
-        from mnv3det.deploy.backends import _run_fixed_batch
-
-        array = images.detach().to("cpu", torch.float32).numpy()
-        return _run_fixed_batch(lambda x: torch.from_numpy(self.run(x)), array, self.fixed_shape)
 
 
-def runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
-    """(run, input shape) for timing the raw runtime call in a fresh process."""
-    backend = Backend(path, "cpu", threads)
-    return backend.run, backend.fixed_shape
+runner = Backend.runner  # (run, input shape) for the timing worker
 
 
 def update_metadata(folder: Path, meta: dict[str, Any]) -> None:

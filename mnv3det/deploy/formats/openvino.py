@@ -17,13 +17,12 @@ import ctypes
 import gc
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from mnv3det.deploy.backends import _meta_imgsz
+from mnv3det.deploy.backends import ArrayBackend, _meta_imgsz
 from mnv3det.deploy.formats import model_folder, read_metadata, write_metadata
 from mnv3det.core.threads import resolve_threads
 from mnv3det.errors import UserError
@@ -91,7 +90,7 @@ def export(job: Any, out: Path) -> None:
     save(ov.convert_model(str(job.onnx_path)), out, job.stem, job.meta)
 
 
-class Backend:
+class Backend(ArrayBackend):
     """An OpenVINO IR folder (or its .xml) run on the CPU; the `Backend` protocol of mnv3det.deploy.backends."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
@@ -130,17 +129,9 @@ class Backend:
         self.request.infer({0: array})
         return self.request.get_output_tensor(0).data.copy()
 
-    def __call__(self, images: Tensor) -> Tensor:
-        from mnv3det.deploy.backends import _run_fixed_batch
-
-        array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-        return _run_fixed_batch(lambda x: torch.from_numpy(self.run(x)), array, self.fixed_shape)
 
 
-def runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
-    """(run, input shape) for timing the raw runtime call (no torch conversion) in a fresh process."""
-    backend = Backend(path, "cpu", threads)
-    return backend.run, backend.fixed_shape
+runner = Backend.runner  # (run, input shape) for the timing worker
 
 
 def update_metadata(folder: Path, meta: dict[str, Any]) -> None:
