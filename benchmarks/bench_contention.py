@@ -7,15 +7,18 @@ Each measurement is a fresh `mnv3det` process (the OpenMP wait policy is read on
 these settings:
 - `main before`: what mnv3det did before issue 10: torch imported before the entry point could set the OpenMP
   wait policy (libgomp's default spin-then-sleep), ONNX Runtime spinning (its default), threads = cores;
-- `PASSIVE all cores`: OMP_WAIT_POLICY=PASSIVE, ORT spinning off, threads = cores (a first candidate);
-- `default`: today's defaults (PASSIVE set by the entry point; ORT's own spinning; threads = cores, except 1 for
-  PyTorch on one image at a time, i.e. `detect` with a .pt);
-- `--threads 1`: today's defaults with one thread everywhere;
-- `spin 10k`: GOMP_SPINCOUNT=10000 instead of PASSIVE, threads = cores (a shorter spin, the usual middle ground).
+- `PASSIVE fixed`: the defaults before the thread governor: OMP_WAIT_POLICY=PASSIVE, threads = cores (1 for
+  PyTorch on one image), ORT's own spinning;
+- `default`: today's defaults (GOMP_SPINCOUNT=10000 set by the entry point; training and batched PyTorch
+  validation follow the cores other processes leave free, mnv3det/core/cpu_share.py; 1 thread for PyTorch on one
+  image, i.e. `detect` with a .pt; ORT's own spinning);
+- `--threads 1`: today's defaults with one thread everywhere (fixed: --threads turns the governor off);
+- `spin 10k fixed`: GOMP_SPINCOUNT=10000 with threads = cores fixed (the default without the governor).
 Conditions are `idle` and `busy` (one `while True: pass` process for the whole measurement). Settings and
 conditions are taken in turn, round after round, so drift in the machine hits every cell alike.
 Workloads: `detect .pt` and `detect .onnx` (inference ms per image over 16 images at --detect-imgsz, default 320, after warm-up) and
-`train` (images/s of a one-epoch run on the demo set at 256). Write the table into the README by hand.
+`train` (images/s of a one-epoch run over --train-images demo images at 256, long enough for the governor's
+one-second polls to matter as they do in a real epoch). Write the table into the README by hand.
 """
 
 from __future__ import annotations
@@ -41,17 +44,19 @@ NEW_ENTRY = "import sys; from mnv3det.cli import main; sys.argv[0] = 'mnv3det'; 
 CORES = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 SETTINGS = {
     "main before": {"entry": OLD_ENTRY, "env": {"MNV3DET_ORT_SPIN": "1"}, "args": ["--threads", CORES]},
-    "PASSIVE all cores": {"entry": NEW_ENTRY, "env": {"MNV3DET_ORT_SPIN": "0"}, "args": ["--threads", CORES]},
+    "PASSIVE fixed": {"entry": NEW_ENTRY, "env": {"OMP_WAIT_POLICY": "PASSIVE", "MNV3DET_ADAPT_THREADS": "0"},
+                       "args": []},
     "default": {"entry": NEW_ENTRY, "env": {}, "args": []},
     "--threads 1": {"entry": NEW_ENTRY, "env": {}, "args": ["--threads", "1"]},
-    "spin 10k": {"entry": OLD_ENTRY, "env": {"GOMP_SPINCOUNT": "10000", "MNV3DET_ORT_SPIN": "1"},
-                 "args": ["--threads", CORES]},
+    "spin 10k fixed": {"entry": NEW_ENTRY, "env": {"GOMP_SPINCOUNT": "10000", "MNV3DET_ADAPT_THREADS": "0"},
+                        "args": []},
 }
 SPEED = re.compile(r"([\d.]+) ms inference")
 
 
 def run_mnv3det(setting: dict, args: list[str], timeout: float = 900) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MNV3DET_ADAPT_THREADS")}
     env.update({k: v for k, v in setting["env"].items() if v})  # "" = leave unset
     env["COLUMNS"] = "200"
     done = subprocess.run([sys.executable, "-c", setting["entry"], *args, *setting["args"]], env=env,
@@ -119,6 +124,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one round, 4 images, a 16-image training run")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of: " + ", ".join(SETTINGS))
     ap.add_argument("--detect-imgsz", type=int, default=320)
+    ap.add_argument("--train-images", type=int, default=320, help="images in the timed training epoch")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/contention.json")
     args = ap.parse_args()
     rounds = 1 if args.quick else args.rounds
@@ -136,7 +142,7 @@ def main() -> None:
                         for label, value in (
                             ("detect .pt ms", lambda: detect_ms(SETTINGS[name], weights, images, args.detect_imgsz, work)),
                             ("detect .onnx ms", lambda: detect_ms(SETTINGS[name], onnx, images, args.detect_imgsz, work)),
-                            ("train img/s", lambda: train_images_per_s(SETTINGS[name], work, 32 if args.quick else 96, 256)),
+                            ("train img/s", lambda: train_images_per_s(SETTINGS[name], work, 32 if args.quick else args.train_images, 256)),
                         ):
                             v = value()
                             cells.setdefault((name, label, cond), []).append(v)

@@ -18,33 +18,35 @@ from mnv3det.deploy.backends import load_backend
 from mnv3det.deploy.export import export_checkpoint
 from tests.test_detect import NAMES, make_checkpoint
 
-PROBE = "import os, mnv3det.cli, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+PROBE = "import os, mnv3det.cli, torch; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
 
 
 def _probe(env_extra: dict[str, str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env_extra
+    env = {k: v for k, v in os.environ.items() if k not in threading_defaults.USER_SPIN_SETTINGS} | env_extra
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
 
 
-def test_entry_point_sets_passive_wait_policy_before_torch():
-    assert _probe({}) == "PASSIVE"
+def test_entry_point_sets_a_short_spin_before_torch():
+    assert _probe({}) == "None 10000"
 
 
 def test_entry_point_respects_the_users_wait_policy():
-    assert _probe({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    assert _probe({"OMP_WAIT_POLICY": "PASSIVE"}) == "PASSIVE None"
 
 
-def test_entry_point_leaves_a_users_spin_count_alone():
-    assert _probe({"GOMP_SPINCOUNT": "10000"}) == "None"
+def test_entry_point_leaves_a_users_spin_settings_alone():
+    assert _probe({"GOMP_SPINCOUNT": "300000"}) == "None 300000"
+    assert _probe({"KMP_BLOCKTIME": "0"}) == "None None"
 
 
 def test_configure_openmp_does_nothing_once_torch_is_loaded(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    for key in threading_defaults.USER_SPIN_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
     assert "torch" in sys.modules
     assert threading_defaults.configure_openmp() == {}
-    assert "OMP_WAIT_POLICY" not in os.environ
+    assert not any(key in os.environ for key in threading_defaults.USER_SPIN_SETTINGS)
 
 
 def test_resolve_threads_uses_affinity_and_processes(monkeypatch):

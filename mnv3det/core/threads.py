@@ -4,7 +4,9 @@ Why this module exists: PyTorch's OpenMP threads and ONNX Runtime's thread pool 
 With as many threads as cores, one competing process (a second training job, a browser, the test suite) makes every
 parallel region wait for a thread whose core is taken, and the spinning threads burn the cycles the competitor
 needs; mnv3det measured 7-30x slow-downs (`benchmarks/bench_contention.py`). The fixes, in order of effect:
-- the OpenMP wait policy, which libgomp reads once when torch is first imported, so it is set by the entry point
+- for multi-threaded PyTorch work (training, batched validation), a thread count that follows the cores other
+  processes leave free, measured while it runs (`mnv3det.core.cpu_share.ThreadGovernor`);
+- a short OpenMP spin, which libgomp reads once when torch is first imported, so it is set by the entry point
   (`configure_openmp`) and never overrides a value the user already set;
 - one thread for PyTorch inference on one image at a time (`TORCH_ONE_IMAGE_THREADS`);
 - a thread count taken from the cores this process may use (`available_cores`), not from the machine's total.
@@ -16,12 +18,14 @@ from __future__ import annotations
 import os
 import sys
 
-# Chosen from benchmarks/bench_contention.py (table in README "CPU threads"). PASSIVE lets waiting OpenMP threads
-# sleep at once instead of spinning: training kept 65% of its idle speed beside one CPU-bound process (40% with
-# libgomp's default spin, 32% with a 10k spin count), at 83% of the best idle speed.
-OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
-# A user who set either of these chose how OpenMP waits (GOMP_SPINCOUNT=10000 is the README's idle-machine choice).
-USER_SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+# Chosen from benchmarks/bench_contention.py (table in README "CPU speed on a shared machine"). A short spin (10k
+# iterations, then sleep) is the fastest idle setting for training (2 threads + a loader process on 2 cores): longer
+# spins (libgomp's default) starve the loader, PASSIVE (sleep at once) pays a wake-up per op. Under contention the
+# spin would hurt, but there the ThreadGovernor drops to the free cores and one thread never waits for another.
+# GOMP_SPINCOUNT is read by libgomp (torch's OpenMP on Linux); other OpenMP runtimes keep their own default.
+OPENMP_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
+# A user who set any of these chose how OpenMP waits (libgomp and LLVM/Intel OpenMP names).
+USER_SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 # PyTorch on CPU with one image per forward (detect, mnv3det.load): every op is small, so waking a second thread
 # costs more than it saves. mnv3-small at 320: 12.0 ms with 1 thread against 13.5 ms (2 spinning threads) and

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -40,12 +40,14 @@ def evaluate(
     progress: bool = True,
     plots_dir: str | Path | None = None,
     save_json: str | Path | None = None,
+    between_batches: Callable[[], object] | None = None,
 ) -> EvalResult:
     """Run `model_or_backend` over `records` and score the detections (see the module docstring).
 
     spec: the DataSpec the records came from (names, category_ids). plots_dir: write the plots there;
     save_json: write the COCO results json there. loader: a validation DataLoader over these records built once
-    with `make_eval_loader` and reused, so the trainer does not start new workers every epoch.
+    with `make_eval_loader` and reused, so the trainer does not start new workers every epoch. between_batches:
+    called after every batch (the CPU thread governor's `poll`).
     """
     config = config or EvalConfig()
     config.validate()
@@ -62,7 +64,8 @@ def evaluate(
             loader = make_eval_loader(records, imgsz=size.long, batch_size=config.batch, stride=int(backend.stride),
                                       workers=config.workers, fixed_shape=backend.fixed_shape)
         keep = MOSAIC_BATCHES if plots_dir is not None else 0
-        inference = infer(backend, loader, records, config.nms(), progress=progress, keep_batches=keep)
+        inference = infer(backend, loader, records, config.nms(), progress=progress, keep_batches=keep,
+                          between_batches=between_batches)
     finally:
         if module is not None:
             module.train(was_training)

@@ -7,7 +7,7 @@ every batch then goes through `mnv3det.deploy.predictor.run_batch`, the predicti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,9 +64,12 @@ def make_eval_loader(
 
 
 def infer(
-    backend: Backend, loader: Any, records: Sequence[Any], nms: NmsSettings, *, progress: bool = True, keep_batches: int = 0
+    backend: Backend, loader: Any, records: Sequence[Any], nms: NmsSettings, *, progress: bool = True, keep_batches: int = 0,
+    between_batches: Callable[[], object] | None = None,
 ) -> Inference:
     """Run every batch of `loader` through the prediction path; boxes are matched to `records` by path.
+
+    between_batches: called after every batch on this thread (the CPU thread governor's `poll`).
 
     An image the loader could not decode comes back as a substitute with the same path; it is scored once.
     """
@@ -87,6 +90,8 @@ def infer(
                 out.detections.append(det.numpy())
             if index < keep_batches:
                 out.batches.append((images, targets, prediction.input_detections))
+            if between_batches is not None:
+                between_batches()
             advance()
     return out
 

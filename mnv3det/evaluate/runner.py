@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
+from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.runs import claim_run_dir
 from mnv3det.evaluate.config import ValConfig
 from mnv3det.evaluate.evaluator import EvalResult, evaluate
@@ -41,14 +43,26 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
         console.print("[yellow]note:[/] the model's class names differ from the dataset's; the dataset's are shown")
 
     run_dir = claim_run_dir(Path(cfg.project), cfg.name, exist_ok=cfg.exist_ok)
+    governor = _thread_governor(cfg, device)
     result = evaluate(
         backend, records, spec, cfg.eval_config(imgsz), device=device, progress=not console.quiet,
         plots_dir=run_dir if cfg.plots else None,
         save_json=run_dir / "predictions.json" if cfg.save_json else None,
+        between_batches=governor.poll if governor is not None else None,
     )
     result.save_dir = str(run_dir)
     _save_and_print(cfg, result, spec, imgsz, run_dir, console)
     return result, run_dir
+
+
+def _thread_governor(cfg: ValConfig, device: Any) -> ThreadGovernor | None:
+    """PyTorch on CPU runs batches on every core: follow the cores other processes leave free (core/cpu_share.py).
+    Exports keep their runtime's own pool (ONNX Runtime, OpenVINO, ncnn)."""
+    import torch
+
+    if device.type != "cpu" or Path(str(cfg.weights)).suffix.lower() not in (".pt", ".torchscript"):
+        return None
+    return adaptive_governor(cfg.threads, torch.get_num_threads())
 
 
 def _save_and_print(cfg: ValConfig, result: EvalResult, spec, imgsz: int, run_dir: Path, console: Console) -> None:

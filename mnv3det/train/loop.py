@@ -3,7 +3,8 @@
 Per batch: uint8 images / 255 -> forward (autocast fp16 on CUDA, optional bf16 on CPU) -> YOLOv5 loss
 -> backward; every `accumulate` batches (nominal batch 64): unscale, clip the gradient norm, optimizer
 step, EMA update. A non-finite loss skips the batch; too many stop the run. Nothing else runs per batch
-but timing and, at most twice a second, the progress display.
+but timing, the CPU thread governor's poll (a clock check; a /proc read once a second) and, at most
+twice a second, the progress display.
 """
 
 from __future__ import annotations
@@ -74,10 +75,12 @@ def _skip_nonfinite(state: TrainState, cfg: TrainConfig, epoch: int, i: int) -> 
 
 
 def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig, *, console: Console | None = None,
-                    show_progress: bool = True, batch_hook: BatchHook | None = None, hook_batches: int = 3) -> EpochStats:
+                    show_progress: bool = True, batch_hook: BatchHook | None = None, hook_batches: int = 3,
+                    between_batches: Callable[[], object] | None = None) -> EpochStats:
     """One pass over `loader` (batches of (uint8 images, targets (M, 6), paths, shapes)).
 
     batch_hook: called with the first `hook_batches` batches as the loader gives them (train_batch*.jpg).
+    between_batches: called after every batch on this thread (the CPU thread governor's `poll`).
     An interrupt records (epoch, batch) in `state.stopped_at` and propagates.
     """
     model, device = state.model, state.device
@@ -123,6 +126,8 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
                 counted += 1
                 images += x.shape[0] * processes
                 t_data, t_fwd, t_bwd = t_data + t1 - t0, t_fwd + t2 - t1, t_bwd + t3 - t2
+                if between_batches is not None:
+                    between_batches()
                 if progress.enabled and (t3 - last_refresh > progress.refresh_s or i == nb - 1):
                     progress.show(i + 1, loss_sum / max(counted, 1), images, t3 - start, device)
                     last_refresh = t3

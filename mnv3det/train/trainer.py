@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from rich.console import Console
 
+from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.checkpoint import Checkpoint, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
 from mnv3det.core.imgsz import check_imgsz
@@ -152,16 +153,16 @@ def open_run_dir(cfg: TrainConfig, resume_dir: Path | None) -> Iterator[Path]:
 
 
 def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
-              lrs: dict[str, float]) -> tuple[dict[str, Any], str]:
+              lrs: dict[str, float], between_batches: Callable[[], object] | None = None) -> tuple[dict[str, Any], str]:
     """Rank 0 after an epoch: validate, track the best, results.csv, last.pt then best.pt, summary line.
 
-    Returns (results row, stop reason or "").
+    Returns (results row, stop reason or ""). between_batches: passed to validation (the thread governor's poll).
     """
     cfg, parts = run.cfg, run.parts
     final = epoch + 1 == cfg.epochs
     result = None
     if parts.val_records and ((epoch + 1) % cfg.val_interval == 0 or final):
-        result = _validate(state, run)
+        result = _validate(state, run, between_batches)
     improved = False
     if result is not None and (state.best_fitness is None or float(result.fitness) > state.best_fitness):
         state.best_fitness, state.best_epoch, improved = float(result.fitness), epoch, True
@@ -183,7 +184,7 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     return row, stop_reason
 
 
-def _validate(state: TrainState, run: RunContext) -> Any:
+def _validate(state: TrainState, run: RunContext, between_batches: Callable[[], object] | None = None) -> Any:
     """Fast mAP of the EMA model on the validation records, over the run's reusable val loader."""
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
@@ -193,7 +194,7 @@ def _validate(state: TrainState, run: RunContext) -> Any:
     ema_model.names = list(state.net.names)
     config = EvalConfig(imgsz=cfg.imgsz, batch=cfg.batch * 2, coco=False, workers=cfg.workers)
     return evaluate(ema_model, run.parts.val_records, run.parts.spec, config, device=state.device, progress=False,
-                    loader=run.parts.val_loader)
+                    loader=run.parts.val_loader, between_batches=between_batches)
 
 
 def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None:
@@ -223,6 +224,25 @@ def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None
     )
 
 
+MAX_THREAD_LINES = 10  # a competitor that comes and goes all run long should not flood the log
+
+
+def _thread_governor(run: RunContext | None, state: TrainState, cfg: TrainConfig) -> ThreadGovernor | None:
+    """On CPU with the thread count left to mnv3det, one process: threads follow the cores other processes leave
+    free (core/cpu_share.py); each change gets one log line, up to MAX_THREAD_LINES."""
+    if state.device.type != "cpu":
+        return None
+
+    def tell(threads: int, other_cores: float) -> None:
+        if run is None or governor is None or governor.changes > MAX_THREAD_LINES:
+            return
+        more = " (further changes not shown)" if governor.changes == MAX_THREAD_LINES else ""
+        run.log.print(f"CPU threads: {threads} (other processes used {other_cores:.1f} of {governor.cores} cores){more}")
+
+    governor = adaptive_governor(cfg.threads, torch.get_num_threads(), processes=ddp.world_size(), on_change=tell)
+    return governor
+
+
 def _batch_plotter(run: RunContext) -> BatchHook:
     """Saves train_batch{i}.jpg: the augmented batch as the model sees it, with its boxes."""
     from mnv3det.train.plots import plot_train_batch
@@ -239,6 +259,8 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
     history: list[dict[str, Any]] = []
     stop_reason = ""
     epoch = start_epoch - 1
+    governor = _thread_governor(run, state, cfg)
+    poll = governor.poll if governor is not None else None
     for epoch in range(start_epoch, cfg.epochs):
         if close_at is not None and epoch == max(close_at, start_epoch):
             loader.dataset.set_mosaic(False)  # a shared flag: running workers see it too
@@ -247,11 +269,11 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
         _set_epoch(loader, epoch, cfg.seed)
         hook = _batch_plotter(run) if run is not None and cfg.plots and epoch == 0 else None
         stats = train_one_epoch(state, loader, epoch, cfg, console=console, show_progress=show_progress and run is not None,
-                                batch_hook=hook)
+                                batch_hook=hook, between_batches=poll)
         lrs = {g.get("group", str(i)): g["lr"] for i, g in enumerate(state.optimizer.param_groups)}
         state.scheduler.step()
         if run is not None:
-            row, stop_reason = end_epoch(state, run, epoch, stats, lrs)
+            row, stop_reason = end_epoch(state, run, epoch, stats, lrs, between_batches=poll)
             history.append(row)
         if ddp.broadcast_flag(bool(stop_reason), state.device):
             break
