@@ -11,12 +11,14 @@ these settings:
   PyTorch on one image), ORT's own spinning;
 - `default`: today's defaults (GOMP_SPINCOUNT=10000 set by the entry point; training and batched PyTorch
   validation follow the cores other processes leave free, mnv3det/core/cpu_share.py; 1 thread for PyTorch on one
-  image, i.e. `detect` with a .pt; ORT's own spinning);
+  image, i.e. `detect` with a .pt; ONNX Runtime spins, and switches to a smaller non-spinning session while
+  competitors hold cores);
 - `--threads 1`: today's defaults with one thread everywhere (fixed: --threads turns the governor off);
 - `spin 10k fixed`: GOMP_SPINCOUNT=10000 with threads = cores fixed (the default without the governor).
 Conditions are `idle` and `busy` (one `while True: pass` process for the whole measurement). Settings and
 conditions are taken in turn, round after round, so drift in the machine hits every cell alike.
-Workloads: `detect .pt` and `detect .onnx` (inference ms per image over 16 images at --detect-imgsz, default 320, after warm-up) and
+Workloads: `detect .pt` and `detect .onnx` (inference ms per image over --detect-images images at --detect-imgsz,
+default 64 at 320, after warm-up) and
 `train` (images/s of a one-epoch run over --train-images demo images at 256, long enough for the governor's
 one-second polls to matter as they do in a real epoch). Write the table into the README by hand.
 """
@@ -98,8 +100,8 @@ class Competitor:
             self.proc.wait()
 
 
-def prepare(work: Path, quick: bool) -> tuple[Path, Path, Path]:
-    """A checkpoint (one short training run), its dynamic ONNX export and a folder of 16 images."""
+def prepare(work: Path, quick: bool, detect_images: int) -> tuple[Path, Path, Path]:
+    """A checkpoint (one short training run), its dynamic ONNX export and a folder of `detect_images` images."""
     base = SETTINGS["default"]
     run_mnv3det(base, ["train", "--epochs", "1", "--max-images", "32", "--imgsz", "256", "--batch", "16",
                        "--workers", "0", "--no-plots", "--project", str(work), "--name", "prep"])
@@ -113,7 +115,7 @@ def prepare(work: Path, quick: bool) -> tuple[Path, Path, Path]:
         from mnv3det.data import demo_data_yaml
 
         source = sorted((demo_data_yaml().parent / "images" / "val").glob("*.jpg"))
-    for path in source[: 4 if quick else 16]:
+    for path in source[: 4 if quick else detect_images]:
         (images / path.name).symlink_to(path)
     return weights, weights.with_suffix(".onnx"), images
 
@@ -125,6 +127,7 @@ def main() -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of: " + ", ".join(SETTINGS))
     ap.add_argument("--detect-imgsz", type=int, default=320)
     ap.add_argument("--train-images", type=int, default=320, help="images in the timed training epoch")
+    ap.add_argument("--detect-images", type=int, default=64, help="COCO128 images per detect run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/contention.json")
     args = ap.parse_args()
     rounds = 1 if args.quick else args.rounds
@@ -133,7 +136,7 @@ def main() -> None:
     cells: dict[tuple[str, str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        weights, onnx, images = prepare(work, args.quick)
+        weights, onnx, images = prepare(work, args.quick, args.detect_images)
         for r in range(rounds):
             for busy in (False, True):
                 for name in settings:

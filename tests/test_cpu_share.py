@@ -211,3 +211,35 @@ def test_training_with_threads_given_makes_no_governor(tmp_path: Path, monkeypat
 
     trainer.fit(tiny(tmp_path, threads=1, epochs=1, max_images=8, batch=8), show_progress=False)
     assert seen == [1]
+
+
+class _FixedPoll:
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def poll(self) -> int:
+        return self.threads
+
+
+def test_onnx_backend_switches_to_a_smaller_non_spinning_session_under_contention(tmp_path: Path, monkeypatch):
+    from mnv3det.deploy.backends import load_backend
+    from mnv3det.deploy.export import export_checkpoint
+    from tests.test_detect import make_checkpoint
+
+    monkeypatch.delenv("MNV3DET_ADAPT_THREADS", raising=False)
+    onnx = export_checkpoint(make_checkpoint(tmp_path / "m.pt"), imgsz=64, runs=1, threads=1).path
+    fixed = load_backend(onnx, "cpu", threads=2)
+    assert fixed.governor is None  # --threads given: one session, fixed
+    backend = load_backend(onnx, "cpu")
+    backend._free = 2  # as on a 2-core machine, whatever this one has
+    images = torch.rand(1, 3, 64, 64)
+    backend.governor = _FixedPoll(2)
+    assert backend.active_session() is backend.session
+    full = backend(images)
+    backend.governor = _FixedPoll(1)
+    fewer = backend.active_session()
+    assert fewer is not backend.session and backend.active_session() is fewer  # built once, then reused
+    options = fewer.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    torch.testing.assert_close(backend(images), full, rtol=1e-4, atol=1e-4)  # same model, same outputs

@@ -27,7 +27,7 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # A core counts as free while other processes use less than this share of it. Measured on an idle 2-core machine:
 # background noise (shell, logging) stays under 0.05 core; one CPU-bound competitor shows as 0.5-1.0 core.
 FREE_CORE_SLACK = 0.25
-POLL_S = 1.0  # seconds between measurements (a /proc scan costs about 1 ms)
+POLL_S = 0.5  # seconds between measurements (a /proc scan costs about 1 ms; ticks are 10 ms)
 UP_POLLS = 3  # consecutive polls that must agree before threads are added back (down happens at the first poll)
 
 
@@ -169,12 +169,14 @@ class ThreadGovernor:
 
 
 def adaptive_governor(threads: int | None, max_threads: int, *, processes: int = 1,
-                      on_change: Callable[[int, float], None] | None = None) -> ThreadGovernor | None:
+                      on_change: Callable[[int, float], None] | None = None,
+                      set_threads: Callable[[int], None] | None = None) -> ThreadGovernor | None:
     """A governor when the user left the thread count to mnv3det (`threads` None), the process is alone
     (`processes` 1: DDP ranks would count each other as competitors), there is more than one core to share and
-    /proc is readable; otherwise None (the fixed count applies). MNV3DET_ADAPT_THREADS=0 turns it off."""
+    /proc is readable; otherwise None (the fixed count applies). MNV3DET_ADAPT_THREADS=0 turns it off.
+    set_threads: what a change does (default torch.set_num_threads; ONNX Runtime switches sessions instead)."""
     if threads is not None or processes > 1 or max_threads < 2 or os.environ.get("MNV3DET_ADAPT_THREADS") == "0":
         return None
     if not ThreadGovernor.supported():
         return None
-    return ThreadGovernor(max_threads, on_change=on_change)
+    return ThreadGovernor(max_threads, on_change=on_change, set_threads=set_threads)

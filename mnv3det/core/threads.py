@@ -73,15 +73,19 @@ def apply_threads(threads: int | None, processes: int = 1) -> int:
     return count
 
 
-def ort_session_options(threads: int | None = None):
-    """onnxruntime SessionOptions with `resolve_threads(threads)` intra-op threads and one inter-op thread."""
+def ort_session_options(threads: int | None = None, spinning: bool | None = None):
+    """onnxruntime SessionOptions with `resolve_threads(threads)` intra-op threads and one inter-op thread.
+
+    spinning: whether idle pool threads spin; None = `ORT_ALLOW_SPINNING` (ORT's default unless MNV3DET_ORT_SPIN=0).
+    """
     import onnxruntime as ort
 
+    spin = ORT_ALLOW_SPINNING if spinning is None else ("1" if spinning else "0")
     options = ort.SessionOptions()
     options.intra_op_num_threads = resolve_threads(threads)
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", ORT_ALLOW_SPINNING)
-    options.add_session_config_entry("session.inter_op.allow_spinning", ORT_ALLOW_SPINNING)
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return options
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from mnv3det.core.imgsz import ImgSize
+from mnv3det.core.cpu_share import adaptive_governor
 from mnv3det.core.threads import TORCH_ONE_IMAGE_THREADS, apply_threads, ort_session_options
 from mnv3det.errors import UserError
 
@@ -145,6 +146,13 @@ class OnnxBackend:
         except Exception as err:  # protobuf parse errors, unsupported opsets, ...
             reason = str(err).splitlines()[0] if str(err) else ""
             raise UserError(f"could not load ONNX model {path}: {type(err).__name__}: {reason}") from None
+        # ORT's pool size is fixed per session: with the thread count left to mnv3det, a second session with fewer,
+        # non-spinning threads takes over while other processes hold cores (core/cpu_share.py; built when first needed).
+        self._path, self._providers = str(path), providers
+        self._fewer: dict[int, Any] = {}
+        self._free = options.intra_op_num_threads
+        self.governor = (adaptive_governor(threads, self._free, set_threads=lambda n: None)
+                         if self.device.type == "cpu" else None)
         # The export metadata lives in the model's metadata_props, which onnxruntime exposes directly.
         try:
             meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("mnv3det", "{}"))
@@ -160,10 +168,23 @@ class OnnxBackend:
         self.stride = int(self.meta["stride"])
         self.imgsz = _meta_imgsz(self.meta)
 
+    def active_session(self) -> Any:
+        """The session for this call: the full one, or while competitors hold cores one sized to the free cores."""
+        threads = self.governor.poll() if self.governor is not None else self._free
+        if threads >= self._free:
+            return self.session
+        if threads not in self._fewer:
+            import onnxruntime as ort
+
+            options = ort_session_options(threads, spinning=False)  # spinning beside a competitor halves speed
+            self._fewer[threads] = ort.InferenceSession(self._path, sess_options=options, providers=self._providers)
+        return self._fewer[threads]
+
     def __call__(self, images: Tensor) -> Tensor:
         array = images.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
+        session = self.active_session()
         return _run_fixed_batch(
-            lambda x: torch.from_numpy(self.session.run(None, {self.input_name: x})[0]).float(),
+            lambda x: torch.from_numpy(session.run(None, {self.input_name: x})[0]).float(),
             array,
             self.fixed_shape,
         ).to(self.device)
