@@ -112,6 +112,7 @@ def _image(tmp_path: Path) -> Path:
 def test_detect_runs_a_pt_on_one_thread_by_default_and_val_on_all_cores(tmp_path: Path, monkeypatch):
     """One image per forward is fastest on one PyTorch thread (bench_contention); val's batches use the cores."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("MNV3DET_ADAPT_THREADS", "0")  # the start count; the governor may lower it (test_cpu_share.py)
     weights = make_checkpoint(tmp_path / "m.pt")
     before = torch.get_num_threads()
     try:
