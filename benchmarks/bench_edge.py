@@ -9,7 +9,9 @@
    images of BCCD's train split (the demo set when BCCD is absent).
 2. Timing: every (model, size, runtime) runs in its own fresh process (`mnv3det.deploy.timing`), which times the
    runtime's forward call alone on a random input: --threads threads, 5 warm-up calls, --runs timed calls, median.
-   --rounds rounds go over all pairs in turn; the table shows the median of the round medians.
+   --rounds rounds go over all pairs in turn; the table shows the median of the round medians. ncnn runs on
+   --ncnn-threads threads (default 1, its default in mnv3det: with 2, its OpenMP threads sleep between its ~400
+   parallel regions per forward under mnv3det's passive wait policy; see deploy/formats/ncnn.py).
 3. Ratios: mnv3-small's fastest runtime over yolov5n's fastest, per size (the issue's goal: <= 0.5), and
    mnv3-small's fastest over yolov5n in ORT fp32 at each size (goal <= 0.35 at 640).
 
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[320, 640])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES), metavar="RUNTIME")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ncnn-threads", type=int, default=1, help="threads for ncnn (its default in mnv3det)")
     parser.add_argument("--runs", type=int, default=50, help="timed calls per process")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all pairs, taken in turn")
     parser.add_argument("--calib-images", type=int, default=32)
@@ -91,7 +94,8 @@ def main() -> None:
         rounds: dict[tuple, list[float]] = {job[:3]: [] for job in jobs}
         for r in range(args.rounds):
             for recipe, size, runtime, path in jobs:
-                out = time_in_subprocess(RUNTIMES[runtime], path, (size, size), args.threads, args.runs)
+                threads = args.ncnn_threads if runtime == "ncnn" else args.threads
+                out = time_in_subprocess(RUNTIMES[runtime], path, (size, size), threads, args.runs)
                 if "error" in out:
                     print(f"  {recipe}@{size} {runtime}: {out['error']}")
                     continue
@@ -126,7 +130,7 @@ def write(table: dict, args: argparse.Namespace, runtimes: list[str]) -> None:
         if small and ort:
             ratios[f"fastest / yolov5n ORT fp32 @{size}"] = f"{small[0] / ort:.2f}"
     header = (f"{cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()}; "
-              f"batch 1, {args.threads} threads, median of {args.rounds} rounds x {args.runs} runs, "
+              f"batch 1, {args.threads} threads (ncnn {args.ncnn_threads}), median of {args.rounds} rounds x {args.runs} runs, "
               "each (model, runtime) in its own process (ms)")
     text = "\n".join([header, "", *lines, "", *(f"- {k}: {v}" for k, v in ratios.items())]) + "\n"
     print(text)

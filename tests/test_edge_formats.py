@@ -123,6 +123,18 @@ def test_ncnn_input_memory_is_kept_alive(weights):
     np.testing.assert_allclose(backend.run(flipped), backend.run(np.ascontiguousarray(flipped)), atol=1e-6)
 
 
+@needs("ncnn")
+def test_ncnn_runs_one_thread_unless_told(weights, monkeypatch):
+    # Under mnv3det's passive OpenMP policy a second ncnn thread sleeps and is woken ~400 times per forward:
+    # 18.5 ms with 2 threads against 5.4 ms with 1 for mnv3-small at 320, so the default is 1 whatever the cores.
+    from mnv3det.core import threads as threads_module
+
+    monkeypatch.setattr(threads_module, "available_cores", lambda: 4)
+    path = export_edge_checkpoint(weights, FORMATS["ncnn"], imgsz=SIZE, runs=0).path
+    assert load_backend(path, "cpu").net.opt.num_threads == 1
+    assert load_backend(path, "cpu", threads=3).net.opt.num_threads == 3
+
+
 @pytest.mark.parametrize("fmt", [pytest.param("onnx-int8"), pytest.param("openvino-int8", marks=needs("openvino-int8"))])
 def test_int8_calibrates_on_a_handful_of_images_and_stores_the_drop(fmt, weights, data):
     result = export_edge_checkpoint(
@@ -159,6 +171,25 @@ def test_onnx_int8_keeps_every_detect_decode_node_in_float(weights, tmp_path):
     assert {k for k in float_nodes(proto, scope, head_float=True) if k.endswith("/Conv")} == {
         f"{scope}m.{i}/Conv" for i in range(3)
     }
+
+
+def test_onnx_int8_keeps_the_stem_conv_and_its_activation_in_float(weights, data):
+    # The stem (3 input channels) ran slower as QLinearConv than as a float conv, and quantizing it also put a
+    # QuantizeLinear over the whole image: kept float, the first quantized tensor is the stem's output.
+    import onnx
+
+    path = export_edge_checkpoint(weights, FORMATS["onnx-int8"], imgsz=SIZE, data=data,
+                                  int8=Int8Options(calib_images=4), runs=0).path
+    proto = onnx.load(str(path))
+    image = proto.graph.input[0].name
+    producer = {out: n.op_type for n in proto.graph.node for out in n.output}
+    conv = next(n for n in proto.graph.node if image in n.input)
+    assert conv.op_type == "Conv" and conv.input[1] in {i.name for i in proto.graph.initializer}  # float weights
+    activation = [n for n in proto.graph.node if conv.output[0] in n.input]  # h-swish: HardSigmoid and Mul
+    assert activation and all(n.op_type in ("HardSigmoid", "Mul", "HardSwish") for n in activation)
+    assert all(producer.get(i) != "DequantizeLinear" for n in activation for i in n.input)
+    assert sum(n.op_type == "QuantizeLinear" for n in proto.graph.node) > 10  # the rest is quantized
+    assert load_backend(path, "cpu").meta["quantization"]["stem"] == "float"
 
 
 def test_missing_package_names_the_extra(weights, monkeypatch):

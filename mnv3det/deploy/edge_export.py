@@ -47,6 +47,7 @@ class Int8Options:
     calib_images: int = 300
     max_drop: float | None = 0.01  # nncf accuracy control: most mAP50-95 to lose (absolute); None: plain quantize
     head_float: bool = True  # also keep the Detect 1x1 convs in float (their int8 logits cost mAP)
+    stem_float: bool = True  # onnx-int8: keep the first row (the conv on the 3-channel image) float, faster there
     reduce_range: bool = False  # ORT: 7-bit weights, for CPUs without VNNI
 
 
@@ -64,6 +65,7 @@ class ExportJob:
     val_spec: Any = None  # DataSpec and records of the val split, when the data has one
     val_records: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stem: str = "int8"  # "float" when the format kept the first row (the conv on the image) in float
 
     def score(self, backend: Any, records: list | None = None) -> Any:
         """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
@@ -203,6 +205,7 @@ def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: Edge
         "calibration_split": "train",
         "decode": "float",
         "head_convs": "float" if job.options.head_float else "int8",
+        "stem": job.stem,
     }
     if not job.val_records:
         report["val"] = "no val split: mAP not measured"

@@ -10,6 +10,18 @@ activations in float16 (F16C): that costs about 0.016 px and 5e-4 in probability
 above the 1e-4 every float export is checked to, so `net_options` keeps float32 throughout.
 
 ncnn's Mat has no batch axis, so the Backend runs a batch image by image: (3, H, W) in, (N, 5 + nc) out.
+
+Speed: ncnn parallelises each layer with OpenMP, about 400 parallel regions per forward for mnv3-small. In an
+mnv3det process torch is imported first, and its libgomp (loaded RTLD_GLOBAL) then also serves ncnn's OpenMP calls
+(its wheel bundles a libgomp of its own, which stays unused), with the wait policy set for PyTorch: PASSIVE in the
+timing workers (deploy/timing.py) and, before the entry point's 10k spin (core/threads.py), everywhere. A passive
+worker thread sleeps after every region and is woken for the next (strace: ~800 more futex calls per forward with 2
+threads than with 1), which on an idle VM means waking a halted vCPU each time: mnv3-small at 320 took 18.5 ms with
+2 threads idle, 7.7 ms with 2 threads and 5.4 ms with 1 thread at load average 5. So ncnn runs on one thread unless
+`threads` is given (`NCNN_DEFAULT_THREADS`), the reasoning that gives PyTorch one thread for one image. Spinning
+(libgomp's default spin count, ncnn's own libgomp without torch) cost 26 ms at load 5; a spin has to be set before
+torch loads, so it is torch's choice too. Option switches made no difference beyond noise at 1 thread (fp16 storage, winograd,
+sgemm, lightmode: 5.3-5.6 ms, lightmode off 7.0), except packing layout, which is on (off: 13.7 ms).
 """
 
 from __future__ import annotations
@@ -30,6 +42,8 @@ from mnv3det.core.threads import resolve_threads
 from mnv3det.errors import UserError
 
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
+# ncnn's default thread count when none is given (see "Speed" above): one thread, as for PyTorch on one image.
+NCNN_DEFAULT_THREADS = 1
 
 
 def export(job: Any, out: Path) -> None:
@@ -57,7 +71,7 @@ def export(job: Any, out: Path) -> None:
 
 
 def net_options(net: Any, threads: int | None) -> None:
-    """float32 storage and arithmetic everywhere (see the module docstring); `threads` worker threads."""
+    """float32 storage and arithmetic everywhere; `threads` threads, one when None (see the module docstring)."""
     opt = net.opt
     opt.use_fp16_packed = False
     opt.use_fp16_storage = False
@@ -65,7 +79,7 @@ def net_options(net: Any, threads: int | None) -> None:
     opt.use_bf16_storage = False
     opt.use_vulkan_compute = False
     opt.lightmode = True  # free intermediate blobs as soon as they are used
-    opt.num_threads = resolve_threads(threads)  # None: the cores this process may use
+    opt.num_threads = NCNN_DEFAULT_THREADS if threads is None else resolve_threads(threads)
 
 
 class Backend(ArrayBackend):
