@@ -65,7 +65,7 @@ class ExportJob:
     val_spec: Any = None  # DataSpec and records of the val split, when the data has one
     val_records: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    stem: str = "int8"  # "float" when the format kept the first row (the conv on the image) in float
+    stem_precision: str = "int8"  # "float" when the format kept the first row (the conv on the image) in float
 
     def score(self, backend: Any, records: list | None = None) -> Any:
         """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
@@ -205,7 +205,7 @@ def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: Edge
         "calibration_split": "train",
         "decode": "float",
         "head_convs": "float" if job.options.head_float else "int8",
-        "stem": job.stem,
+        "stem": job.stem_precision,
     }
     if not job.val_records:
         report["val"] = "no val split: mAP not measured"

@@ -161,7 +161,7 @@ def export(job: Any, out: Path) -> None:
             raise
         quantize(job.onnx_path, out, job.calibration, detect_scope(job.model), percentile=False, **options)
         method = "MinMax (an activation was constant, so no percentile histogram)"
-    job.stem = "float" if options["stem"] else "int8"
+    job.stem_precision = "float" if options["stem"] else "int8"
     job.notes.append(f"onnxruntime quantize_static (QDQ, per-channel weights, {method} calibration)")
     set_metadata(out, job.meta)
 
