@@ -2,6 +2,7 @@
 
     python benchmarks/frontier.py train --points mnv3-small-dsh@416,yolov5n@320 --seeds 0 --threads 1
     python benchmarks/frontier.py time                 # on an idle machine: ORT fp32, batch 1, 1 and 2 threads
+    python benchmarks/frontier.py int8                 # on an idle machine: OpenVINO INT8 mAP and latency
     python benchmarks/frontier.py report               # table (markdown), json and frontier.png
 
 Protocol (issue 11): train from scratch at the size the model is deployed at, on BCCD train (205 images) with
@@ -11,6 +12,9 @@ mnv3det's session settings, median of `--runs`, every model timed in blocks take
 never run by run: two live ORT pools would compete for the cores). Every step is a separate `mnv3det` process, so
 the script measures exactly what a user gets. Results accumulate in benchmarks/results/frontier.json (one entry per
 recipe, size and seed; a finished point is not trained again), so runs can be spread over several sessions.
+`int8` deploys each size's seed-0 model in the fastest CPU format measured (benchmarks/bench_edge.py: OpenVINO
+INT8 for both families), calibrated on BCCD train by `mnv3det export --format openvino-int8 --data`, which also
+scores float and INT8 on BCCD val (mnv3det's evaluator); latency from mnv3det's timing worker, 1 and 2 threads.
 """
 
 from __future__ import annotations
@@ -136,6 +140,46 @@ def cmd_time(args: argparse.Namespace) -> None:
     print(json.dumps(store["latency"], indent=1))
 
 
+def cmd_int8(args: argparse.Namespace) -> None:
+    """Export every (recipe, size) to OpenVINO INT8 (seed 0's weights; kept in the store, so `--export-only` can
+    run on a busy machine first), then time each in turn on an idle one."""
+    from mnv3det.deploy.timing import time_in_subprocess
+
+    store = load_store()
+    for point in store["points"].values():
+        k = f"{point['recipe']}@{point['imgsz']}"
+        if point["seed"] != 0 or k in store.setdefault("int8_export", {}):
+            continue
+        weights, out = ROOT / point["weights"], RUNS / "int8" / f"{point['recipe']}-{point['imgsz']}_openvino_int8_model"
+        result = json.loads(mnv3det("export", "--weights", str(weights), "--format", "openvino-int8", "--data", str(BCCD),
+                                    "--imgsz", str(point["imgsz"]), "--runs", "1", "-o", str(out), "--json"))
+        store = load_store()  # a `train` process may have added points meanwhile
+        store.setdefault("int8_export", {})[k] = {"path": str(Path(result["path"]).relative_to(ROOT)),
+                                                  "imgsz": point["imgsz"], "quantization": result.get("quantization")}
+        save_store(store)
+        print(f"{k}: {result.get('quantization')}", flush=True)
+    if args.export_only:
+        return
+    exported = store["int8_export"]
+    load_before = os.getloadavg()
+    samples: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for k, e in exported.items():
+            for threads in (1, 2):
+                timed = time_in_subprocess("openvino-int8", ROOT / e["path"], (e["imgsz"], e["imgsz"]), threads, args.runs)
+                if "error" in timed:
+                    raise RuntimeError(f"timing {k}: {timed['error']}")
+                samples.setdefault(f"{k}/t{threads}", []).append(timed["median_ms"])
+    store["int8"] = {k: {"val_map_float": e["quantization"]["map50_95_float"],
+                         "val_map_int8": e["quantization"]["map50_95_int8"],
+                         "ms_t1": round(statistics.median(samples[f"{k}/t1"]), 2),
+                         "ms_t2": round(statistics.median(samples[f"{k}/t2"]), 2)}
+                     for k, e in exported.items()}
+    store["int8_load"] = {"before": load_before[0], "after": os.getloadavg()[0], "rounds": args.rounds, "runs": args.runs}
+    save_store(store)
+    print(json.dumps(store["int8"], indent=1))
+
+
 def summary_rows(store: dict) -> list[dict]:
     """One row per recipe and size: mean (and spread) over seeds, with the latencies."""
     groups: dict[tuple[str, int], list[dict]] = {}
@@ -170,10 +214,26 @@ def cmd_report(args: argparse.Namespace) -> None:
     if load:
         lines.append(f"\nLatency: ORT fp32, batch 1, median of {load['runs']} runs x {load['rounds']} rounds taken in turn; "
                      f"load average {load['before']:.2f} before, {load['after']:.2f} after.")
+    lines += int8_lines(store)
     table = "\n".join(lines)
     (RESULTS / "frontier.md").write_text(table + "\n")
     print(table)
     plot(rows, RESULTS / "frontier.png")
+
+
+def int8_lines(store: dict) -> list[str]:
+    """The OpenVINO INT8 table (seed 0 per size), if `int8` has run."""
+    if not store.get("int8"):
+        return []
+    load = store["int8_load"]
+    lines = ["", "| recipe @ size (seed 0) | val AP50-95 float | val AP50-95 OpenVINO INT8 | ms 1 thread | ms 2 threads |",
+             "|---|---:|---:|---:|---:|"]
+    for k, v in sorted(store["int8"].items()):
+        lines.append(f"| {k} | {v['val_map_float']:.3f} | {v['val_map_int8']:.3f} | {v['ms_t1']:.2f} | {v['ms_t2']:.2f} |")
+    lines.append(f"\nOpenVINO INT8 (nncf, calibrated on BCCD train), mnv3det's evaluator on val; median of {load['runs']} runs x "
+                 f"{load['rounds']} rounds, each model in its own process, in turn; load {load['before']:.2f} before, "
+                 f"{load['after']:.2f} after.")
+    return lines
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -213,11 +273,15 @@ def main() -> None:
     tm = sub.add_parser("time")
     tm.add_argument("--rounds", type=int, default=3)
     tm.add_argument("--runs", type=int, default=30)
+    i8 = sub.add_parser("int8")
+    i8.add_argument("--rounds", type=int, default=3)
+    i8.add_argument("--runs", type=int, default=50)
+    i8.add_argument("--export-only", action="store_true", help="export (and score) only; time later on an idle machine")
     sub.add_parser("report")
     args = ap.parse_args()
-    if not BCCD.is_dir() and args.cmd == "train":
+    if not BCCD.is_dir() and args.cmd in ("train", "int8"):
         sys.exit(f"BCCD not found at {BCCD}; set MNV3DET_SHARED_DATASETS to the folder holding bccd/")
-    {"train": cmd_train, "time": cmd_time, "report": cmd_report}[args.cmd](args)
+    {"train": cmd_train, "time": cmd_time, "int8": cmd_int8, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

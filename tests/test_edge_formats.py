@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -255,3 +256,18 @@ def test_openvino_models_leave_the_signal_stack_as_they_found_it(weights):
     del second
     gc.collect()
     assert current() == before
+
+
+@needs("openvino-int8")
+def test_int8_export_json_keeps_stdout_json_only(weights, data, tmp_path):
+    """nncf draws progress bars on stdout; with --json they must go to stderr, or `| jq` and scripts break."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "q_openvino_int8_model"
+    done = subprocess.run([sys.executable, "-m", "mnv3det", "export", "-w", str(weights), "--format", "openvino-int8",
+                           "--data", str(data), "--calib-images", "4", "--imgsz", str(SIZE), "-o", str(out), "--runs", "1",
+                           "--json"], capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)  # the whole of stdout, not its last line
+    assert report["path"] == str(out) and report["quantization"]["calibration_images"] == 4

@@ -6,6 +6,9 @@ Options map onto `mnv3det.deploy.config.ExportConfig` (the defaults live there);
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from pathlib import Path
 from typing import Optional
 
@@ -132,7 +135,9 @@ def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_imag
 
     int8 = Int8Options(calib_images=calib_images, max_drop=max_drop / 100 if max_drop > 0 else None)
     console = Console(stderr=True) if json_out else Console()
-    result = export_edge_checkpoint(weights, fmt, int8=int8, console=console, **options)
+    # --json: stdout holds the JSON line only; the converters' own progress bars (nncf's) go to stderr with the log.
+    with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
+        result = export_edge_checkpoint(weights, fmt, int8=int8, console=console, **options)
     if json_out:
         import json
 
