@@ -125,3 +125,23 @@ def test_detect_runs_a_pt_on_one_thread_by_default_and_val_on_all_cores(tmp_path
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_timing_worker_gets_the_entry_points_openmp_wait(monkeypatch):
+    """Latency figures are measured with the OpenMP wait `mnv3det` itself would run with (ncnn bundles libgomp)."""
+    from mnv3det.deploy import timing
+
+    seen: list[dict] = []
+
+    def fake_run(command, **kwargs):
+        seen.append(kwargs["env"])
+        return subprocess.CompletedProcess(command, 0, stdout='{"format": "onnx", "median_ms": 1.0}\n', stderr="")
+
+    monkeypatch.setattr(timing.subprocess, "run", fake_run)
+    for key in threading_defaults.USER_SPIN_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    assert timing.time_in_subprocess("onnx", Path("m.onnx"), (64, 64), 1, 3)["median_ms"] == 1.0
+    assert seen[-1].get("GOMP_SPINCOUNT") == "10000" and "OMP_WAIT_POLICY" not in seen[-1]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    timing.time_in_subprocess("onnx", Path("m.onnx"), (64, 64), 1, 3)
+    assert seen[-1]["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in seen[-1]

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mnv3det.core.threads import OPENMP_DEFAULTS, USER_SPIN_SETTINGS
+
 TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")
 
 
@@ -80,7 +82,9 @@ def time_in_subprocess(
     """Run the worker for one model in a fresh Python process; its JSON result, or {"error": ...}."""
     command = [sys.executable, "-m", "mnv3det.deploy.timing", fmt, str(path), "--imgsz", str(imgsz[0]), str(imgsz[1]),
                "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = dict(os.environ)
+    if not any(key in env for key in USER_SPIN_SETTINGS):  # the OpenMP wait the `mnv3det` entry point would set
+        env.update(OPENMP_DEFAULTS)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -107,5 +111,5 @@ def main(argv: list[str] | None = None) -> None:
                       "runs": args.runs, "threads": args.threads}))
 
 
-if __name__ == "__main__":  # OMP_WAIT_POLICY comes from the parent (time_in_subprocess sets it)
+if __name__ == "__main__":  # the OpenMP wait settings come from the parent (time_in_subprocess sets them)
     main()
