@@ -66,6 +66,7 @@ class ExportJob:
     val_records: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stem_precision: str = "int8"  # "float" when the format kept the first row (the conv on the image) in float
+    report: dict[str, Any] = field(default_factory=dict)  # format-specific entries for the quantization report
 
     def score(self, backend: Any, records: list | None = None) -> Any:
         """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
@@ -207,6 +208,7 @@ def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: Edge
         "head_convs": "float" if job.options.head_float else "int8",
         "stem": job.stem_precision,
     }
+    report.update(job.report)
     if not job.val_records:
         report["val"] = "no val split: mAP not measured"
         return report
