@@ -10,8 +10,8 @@
 2. Timing: every (model, size, runtime) runs in its own fresh process (`mnv3det.deploy.timing`), which times the
    runtime's forward call alone on a random input: --threads threads, 5 warm-up calls, --runs timed calls, median.
    --rounds rounds go over all pairs in turn; the table shows the median of the round medians. ncnn runs on
-   --ncnn-threads threads (default 1, its default in mnv3det: with 2, its OpenMP threads sleep between its ~400
-   parallel regions per forward under mnv3det's passive wait policy; see deploy/formats/ncnn.py).
+   --ncnn-threads threads (default 1, its default in mnv3det: with 2 under a passive OpenMP wait policy, its threads
+   slept between its ~400 parallel regions per forward; see deploy/formats/ncnn.py).
 3. Ratios: mnv3-small's fastest runtime over yolov5n's fastest, per size (the issue's goal: <= 0.5), and
    mnv3-small's fastest over yolov5n in ORT fp32 at each size (goal <= 0.35 at 640).
 
