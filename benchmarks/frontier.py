@@ -98,21 +98,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def ort_latency(onnx_path: Path, imgsz: int, threads: int, runs: int) -> float:
-    """Median ms of one ORT run, measured in a fresh process (its pool is the only one alive)."""
-    code = (
-        "import sys, time, statistics, numpy as np\n"
-        "from mnv3det.deploy.export import ort_cpu_session\n"
-        f"s = ort_cpu_session({str(onnx_path)!r}, {threads})\n"
-        "i = s.get_inputs()[0]\n"
-        f"x = np.random.default_rng(0).random((1, 3, {imgsz}, {imgsz}), dtype=np.float32)\n"
-        "for _ in range(5): s.run(None, {i.name: x})\n"
-        "t = []\n"
-        f"for _ in range({runs}):\n"
-        "    t0 = time.perf_counter(); s.run(None, {i.name: x}); t.append((time.perf_counter() - t0) * 1e3)\n"
-        "print(statistics.median(t))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    """Median ms of one ORT run, measured in a fresh process (its pool is the only one alive) by mnv3det's timing
+    worker, with mnv3det's session settings."""
+    from mnv3det.deploy.timing import time_in_subprocess
+
+    timed = time_in_subprocess("onnx", onnx_path, (imgsz, imgsz), threads, runs)
+    if "error" in timed:
+        raise RuntimeError(f"timing {onnx_path}: {timed['error']}")
+    return float(timed["median_ms"])
 
 
 def cmd_time(args: argparse.Namespace) -> None:
