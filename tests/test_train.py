@@ -192,3 +192,23 @@ def test_backbone_weights_and_freeze_reach_the_training_model(tmp_path):
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all(int(n.split(".")[1]) < 4 for n in frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if int(n.split(".")[1]) >= 4)
+
+
+def test_an_epoch_without_an_optimizer_step_moves_the_schedule_without_a_warning():
+    """A resumed or tiny run can end an epoch before its first optimizer step (gradients accumulate to the nominal
+    batch); the per-epoch schedule must still move, and torch's ordering warning is noise there."""
+    import warnings
+
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD(params, lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 / (epoch + 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scheduler.step()  # what the trainer did: torch warns
+    assert any("lr_scheduler.step()" in str(w.message) for w in caught)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(params, lr=1.0), lambda epoch: 1.0 / (epoch + 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.step_scheduler(scheduler)
+    assert not caught
+    assert scheduler.get_last_lr() == [0.5]  # moved to epoch 1

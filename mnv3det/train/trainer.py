@@ -14,6 +14,7 @@ Under torchrun every process trains on its shard. A kill costs at most the epoch
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -224,6 +225,15 @@ def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None
     )
 
 
+def step_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Advance the per-epoch LR schedule. An epoch with fewer batches than one accumulation (a few images, nominal
+    batch 64) makes no optimizer step, and torch then warns that the schedule moved first; the schedule is per
+    epoch and must move anyway, so that one warning is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
+        scheduler.step()
+
+
 MAX_THREAD_LINES = 10  # a competitor that comes and goes all run long should not flood the log
 
 
@@ -271,7 +281,7 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
         stats = train_one_epoch(state, loader, epoch, cfg, console=console, show_progress=show_progress and run is not None,
                                 batch_hook=hook, between_batches=poll)
         lrs = {g.get("group", str(i)): g["lr"] for i, g in enumerate(state.optimizer.param_groups)}
-        state.scheduler.step()
+        step_scheduler(state.scheduler)
         if run is not None:
             row, stop_reason = end_epoch(state, run, epoch, stats, lrs, between_batches=poll)
             history.append(row)
