@@ -115,6 +115,7 @@ def test_adaptive_governor_only_when_mnv3det_chooses_the_threads(monkeypatch):
         assert adaptive_governor(2, 2) is None  # --threads given: fixed
         assert adaptive_governor(None, 2, processes=2) is None  # DDP ranks would see each other as competitors
         assert adaptive_governor(None, 1) is None  # nothing to share
+        assert adaptive_governor(None, 2, device="cuda:0") is None  # GPU work: CPU threads do not decide its speed
         monkeypatch.setenv("MNV3DET_ADAPT_THREADS", "0")
         assert adaptive_governor(None, 2) is None
         monkeypatch.delenv("MNV3DET_ADAPT_THREADS")
@@ -173,7 +174,7 @@ def test_training_polls_the_governor_in_the_loop_and_in_validation(tmp_path: Pat
 
     made: list[_CountingGovernor] = []
 
-    def fake_governor(threads, max_threads, *, processes=1, on_change=None):
+    def fake_governor(threads, max_threads, *, device="cpu", processes=1, on_change=None):
         assert threads is None and processes == 1
         made.append(_CountingGovernor(on_change))
         return made[-1]

@@ -219,14 +219,19 @@ def test_detect_cli_bad_classes_exit_2(weights, image_dir, tmp_path):
     assert result.exit_code == 2 and "--classes [7]" in result.output
 
 
-def test_detect_cli_video(weights, tmp_path):
-    video = tmp_path / "clip.mp4"
+def write_clip(video: Path, frames: int, step: int) -> Path:
+    """A 96x64 mp4 at 5 fps: `frames` frames, each a white square sliding on a background `step` brighter."""
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 64))
-    for k in range(4):
-        frame = np.full((64, 96, 3), 40 * k, np.uint8)
+    for k in range(frames):
+        frame = np.full((64, 96, 3), step * k, np.uint8)
         cv2.rectangle(frame, (10 + 5 * k, 10), (50, 50), (255, 255, 255), -1)
         writer.write(frame)
     writer.release()
+    return video
+
+
+def test_detect_cli_video(weights, tmp_path):
+    video = write_clip(tmp_path / "clip.mp4", frames=4, step=40)
     project = tmp_path / "runs"
     result = CliRunner().invoke(
         app, ["detect", str(video), "-w", str(weights), "--imgsz", "96", "--project", str(project), "--save-txt"]

@@ -16,19 +16,13 @@ from mnv3det.deploy.sources import Stream, collect_sources, iter_frames
 from mnv3det.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_detect import write_clip  # noqa: E402
 from test_edge_formats import make_checkpoint  # noqa: E402
 
 
 @pytest.fixture()
 def clip(tmp_path) -> Path:
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 64))
-    for k in range(3):
-        frame = np.full((64, 96, 3), 50 * k, np.uint8)
-        cv2.rectangle(frame, (10 + 5 * k, 10), (50, 50), (255, 255, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return video
+    return write_clip(tmp_path / "clip.mp4", frames=3, step=50)
 
 
 @pytest.fixture()

@@ -80,11 +80,13 @@ def process_ticks(pid: int, proc: Path = PROC) -> tuple[int, dict[int, int]]:
         parents[other], ticks[other], nice[other] = int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[16])
         if other == pid:
             reaped = int(fields[13]) + int(fields[14])  # cutime + cstime
+    children: dict[int, list[int]] = {}
+    for child, ppid in parents.items():
+        children.setdefault(ppid, []).append(child)
     own, frontier = {pid}, [pid]
     while frontier:
-        parent = frontier.pop()
-        for child, ppid in parents.items():
-            if ppid == parent and child not in own:
+        for child in children.get(frontier.pop(), []):
+            if child not in own:
                 own.add(child)
                 frontier.append(child)
     own_nice = nice.get(pid, 0)
@@ -168,14 +170,16 @@ class ThreadGovernor:
                 self._on_change(want, other_cores)
 
 
-def adaptive_governor(threads: int | None, max_threads: int, *, processes: int = 1,
+def adaptive_governor(threads: int | None, max_threads: int, *, device: object = "cpu", processes: int = 1,
                       on_change: Callable[[int, float], None] | None = None,
                       set_threads: Callable[[int], None] | None = None) -> ThreadGovernor | None:
-    """A governor when the user left the thread count to mnv3det (`threads` None), the process is alone
+    """A governor when the work runs on the CPU (`device`, a torch.device or its name), the user left the thread
+    count to mnv3det (`threads` None), the process is alone
     (`processes` 1: DDP ranks would count each other as competitors), there is more than one core to share and
     /proc is readable; otherwise None (the fixed count applies). MNV3DET_ADAPT_THREADS=0 turns it off.
     set_threads: what a change does (default torch.set_num_threads; ONNX Runtime switches sessions instead)."""
-    if threads is not None or processes > 1 or max_threads < 2 or os.environ.get("MNV3DET_ADAPT_THREADS") == "0":
+    on_cpu = str(getattr(device, "type", device)).split(":")[0] == "cpu"
+    if not on_cpu or threads is not None or processes > 1 or max_threads < 2 or os.environ.get("MNV3DET_ADAPT_THREADS") == "0":
         return None
     if not ThreadGovernor.supported():
         return None

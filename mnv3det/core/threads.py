@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Mapping
 
 # Chosen from benchmarks/bench_contention.py (table in README "CPU speed on a shared machine"). A short spin (10k
 # iterations, then sleep) is the fastest idle setting for training (2 threads + a loader process on 2 cores): longer
@@ -33,19 +34,23 @@ USER_SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 TORCH_ONE_IMAGE_THREADS = 1
 
 
+def openmp_defaults_for(env: Mapping[str, str]) -> dict[str, str]:
+    """The OpenMP settings mnv3det adds to `env`: none when the user chose how OpenMP waits, else OPENMP_DEFAULTS."""
+    if any(key in env for key in USER_SPIN_SETTINGS):
+        return {}
+    return dict(OPENMP_DEFAULTS)
+
+
 def configure_openmp() -> dict[str, str]:
     """Put the OpenMP defaults into os.environ unless the user set them; returns what was set.
 
     Must run before torch is first imported (libgomp reads the environment once, when it loads); when torch is
     already imported this does nothing and returns {} so that the process stays consistent with what it runs.
     """
-    if "torch" in sys.modules or any(key in os.environ for key in USER_SPIN_SETTINGS):
+    if "torch" in sys.modules:
         return {}
-    applied = {}
-    for key, value in OPENMP_DEFAULTS.items():
-        if key not in os.environ:
-            os.environ[key] = value
-            applied[key] = value
+    applied = openmp_defaults_for(os.environ)
+    os.environ.update(applied)
     return applied
 
 

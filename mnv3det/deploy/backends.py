@@ -151,8 +151,7 @@ class OnnxBackend:
         self._path, self._providers = str(path), providers
         self._fewer: dict[int, Any] = {}
         self._free = options.intra_op_num_threads
-        self.governor = (adaptive_governor(threads, self._free, set_threads=lambda n: None)
-                         if self.device.type == "cpu" else None)
+        self.governor = adaptive_governor(threads, self._free, device=self.device, set_threads=lambda n: None)
         # The export metadata lives in the model's metadata_props, which onnxruntime exposes directly.
         try:
             meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("mnv3det", "{}"))

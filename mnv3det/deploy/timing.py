@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mnv3det.core.threads import OPENMP_DEFAULTS, USER_SPIN_SETTINGS
+from mnv3det.core.threads import openmp_defaults_for
 
 TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")
 
@@ -82,9 +82,7 @@ def time_in_subprocess(
     """Run the worker for one model in a fresh Python process; its JSON result, or {"error": ...}."""
     command = [sys.executable, "-m", "mnv3det.deploy.timing", fmt, str(path), "--imgsz", str(imgsz[0]), str(imgsz[1]),
                "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
-    env = dict(os.environ)
-    if not any(key in env for key in USER_SPIN_SETTINGS):  # the OpenMP wait the `mnv3det` entry point would set
-        env.update(OPENMP_DEFAULTS)
+    env = {**os.environ, **openmp_defaults_for(os.environ)}  # the OpenMP wait the `mnv3det` entry point would set
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

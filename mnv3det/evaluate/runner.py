@@ -60,9 +60,9 @@ def _thread_governor(cfg: ValConfig, device: Any) -> ThreadGovernor | None:
     Exports keep their runtime's own pool (ONNX Runtime, OpenVINO, ncnn)."""
     import torch
 
-    if device.type != "cpu" or Path(str(cfg.weights)).suffix.lower() not in (".pt", ".torchscript"):
+    if Path(str(cfg.weights)).suffix.lower() not in (".pt", ".torchscript"):
         return None
-    return adaptive_governor(cfg.threads, torch.get_num_threads())
+    return adaptive_governor(cfg.threads, torch.get_num_threads(), device=device)
 
 
 def _save_and_print(cfg: ValConfig, result: EvalResult, spec, imgsz: int, run_dir: Path, console: Console) -> None:

@@ -240,8 +240,6 @@ MAX_THREAD_LINES = 10  # a competitor that comes and goes all run long should no
 def _thread_governor(run: RunContext | None, state: TrainState, cfg: TrainConfig) -> ThreadGovernor | None:
     """On CPU with the thread count left to mnv3det, one process: threads follow the cores other processes leave
     free (core/cpu_share.py); each change gets one log line, up to MAX_THREAD_LINES."""
-    if state.device.type != "cpu":
-        return None
 
     def tell(threads: int, other_cores: float) -> None:
         if run is None or governor is None or governor.changes > MAX_THREAD_LINES:
@@ -249,7 +247,8 @@ def _thread_governor(run: RunContext | None, state: TrainState, cfg: TrainConfig
         more = " (further changes not shown)" if governor.changes == MAX_THREAD_LINES else ""
         run.log.print(f"CPU threads: {threads} (other processes used {other_cores:.1f} of {governor.cores} cores){more}")
 
-    governor = adaptive_governor(cfg.threads, torch.get_num_threads(), processes=ddp.world_size(), on_change=tell)
+    governor = adaptive_governor(cfg.threads, torch.get_num_threads(), device=state.device, processes=ddp.world_size(),
+                                 on_change=tell)
     return governor
 
 
