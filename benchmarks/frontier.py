@@ -211,7 +211,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     table = "\n".join(lines)
     (RESULTS / "frontier.md").write_text(table + "\n")
     print(table)
-    plot(rows, RESULTS / "frontier.png")
+    plot([("ONNX Runtime fp32; AP by pycocotools, mean over seeds", rows),
+          ("OpenVINO INT8; AP by mnv3det, seed 0", int8_rows(store))], RESULTS / "frontier.png")
 
 
 def int8_lines(store: dict) -> list[str]:
@@ -229,26 +230,42 @@ def int8_lines(store: dict) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """AP50-95 (val) against 1-thread latency, one line per recipe, sizes labelled."""
+def int8_rows(store: dict) -> list[dict]:
+    """The OpenVINO INT8 points in the shape `plot` takes (seed 0's model per recipe and size)."""
+    rows = []
+    for k, v in store.get("int8", {}).items():
+        recipe, imgsz = k.split("@")
+        rows.append({"recipe": recipe, "imgsz": int(imgsz), "val_map": v["val_map_int8"], "ms_t1": v["ms_t1"]})
+    return rows
+
+
+def plot(panels: list[tuple[str, list[dict]]], path: Path) -> None:
+    """AP50-95 (val) against 1-thread latency, one panel per runtime, one line per recipe, sizes labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for recipe in sorted({r["recipe"] for r in rows}):
-        pts = sorted((r for r in rows if r["recipe"] == recipe and r["ms_t1"]), key=lambda r: r["ms_t1"])
-        if not pts:
-            continue
-        ax.plot([p["ms_t1"] for p in pts], [p["val_map"] for p in pts], marker="o", label=recipe)
-        for p in pts:
-            ax.annotate(str(p["imgsz"]), (p["ms_t1"], p["val_map"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    ax.set_xlabel("latency, ms (ONNX Runtime fp32, 1 thread, batch 1)")
-    ax.set_ylabel("AP50-95, BCCD val (pycocotools)")
-    ax.set_title("mnv3det speed-accuracy frontier (trained from scratch at each size)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    panels = [(title, rows) for title, rows in panels if any(r["ms_t1"] for r in rows)]
+    recipes = sorted({r["recipe"] for _, rows in panels for r in rows})
+    colour = {recipe: f"C{i}" for i, recipe in enumerate(recipes)}  # one colour per recipe in every panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), dpi=120, squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels):
+        for recipe in recipes:
+            pts = sorted((r for r in rows if r["recipe"] == recipe and r["ms_t1"]), key=lambda r: r["ms_t1"])
+            if not pts:
+                continue
+            ax.plot([p["ms_t1"] for p in pts], [p["val_map"] for p in pts], marker="o", label=recipe,
+                    color=colour[recipe])
+            for p in pts:
+                ax.annotate(str(p["imgsz"]), (p["ms_t1"], p["val_map"]), textcoords="offset points", xytext=(4, -10),
+                            fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("latency, ms (1 thread, batch 1)")
+        ax.set_ylabel("AP50-95, BCCD val")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("mnv3det speed-accuracy frontier on BCCD (trained from scratch at each size)")
     fig.tight_layout()
     fig.savefig(path)
 
