@@ -95,7 +95,8 @@ def test_yolov5_baselines_have_published_parameter_counts(recipe, params):
 
 @pytest.mark.parametrize(
     "recipe",
-    ["mnv3-small", "mnv3-small-min", "mnv3-small-dsh", "mnv3-small-dsh-wide", "mnv3-large", "mnv2", "yolov5n", "yolov5s"],
+    ["mnv3-small", "mnv3-small-min", "mnv3-small-min-wide", "mnv3-small-dsh", "mnv3-small-dsh-wide", "mnv3-large", "mnv2",
+     "yolov5n", "yolov5s"],
 )
 def test_every_recipe_builds_and_runs_in_train_and_eval_mode(recipe):
     assert recipe in available_recipes()
