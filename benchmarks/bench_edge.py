@@ -13,7 +13,8 @@
    --ncnn-threads threads (default 1, its default in mnv3det: with 2 under a passive OpenMP wait policy, its threads
    slept between its ~400 parallel regions per forward; see deploy/formats/ncnn.py).
 3. Ratios, for every model other than yolov5n: its fastest runtime over yolov5n's fastest, per size (the issue's
-   goal: <= 0.5), and its fastest over yolov5n in ORT fp32 at each size (goal <= 0.35 at 640).
+   goal: <= 0.5), and its fastest over yolov5n in ORT fp32 at each size (goal <= 0.35 at 640). The first is also
+   given as the median of per-round ratios, steadier when the machine's speed drifts between rounds.
 
 Results: --out (default benchmarks/results/edge).json and .md, with the machine and its load average.
 """
@@ -103,7 +104,7 @@ def main() -> None:
                 rounds[(recipe, size, runtime)].append(out["median_ms"])
                 print(f"round {r + 1}: {recipe}@{size} {runtime}: {out['median_ms']:.2f} ms", flush=True)
     table = {key: statistics.median(v) for key, v in rounds.items() if v}
-    write(table, args, runtimes)
+    write(table, rounds, args, runtimes)
 
 
 def cpu_name() -> str:
@@ -113,7 +114,14 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def write(table: dict, args: argparse.Namespace, runtimes: list[str]) -> None:
+def paired_ratio(rounds: dict, mine: tuple, theirs: tuple) -> float | None:
+    """Median over rounds of (mine / theirs) timed in the same round: on a VM whose speed drifts between rounds, a
+    ratio of two processes run seconds apart varies less than the ratio of the two overall medians."""
+    a, b = rounds.get(mine, []), rounds.get(theirs, [])
+    return statistics.median(x / y for x, y in zip(a, b)) if a and len(a) == len(b) else None
+
+
+def write(table: dict, rounds: dict, args: argparse.Namespace, runtimes: list[str]) -> None:
     """The markdown table (rows model @ size, a column per runtime), the ratios, and the JSON."""
     lines = ["| model @ size | " + " | ".join(runtimes) + " |", "|---|" + "---:|" * len(runtimes)]
     for recipe in args.models:
@@ -129,13 +137,15 @@ def write(table: dict, args: argparse.Namespace, runtimes: list[str]) -> None:
             if model == BASELINE or best is None:
                 continue
             if yolo:
+                paired = paired_ratio(rounds, (model, size, best[1]), (BASELINE, size, yolo[1]))
                 ratios[f"{model} fastest / {BASELINE} fastest @{size}"] = (
-                    f"{best[0] / yolo[0]:.2f} ({best[1]} vs {yolo[1]})")
+                    f"{best[0] / yolo[0]:.2f} ({best[1]} vs {yolo[1]}; median of per-round ratios "
+                    f"{'-' if paired is None else format(paired, '.2f')})")
             if ort:
                 ratios[f"{model} fastest / {BASELINE} ORT fp32 @{size}"] = f"{best[0] / ort:.2f}"
     header = (f"{cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()}; "
-              f"batch 1, {args.threads} threads (ncnn {args.ncnn_threads}), median of {args.rounds} rounds x {args.runs} runs, "
-              "each (model, runtime) in its own process (ms)")
+              f"batch 1, {args.threads} threads (ncnn {args.ncnn_threads}), median of {args.rounds} rounds "
+              f"x {args.runs} runs, each (model, runtime) in its own process (ms)")
     text = "\n".join([header, "", *lines, "", *(f"- {k}: {v}" for k, v in ratios.items())]) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
