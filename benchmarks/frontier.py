@@ -247,6 +247,8 @@ def plot(panels: list[tuple[str, list[dict]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(title, rows) for title, rows in panels if any(r["ms_t1"] for r in rows)]
+    if not panels:  # nothing timed yet (`time` has not run)
+        return
     recipes = sorted({r["recipe"] for _, rows in panels for r in rows})
     colour = {recipe: f"C{i}" for i, recipe in enumerate(recipes)}  # one colour per recipe in every panel
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), dpi=120, squeeze=False)
