@@ -174,12 +174,13 @@ def adaptive_governor(threads: int | None, max_threads: int, *, device: object =
                       on_change: Callable[[int, float], None] | None = None,
                       set_threads: Callable[[int], None] | None = None) -> ThreadGovernor | None:
     """A governor when the work runs on the CPU (`device`, a torch.device or its name), the user left the thread
-    count to mnv3det (`threads` None), the process is alone
-    (`processes` 1: DDP ranks would count each other as competitors), there is more than one core to share and
-    /proc is readable; otherwise None (the fixed count applies). MNV3DET_ADAPT_THREADS=0 turns it off.
+    count to mnv3det (`threads` None), the process is alone (`processes` 1: DDP ranks would count each other as
+    competitors), there is more than one core to share and /proc is readable; otherwise None (the fixed count
+    applies). MNV3DET_ADAPT_THREADS=0 turns it off.
     set_threads: what a change does (default torch.set_num_threads; ONNX Runtime switches sessions instead)."""
     on_cpu = str(getattr(device, "type", device)).split(":")[0] == "cpu"
-    if not on_cpu or threads is not None or processes > 1 or max_threads < 2 or os.environ.get("MNV3DET_ADAPT_THREADS") == "0":
+    turned_off = os.environ.get("MNV3DET_ADAPT_THREADS") == "0"
+    if not on_cpu or threads is not None or processes > 1 or max_threads < 2 or turned_off:
         return None
     if not ThreadGovernor.supported():
         return None

@@ -230,7 +230,8 @@ def step_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
     batch 64) makes no optimizer step, and torch then warns that the schedule moved first; the schedule is per
     epoch and must move anyway, so that one warning is not shown."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before "
+                                                  r"`optimizer.step\(\)`")
         scheduler.step()
 
 

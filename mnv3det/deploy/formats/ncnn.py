@@ -14,13 +14,15 @@ ncnn's Mat has no batch axis, so the Backend runs a batch image by image: (3, H,
 Speed: ncnn parallelises each layer with OpenMP, about 400 parallel regions per forward for mnv3-small. In an
 mnv3det process torch is imported first, and its libgomp (loaded RTLD_GLOBAL) then also serves ncnn's OpenMP calls
 (its wheel bundles a libgomp of its own, which stays unused), with the wait policy set for PyTorch: a 10k spin now
-(core/threads.py), PASSIVE everywhere until then, and PASSIVE wherever a user sets it. A passive worker thread sleeps after every region and is woken for the next (strace: ~800 more futex calls per forward with 2
-threads than with 1), which on an idle VM means waking a halted vCPU each time: mnv3-small at 320 took 18.5 ms (PASSIVE) with
+(core/threads.py), PASSIVE everywhere until then, and PASSIVE wherever a user sets it. A passive worker thread
+sleeps after every region and is woken for the next (strace: ~800 more futex calls per forward with 2 threads than
+with 1), which on an idle VM means waking a halted vCPU each time: mnv3-small at 320 took 18.5 ms (PASSIVE) with
 2 threads idle, 7.7 ms with 2 threads and 5.4 ms with 1 thread at load average 5. So ncnn runs on one thread unless
-`threads` is given (`NCNN_DEFAULT_THREADS`), the reasoning that gives PyTorch one thread for one image; 2 threads with the 10k spin are not yet timed on an idle machine. Spinning
-(libgomp's default spin count, ncnn's own libgomp without torch) cost 26 ms at load 5; a spin has to be set before
-torch loads, so it is torch's choice too. Option switches made no difference beyond noise at 1 thread (fp16 storage, winograd,
-sgemm, lightmode: 5.3-5.6 ms, lightmode off 7.0), except packing layout, which is on (off: 13.7 ms).
+`threads` is given (`NCNN_DEFAULT_THREADS`), the reasoning that gives PyTorch one thread for one image; 2 threads
+with the 10k spin are faster idle but not yet timed under contention. Spinning (libgomp's default spin count, ncnn's
+own libgomp without torch) cost 26 ms at load 5; a spin has to be set before torch loads, so it is torch's choice
+too. Option switches made no difference beyond noise at 1 thread (fp16 storage, winograd, sgemm, lightmode:
+5.3-5.6 ms, lightmode off 7.0), except packing layout, which is on (off: 13.7 ms).
 """
 
 from __future__ import annotations

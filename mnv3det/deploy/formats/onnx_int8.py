@@ -164,7 +164,7 @@ def export(job: Any, out: Path) -> None:
     options = dict(head_float=job.options.head_float, reduce_range=job.options.reduce_range,
                    stem=stem_scope(job.model) if job.options.stem_float else None)
     scope = detect_scope(job.model)
-    scores: dict[str, float] = {}  # calibration method -> val mAP50-95 of its INT8 model
+    scores: dict[str, float] = {}  # calibration method -> val mAP50-95 of its INT8 model (0.0 without val)
     constant = "an activation was constant, so no percentile histogram"
     with tempfile.TemporaryDirectory(prefix=".mnv3det-int8-", dir=out.parent) as tmp:
         for method in ("percentile", "MinMax"):
@@ -175,20 +175,18 @@ def export(job: Any, out: Path) -> None:
                 if method != "percentile" or "bins" not in str(err):
                     raise
                 continue  # MinMax next
-            set_metadata(path, job.meta)
+            set_metadata(path, job.meta)  # the backend that scores it reads the metadata
             scores[method] = job.score(Backend(path)).map if job.val_records else 0.0
-            if len(scores) == 1 or scores[method] > max(v for m, v in scores.items() if m != method):
-                os.replace(path, out)
             if not job.val_records:
                 break  # no val split to choose by: the first that worked
-    chosen = max(scores, key=lambda m: scores[m])
+        chosen = max(scores, key=lambda m: scores[m])  # a tie keeps percentile, the first made
+        os.replace(Path(tmp) / f"{chosen}.onnx", out)
     if job.val_records:
         job.report["calibration_map50_95"] = {m: round(v, 4) for m, v in scores.items()}
     others = [m for m in scores if m != chosen]
     why = f", above {others[0]} on val" if others else (f"; {constant}" if chosen == "MinMax" else "")
     job.stem_precision = "float" if options["stem"] else "int8"
     job.notes.append(f"onnxruntime quantize_static (QDQ, per-channel weights, {chosen} calibration{why})")
-    set_metadata(out, job.meta)
 
 
 update_metadata = set_metadata  # after the mAP check: the same entry with the INT8 figures added
