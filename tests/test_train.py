@@ -169,6 +169,25 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
     assert "--lr0" in str(err.value)
 
 
+def test_a_nan_gradient_under_a_finite_loss_skips_the_step_and_leaves_the_weights_finite(tmp_path, monkeypatch):
+    real_forward = loss.YoloLoss.forward
+    calls = []
+
+    def nan_gradient_once(self, preds, targets):
+        total, items = real_forward(self, preds, targets)
+        calls.append(1)
+        if len(calls) == 1:  # sqrt at 0: the value is unchanged, its gradient (inf x 0) is NaN everywhere
+            total = total + torch.sqrt(total * 0.0)
+        return total, items
+
+    monkeypatch.setattr(loss.YoloLoss, "forward", nan_gradient_once)
+    result = fit(tiny(tmp_path, imgsz=64, max_images=8, batch=2, epochs=1), show_progress=False)
+    model, _ = load_model(result.last)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(b).all() for b in model.buffers() if b.is_floating_point())
+    assert [r["skipped_steps"] for r in _csv_rows(result.run_dir / "results.csv")] == ["1"]
+
+
 def test_resume_trims_results_rows_it_will_redo(tmp_path):
     path = tmp_path / "results.csv"
     for epoch in range(3):

@@ -61,7 +61,7 @@ class ResumeState:
     rng: dict[str, Any]  # python / numpy / torch / cuda generator states
     best_epoch: int  # -1 = no best yet
     last_opt_step: int  # global batch index of the last optimizer step
-    nonfinite_steps: int  # batches skipped for a non-finite loss so far
+    nonfinite_steps: int  # batches skipped for a non-finite loss or gradient so far
     finished: bool  # all epochs done or stopped early: nothing to resume
     stop_reason: str = ""
 

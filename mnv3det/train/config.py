@@ -93,7 +93,7 @@ class TrainConfig:
     # --- validation, stopping -----------------------------------------------------------------
     val_interval: int = 1  # validate every N epochs (and always after the last)
     patience: int = 50  # stop after N epochs without fitness improvement (0 = never)
-    max_nonfinite: int = 20  # stop after this many skipped steps with a non-finite loss
+    max_nonfinite: int = 20  # stop after this many skipped steps with a non-finite loss or gradient
 
     # --- machine ------------------------------------------------------------------------------
     device: str = ""  # '' = cuda:0 if available else cpu; 'cpu'; '0'

@@ -2,9 +2,9 @@
 
 Per batch: uint8 images / 255 -> forward (autocast fp16 on CUDA, optional bf16 on CPU) -> YOLOv5 loss
 -> backward; every `accumulate` batches (nominal batch 64): unscale, clip the gradient norm, optimizer
-step, EMA update. A non-finite loss skips the batch; too many stop the run. Nothing else runs per batch
-but timing, the CPU thread governor's poll (a clock check; a /proc read once a second) and, at most
-twice a second, the progress display.
+step, EMA update. A non-finite loss or gradient skips the batch; too many stop the run. Nothing else runs
+per batch but timing, the CPU thread governor's poll (a clock check; a /proc read once a second) and, at
+most twice a second, the progress display.
 """
 
 from __future__ import annotations
@@ -52,23 +52,29 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> context
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def optimizer_step(state: TrainState, clip: float) -> None:
-    """Unscale, clip the gradient norm, step (GradScaler skips steps with inf grads), EMA update."""
+def optimizer_step(state: TrainState, clip: float) -> bool:
+    """Unscale, clip the gradient norm, step, EMA update. False, with the weights untouched, when the gradient is
+    not finite and no GradScaler is on (an enabled one skips such steps itself and lowers its scale): a finite
+    loss can still have a NaN gradient, and one such step would turn every weight into NaN."""
     state.scaler.unscale_(state.optimizer)
-    torch.nn.utils.clip_grad_norm_(state.model.parameters(), max_norm=clip)
+    norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), max_norm=clip)
+    if not state.scaler.is_enabled() and not torch.isfinite(norm):
+        state.optimizer.zero_grad(set_to_none=True)
+        return False
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.optimizer.zero_grad(set_to_none=True)
     state.ema.update(state.model)
+    return True
 
 
 def _skip_nonfinite(state: TrainState, cfg: TrainConfig, epoch: int, i: int) -> None:
-    """Count a batch with a non-finite loss; stop the run when there were too many."""
+    """Count a batch with a non-finite loss or gradient; stop the run when there were too many."""
     state.nonfinite_steps += 1
     state.optimizer.zero_grad(set_to_none=True)
     if state.nonfinite_steps > cfg.max_nonfinite:
         raise UserError(
-            f"training diverged: {state.nonfinite_steps} batches had a non-finite loss (last in epoch "
+            f"training diverged: {state.nonfinite_steps} batches had a non-finite loss or gradient (last in epoch "
             f"{epoch + 1}, batch {i + 1}). Lower --lr0 (e.g. by 10x), check the labels with "
             "`mnv3det data check`, or on CPU drop --cpu-bf16."
         )
@@ -119,7 +125,10 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
                     # DDP averages gradients over processes; x world size keeps them those of the whole batch.
                     state.scaler.scale(loss * processes).backward()
                 if step_now:
-                    optimizer_step(state, cfg.grad_clip)
+                    if not optimizer_step(state, cfg.grad_clip):
+                        skipped += 1
+                        _skip_nonfinite(state, cfg, epoch, i)
+                        continue
                     state.last_opt_step = ni
                 t3 = time.perf_counter()
                 loss_sum += items

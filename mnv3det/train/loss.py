@@ -150,7 +150,9 @@ class YoloLoss(nn.Module):
             if m.image.numel():
                 ps = p[m.image, m.anchor, m.gy, m.gx]  # (n, 5 + nc)
                 pxy = ps[:, :2].sigmoid() * 2 - 0.5  # centre in -0.5..1.5 cells
-                pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * m.anchor_wh  # 0..4 anchors
+                # 0..4 anchors, floored at 1e-3 cells: torchvision's CIoU takes atan(w / h) without an eps, so a
+                # saturated logit (h -> 0, or cx + w/2 - (cx - w/2) rounding to 0) gave a finite loss but NaN gradients
+                pwh = ((ps[:, 2:4].sigmoid() * 2) ** 2 * m.anchor_wh).clamp(min=1e-3)
                 pbox = torch.cat((pxy, pwh), 1)
                 ciou_loss = complete_box_iou_loss(
                     box_convert(pbox, "cxcywh", "xyxy"), box_convert(m.box, "cxcywh", "xyxy")

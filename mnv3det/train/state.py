@@ -41,7 +41,7 @@ class TrainState:
     autocast_dtype: torch.dtype | None  # None = full precision
     memory_format: torch.memory_format = torch.contiguous_format  # channels_last when cfg.channels_last
     last_opt_step: int = -1  # global batch index of the last optimizer step
-    nonfinite_steps: int = 0  # batches skipped for a non-finite loss (whole run)
+    nonfinite_steps: int = 0  # batches skipped for a non-finite loss or gradient (whole run)
     best_fitness: float | None = None
     best_epoch: int = -1
     stopped_at: tuple[int, int] | None = None  # (epoch, batch) where an interrupt hit, both 0-based
