@@ -18,7 +18,8 @@ from mnv3det.deploy.export import export_model, synthetic_image
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-RECIPES = ["mnv3-small", "mnv3-small-min", "mnv3-small-dsh", "mnv3-large", "mnv2", "yolov5n", "yolov5s"]
+RECIPES = ["mnv3-small", "mnv3-small-min", "mnv3-small-dsh", "mnv3-large", "mnv3-large-min", "mnv2", "yolov5n",
+           "yolov5s"]
 NAMES = ["cell", "dot", "ring"]
 
 

@@ -95,8 +95,8 @@ def test_yolov5_baselines_have_published_parameter_counts(recipe, params):
 
 @pytest.mark.parametrize(
     "recipe",
-    ["mnv3-small", "mnv3-small-min", "mnv3-small-min-wide", "mnv3-small-dsh", "mnv3-small-dsh-wide", "mnv3-large", "mnv2",
-     "yolov5n", "yolov5s"],
+    ["mnv3-small", "mnv3-small-min", "mnv3-small-min-wide", "mnv3-small-dsh", "mnv3-small-dsh-wide", "mnv3-large",
+     "mnv3-large-min", "mnv2", "yolov5n", "yolov5s"],
 )
 def test_every_recipe_builds_and_runs_in_train_and_eval_mode(recipe):
     assert recipe in available_recipes()
@@ -212,7 +212,7 @@ def _randomise_batchnorm(model: nn.Module) -> None:
             bn.bias.data.uniform_(-0.2, 0.2)
 
 
-@pytest.mark.parametrize("recipe", ["mnv3-small", "mnv3-small-min", "mnv3-small-dsh", "mnv2", "yolov5n"])
+@pytest.mark.parametrize("recipe", ["mnv3-small", "mnv3-small-min", "mnv3-large-min", "mnv3-small-dsh", "mnv2", "yolov5n"])
 def test_fuse_folds_every_batchnorm_and_keeps_outputs(recipe):
     model = build_model(recipe, nc=4)
     _randomise_batchnorm(model)
@@ -272,16 +272,21 @@ def test_depthwise_head_costs_far_less_than_the_c3_head_at_equal_width():
     assert _head_params(light) < 0.6 * _head_params(dense)  # 410,653 against 792,509 at width 0.25 (laterals and Detect are 1x1 in both)
 
 
-def test_minimalistic_small_drops_se_hswish_and_5x5_but_keeps_small_channels_and_head():
-    minimal, small = build_model("mnv3-small-min", nc=80), build_model("mnv3-small", nc=80)
-    backbone = nn.ModuleList(minimal.layers[:12])
+@pytest.mark.parametrize(
+    "minimal_recipe, full_recipe, backbone_rows, params",
+    [("mnv3-small-min", "mnv3-small", 12, 605_749), ("mnv3-large-min", "mnv3-large", 16, 2_067_605)],
+)  # params: `mnv3det profile --recipe <minimal_recipe>` at nc=80
+def test_minimalistic_backbone_drops_se_hswish_and_5x5_but_keeps_channels_and_head(
+        minimal_recipe, full_recipe, backbone_rows, params):
+    minimal, full = build_model(minimal_recipe, nc=80), build_model(full_recipe, nc=80)
+    backbone = nn.ModuleList(minimal.layers[:backbone_rows])
     assert not any(isinstance(m, (L.SELayer, L.h_swish, nn.Hardswish)) for m in backbone.modules())
     depthwise = [m for m in backbone.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
-    assert len(depthwise) == 11 and {m.kernel_size for m in depthwise} == {(3, 3)}
-    # same taps and channel plan as mnv3-small, so the identical head text has identical head parameters
+    assert len(depthwise) == backbone_rows - 1 and {m.kernel_size for m in depthwise} == {(3, 3)}
+    # same taps and channel plan as the full recipe, so the identical head text has identical head parameters
     x = torch.rand(1, 3, 64, 64)
-    assert [t.shape for t in minimal(x)] == [t.shape for t in small(x)]
-    head = slice(12, None)
+    assert [t.shape for t in minimal(x)] == [t.shape for t in full(x)]
+    head = slice(backbone_rows, None)
     assert sum(p.numel() for p in minimal.layers[head].parameters()) == sum(
-        p.numel() for p in small.layers[head].parameters())
-    assert sum(p.numel() for p in minimal.parameters()) == 605_749  # `mnv3det profile --recipe mnv3-small-min`
+        p.numel() for p in full.layers[head].parameters())
+    assert sum(p.numel() for p in minimal.parameters()) == params
