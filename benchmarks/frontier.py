@@ -110,7 +110,8 @@ def ort_latency(onnx_path: Path, imgsz: int, threads: int, runs: int) -> float:
 
 
 def cmd_time(args: argparse.Namespace) -> None:
-    """Export each trained model (static ONNX at its size) and time it, blocks taken in turn over `rounds`."""
+    """Export each trained model (static ONNX at its size; an earlier export stands in for a lost checkpoint) and time
+    it, blocks taken in turn over `rounds`."""
     store = load_store()
     models = {}  # (recipe, imgsz) -> onnx path (latency does not depend on the seed's weights)
     for point in store["points"].values():
