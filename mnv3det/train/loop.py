@@ -94,7 +94,8 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
     processes = ddp.world_size()  # images/s counts every process's batch
     nb = len(loader)
     loss_sum = torch.zeros(3, device=device)
-    counted = images = skipped = i = 0
+    counted = images = i = 0
+    nonfinite_before = state.nonfinite_steps  # this epoch's skipped batches = the run's count's growth
     t_data = t_fwd = t_bwd = 0.0
     start = last_refresh = time.perf_counter()
     with EpochProgress(console or Console(stderr=True), show_progress, epoch, cfg.epochs, nb) as progress:
@@ -115,7 +116,6 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
                 t2 = time.perf_counter()
                 # Every process must agree, or DDP's gradient all-reduce would wait forever on the skipper.
                 if not ddp.all_true(bool(torch.isfinite(loss)), device):
-                    skipped += 1
                     _skip_nonfinite(state, cfg, epoch, i)
                     continue
                 step_now = ni - state.last_opt_step >= accumulate
@@ -126,7 +126,6 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
                     state.scaler.scale(loss * processes).backward()
                 if step_now:
                     if not optimizer_step(state, cfg.grad_clip):
-                        skipped += 1
                         _skip_nonfinite(state, cfg, epoch, i)
                         continue
                     state.last_opt_step = ni
@@ -144,4 +143,5 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
             state.stopped_at = (epoch, i)
             raise
     losses = (ddp.reduce_mean(loss_sum / max(counted, 1))).tolist()
+    skipped = state.nonfinite_steps - nonfinite_before
     return EpochStats(losses, images, nb, time.perf_counter() - start, skipped, t_data, t_fwd, t_bwd)
