@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
@@ -51,3 +53,32 @@ def test_profile_threads_default_to_the_available_cores(monkeypatch):
     import json
 
     assert json.loads(result.output)["profile"]["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                     "tried to allocate 120000000000 bytes. Error code 12 (Cannot allocate memory)"),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_is_a_message_that_says_what_to_lower(error: BaseException, monkeypatch):
+    def allocate(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("mnv3det.cli.profile_cmd.profile_models", allocate)
+    result = runner.invoke(app, ["profile", "--recipe", "yolov5n", "--runs", "0"])
+    assert result.exit_code == 2
+    assert "out of memory" in result.output and "smaller --imgsz or --batch" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_other_runtime_errors_keep_their_traceback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch: a bug, not the user's doing")
+
+    monkeypatch.setattr("mnv3det.cli.profile_cmd.profile_models", broken)
+    result = runner.invoke(app, ["profile", "--recipe", "yolov5n", "--runs", "0"])
+    assert isinstance(result.exception, RuntimeError) and "shape mismatch" in str(result.exception)

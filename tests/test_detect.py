@@ -212,6 +212,18 @@ def test_detect_cli_missing_source_exit_2(weights, tmp_path):
     assert "nothing.jpg does not exist" in result.output
 
 
+def test_detect_cli_takes_the_source_as_yolov5s_source_option_too(weights, image_dir, tmp_path):
+    args = ["detect", "-w", str(weights), "--imgsz", "128", "--nosave", "--save-txt", "--project", str(tmp_path)]
+    result = CliRunner().invoke(app, args + ["--source", str(image_dir), "--name", "by-option"])
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output  # the folder was read: its corrupt file is reported
+    assert f"results saved to {tmp_path / 'by-option'}" in " ".join(result.output.split())
+    none = CliRunner().invoke(app, args)
+    assert none.exit_code == 2 and "no source" in none.output
+    two = CliRunner().invoke(app, args + [str(image_dir), "--source", str(tmp_path)])
+    assert two.exit_code == 2 and "two sources given" in two.output
+
+
 def test_detect_cli_bad_classes_exit_2(weights, image_dir, tmp_path):
     result = CliRunner().invoke(
         app, ["detect", str(image_dir), "-w", str(weights), "--classes", "0,7", "--project", str(tmp_path)]

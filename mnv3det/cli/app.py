@@ -38,8 +38,27 @@ def user_errors(fn: F) -> F:
         except UserError as err:
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # user text: no markup
             raise typer.Exit(code=2) from None
+        except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(err):
+                raise
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            err_console.print(
+                f"[bold red]error:[/] out of memory ({escape(detail)}). Try a smaller --imgsz or --batch, or free "
+                "memory; a stopped training continues from its last epoch with --resume.", highlight=False, soft_wrap=True,
+            )
+            raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for a failed allocation: Python's MemoryError, torch's (CUDA) OutOfMemoryError or its CPU allocator's
+    RuntimeError ("can't allocate memory"). A user fixes these by asking for less, so they get a message, not a
+    traceback."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:

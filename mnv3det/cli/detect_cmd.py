@@ -15,17 +15,31 @@ from rich.console import Console
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help, parse_ints
 from mnv3det.deploy.config import DetectConfig
+from mnv3det.errors import UserError
 
 
 def _help(name: str, text: str) -> str:
     return default_help(DetectConfig, name, text)
 
 
+def _one_source(positional: str | None, option: str | None) -> str:
+    """SOURCE or --source (users of YOLOv5 type the latter), exactly one of them."""
+    if positional is not None and option is not None and positional != option:
+        raise UserError(f"two sources given, {positional!r} and --source {option!r}: give one")
+    if positional is None and option is None:
+        raise UserError("no source: give an image, folder, glob, video, .txt list or camera index, "
+                        "e.g. `mnv3det detect images/ --weights best.pt`")
+    return positional if positional is not None else option  # type: ignore[return-value]
+
+
 @command("detect")
 def detect_command(
-    source: str = typer.Argument(
-        ..., help="Image, directory, glob ('imgs/*.jpg', quoted), video file, .txt list, camera index (0) or stream URL "
-        "(rtsp://, http://)."
+    source: Optional[str] = typer.Argument(
+        None, show_default=False, help="Image, directory, glob ('imgs/*.jpg', quoted), video file, .txt list, camera "
+        "index (0) or stream URL (rtsp://, http://).",
+    ),
+    source_option: Optional[str] = typer.Option(
+        None, "--source", help="The same as SOURCE, in the spelling YOLOv5's detect.py uses."
     ),
     weights: Path = typer.Option(
         ..., "--weights", "-w",
@@ -57,7 +71,7 @@ def detect_command(
     from mnv3det.deploy.detect_runner import print_detect_report, run_detect
 
     config = build_config(
-        DetectConfig, source=source, weights=weights, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det,
+        DetectConfig, source=_one_source(source, source_option), weights=weights, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det,
         classes=parse_ints(classes, "--classes") if classes else None, agnostic_nms=agnostic_nms, device=device,
         save_images=False if nosave else None, save_txt=save_txt, save_conf=save_conf, save_json=save_json,
         save_crop=save_crop, hide_conf=hide_conf, line_width=line_width, project=project, name=name,

@@ -164,7 +164,9 @@ def get_exporter(name: str) -> Exporter:
     """The exporter of `--format name`, checked for its packages; a clear error otherwise."""
     exporter = EXPORTERS.get(name.lower())
     if exporter is None:
-        raise UserError(f"--format {name!r} is not supported; use one of {', '.join(EXPORTERS)}")
+        from mnv3det.deploy.formats import FORMATS  # the edge formats, exported by `edge_export`
+
+        raise UserError(f"--format {name!r} is not supported; use one of {', '.join([*EXPORTERS, *FORMATS])}")
     import importlib.util
 
     missing = [m for m in exporter.needs if importlib.util.find_spec(m) is None]
