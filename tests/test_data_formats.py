@@ -124,6 +124,30 @@ def test_three_formats_give_the_same_records_and_samples(tmp_path: Path) -> None
         np.testing.assert_allclose(batches[fmt][1].numpy(), batches["yolo"][1].numpy(), atol=1e-4)
 
 
+def test_yolo_segmentation_polygons_are_read_as_their_bounding_boxes(tmp_path: Path) -> None:
+    data = write_yolo(tmp_path)
+    for name, w, h, boxes in IMAGES:  # the same boxes, written as polygons: a diamond inscribed in each box
+        rows = [f"{c} {(x1 + x2) / 2 / w} {y1 / h} {x2 / w} {(y1 + y2) / 2 / h} {(x1 + x2) / 2 / w} {y2 / h} "
+                f"{x1 / w} {(y1 + y2) / 2 / h}" for c, x1, y1, x2, y2 in boxes]
+        (tmp_path / "labels" / "train" / Path(name).with_suffix(".txt")).write_text("\n".join(rows) + "\n")
+    (tmp_path / "labels" / "train" / "b.txt").write_text(
+        "1 0 0 0.5 0 0.5 0.3125 0 0.3125\n"  # line 1: a rectangle as 4 points -> (0, 0, 20, 25) px
+        "1 0.1 0.1 0.2 0.2 0.3 0.3 0.9\n"  # line 2: an even count after the class -> a bad row
+        "0 0.5 0.5 0.1 0.1 0.93\n"  # line 3: a --save-conf prediction row -> a bad row that says so
+    )
+    spec = load_data(data)
+    records = _by_name(spec.records("train"))
+    for name, *_ in IMAGES:
+        boxes, classes = _expected(name)
+        np.testing.assert_allclose(records[name].boxes, boxes, atol=1e-3, err_msg=name)
+        np.testing.assert_array_equal(records[name].classes, classes)
+    (report,) = check_data(spec, ["train"], progress=False)
+    found = {(Path(p.file).name, p.line, p.kind): p.detail for p in report.problems}
+    assert set(found) == {("b.txt", 2, "bad_row"), ("b.txt", 3, "bad_row")}
+    assert "or a polygon" in found[("b.txt", 2, "bad_row")]
+    assert "detect --save-conf" in found[("b.txt", 3, "bad_row")]
+
+
 def torch_equal(a, b) -> bool:
     return a.shape == b.shape and bool((a == b).all())
 

@@ -1,4 +1,5 @@
-"""YOLO txt: one `labels/....txt` per image, rows `class cx cy w h` as fractions of the image size.
+"""YOLO txt: one `labels/....txt` per image, rows `class cx cy w h` as fractions of the image size
+(segmentation polygons, `class x1 y1 x2 y2 ...`, are read as their bounding boxes).
 
 A split is an images folder (searched recursively), a txt file listing images (one path per line,
 relative to the txt's folder), or a list of these. The label of `.../images/a/b.jpg` is
@@ -77,22 +78,32 @@ def parse_label_file(label: Path, max_rows: int = MAX_BOXES_PER_IMAGE) -> tuple[
 
 
 def _parse_row(fields: list[str], label: str, lineno: int, problems: list[Problem]) -> RawBox | None:
-    """One row -> a RawBox, or None with the reason appended to `problems`."""
-    if len(fields) != 5:
-        # 5 fields is a box; segment polygons (more fields) are not read by a detector.
-        problems.append(Problem(label, lineno, "bad_row", f"{len(fields)} fields, expected 5: class cx cy w h"))
+    """One row -> a RawBox, or None with the reason appended to `problems`.
+
+    A box row is `class cx cy w h`. A segmentation row, `class x1 y1 x2 y2 x3 y3 ...` (YOLO's polygon labels, 3 or
+    more points), is read as the polygon's bounding box, so a segmentation dataset trains a detector as it is.
+    """
+    is_polygon = len(fields) >= 7 and len(fields) % 2 == 1
+    if len(fields) != 5 and not is_polygon:
+        hint = " (a 6th field is the score `detect --save-conf` writes; drop it to train on these rows)" if len(fields) == 6 else ""
+        problems.append(Problem(label, lineno, "bad_row", f"{len(fields)} fields, expected 5: class cx cy w h, "
+                                                          f"or a polygon: class x1 y1 x2 y2 x3 y3 ...{hint}"))
         return None
     try:
-        cls_f, cx, cy, w, h = (float(v) for v in fields)
+        cls_f, *coords = (float(v) for v in fields)
     except ValueError:
         problems.append(Problem(label, lineno, "bad_row", f"non-numeric field in {' '.join(fields)[:60]!r}"))
         return None
-    if not all(math.isfinite(v) for v in (cls_f, cx, cy, w, h)):
+    if not all(math.isfinite(v) for v in (cls_f, *coords)):
         problems.append(Problem(label, lineno, "bad_row", f"NaN or infinite value in {' '.join(fields)[:60]!r}"))
         return None
     if cls_f != int(cls_f):
         problems.append(Problem(label, lineno, "bad_row", f"class {fields[0]!r} is not an integer"))
         return None
+    if is_polygon:
+        xs, ys = coords[0::2], coords[1::2]
+        return RawBox(int(cls_f), (min(xs), min(ys), max(xs), max(ys)), normalised=True, line=lineno)
+    cx, cy, w, h = coords
     return RawBox(int(cls_f), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), normalised=True, line=lineno)
 
 
