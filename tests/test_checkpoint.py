@@ -100,3 +100,24 @@ def test_stale_temporaries_are_removed(tmp_path, model):
     keep = save_checkpoint(_ckpt(model), tmp_path / "last.pt")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and keep.exists()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(28, "No space left on device"),  # what a full disk raises from write()
+     RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1024 vs 512\n"
+                  "PytorchStreamWriter failed writing file data/3: file write failed")],  # what torch.save raises
+)
+def test_a_failed_write_is_a_clear_error_and_keeps_the_earlier_file(tmp_path, model, monkeypatch, failure):
+    earlier = save_checkpoint(_ckpt(model, epoch=1), tmp_path / "last.pt")
+
+    def fail(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(UserError, match=r"could not write checkpoint .*last\.pt \(.*(No space left|write failed).*--resume"):
+        save_checkpoint(_ckpt(model, epoch=2), earlier)
+    monkeypatch.undo()
+    assert load_checkpoint(earlier).epoch == 1  # the earlier file is whole
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # and no temporary is left behind

@@ -194,6 +194,20 @@ def save_checkpoint(ckpt: Checkpoint | Mapping[str, Any], path: str | Path) -> P
     if not isinstance(ckpt, Checkpoint):
         ckpt = Checkpoint.from_dict({"format": OLD_FORMATS[0], **ckpt}, source="checkpoint to save")
     path = Path(path)
+    try:
+        _write_atomically(ckpt, path)
+    except (OSError, RuntimeError) as err:  # a full disk, a read-only or vanished folder (torch.save: RuntimeError)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
+        raise UserError(
+            f"could not write checkpoint {path} ({reason}); an earlier {path.name} there is unchanged. Free disk space "
+            "or make the folder writable; a training run then continues from its last saved epoch with --resume"
+        ) from None
+    return path
+
+
+def _write_atomically(ckpt: Checkpoint, path: Path) -> None:
+    """torch.save to a temporary beside `path`, fsync, then rename over it: a kill or a failed write at any moment
+    leaves the earlier file whole (the temporary is removed, or later by `remove_stale_temporaries`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:  # O_EXCL on a random name: mode 0o666 minus the umask (mkstemp would force 0600)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
@@ -211,7 +225,6 @@ def save_checkpoint(ckpt: Checkpoint | Mapping[str, Any], path: str | Path) -> P
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
