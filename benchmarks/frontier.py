@@ -55,8 +55,16 @@ def save_store(store: dict) -> None:
     os.replace(tmp, STORE)
 
 
-def key(recipe: str, imgsz: int, seed: int) -> str:
-    return f"{recipe}@{imgsz}/s{seed}"
+PROTOCOL_EPOCHS = 30  # the issue's schedule; a longer one is stored (and reported) as its own point
+
+
+def schedule_suffix(epochs: int, sep: str) -> str:
+    """'' for the protocol's 30 epochs, so every earlier key and run folder keeps its name; else e.g. '/e60'."""
+    return "" if epochs == PROTOCOL_EPOCHS else f"{sep}e{epochs}"
+
+
+def key(recipe: str, imgsz: int, seed: int, epochs: int = PROTOCOL_EPOCHS) -> str:
+    return f"{recipe}@{imgsz}/s{seed}{schedule_suffix(epochs, '/')}"
 
 
 def score(weights: Path, imgsz: int, split: str, threads: int) -> dict:
@@ -69,7 +77,7 @@ def score(weights: Path, imgsz: int, split: str, threads: int) -> dict:
 
 
 def train_point(recipe: str, imgsz: int, seed: int, args: argparse.Namespace) -> dict:
-    name = f"{recipe}-{imgsz}-s{seed}"
+    name = f"{recipe}-{imgsz}-s{seed}{schedule_suffix(args.epochs, '-')}"
     t0 = time.time()
     mnv3det("train", "--recipe", recipe, "--data", str(BCCD), "--hyp", "hyp.small-data", "--epochs", str(args.epochs),
             "--imgsz", str(imgsz), "--batch", "16", "--seed", str(seed), "--workers", str(args.workers), "--no-plots",
@@ -86,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for point in args.points.split(","):
         recipe, imgsz = point.split("@")
         for seed in (int(s) for s in args.seeds.split(",")):
-            k = key(recipe, int(imgsz), seed)
+            k = key(recipe, int(imgsz), seed, args.epochs)
             if k in store["points"] and not args.again:
                 print(f"{k}: done already ({store['points'][k]['val']})")
                 continue
@@ -146,7 +154,7 @@ def cmd_int8(args: argparse.Namespace) -> None:
     store = load_store()
     for point in store["points"].values():
         k = f"{point['recipe']}@{point['imgsz']}"
-        if point["seed"] != 0 or k in store.setdefault("int8_export", {}):
+        if point["seed"] != 0 or point["epochs"] != PROTOCOL_EPOCHS or k in store.setdefault("int8_export", {}):
             continue
         weights, out = ROOT / point["weights"], RUNS / "int8" / f"{point['recipe']}-{point['imgsz']}_openvino_int8_model"
         result = json.loads(mnv3det("export", "--weights", str(weights), "--format", "openvino-int8", "--data", str(BCCD),
@@ -179,15 +187,15 @@ def cmd_int8(args: argparse.Namespace) -> None:
 
 
 def summary_rows(store: dict) -> list[dict]:
-    """One row per recipe and size: mean (and spread) over seeds, with the latencies."""
-    groups: dict[tuple[str, int], list[dict]] = {}
+    """One row per recipe, size and schedule: mean (and spread) over seeds, with the latencies."""
+    groups: dict[tuple[str, int, int], list[dict]] = {}
     for p in store["points"].values():
-        groups.setdefault((p["recipe"], p["imgsz"]), []).append(p)
+        groups.setdefault((p["recipe"], p["imgsz"], p["epochs"]), []).append(p)
     rows = []
-    for (recipe, imgsz), pts in sorted(groups.items()):
+    for (recipe, imgsz, epochs), pts in sorted(groups.items()):
         lat = store.get("latency", {})
         vals = [p["val"]["map"] for p in pts]
-        rows.append({"recipe": recipe, "imgsz": imgsz, "seeds": len(pts),
+        rows.append({"recipe": recipe, "imgsz": imgsz, "epochs": epochs, "seeds": len(pts),
                      "val_map": statistics.mean(vals), "val_spread": max(vals) - min(vals),
                      "val_map50": statistics.mean(p["val"]["map50"] for p in pts),
                      "test_map": statistics.mean(p["test"]["map"] for p in pts),
@@ -199,7 +207,9 @@ def summary_rows(store: dict) -> list[dict]:
 
 def cmd_report(args: argparse.Namespace) -> None:
     store = load_store()
-    rows = summary_rows(store)
+    all_rows = summary_rows(store)
+    rows = [r for r in all_rows if r["epochs"] == PROTOCOL_EPOCHS]
+    longer = [r for r in all_rows if r["epochs"] != PROTOCOL_EPOCHS]
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     lines = ["| recipe | size | seeds | val AP50-95 (spread) | val AP50 | test AP50-95 | test AP50 | ms 1 thread | ms 2 threads | train min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -212,13 +222,32 @@ def cmd_report(args: argparse.Namespace) -> None:
     if load:
         lines.append(f"\nLatency: ORT fp32, batch 1, median of {load['runs']} runs x {load['rounds']} rounds taken in turn; "
                      f"load average {load['before']:.2f} before, {load['after']:.2f} after.")
+    lines += longer_schedule_lines(longer, rows)
     lines += int8_lines(store)
     table = "\n".join(lines)
     (RESULTS / "frontier.md").write_text(table + "\n")
     print(table)
-    plot([("ONNX Runtime fp32; val AP (picks best.pt), pycocotools, mean over seeds", rows, "val_map"),
-          ("ONNX Runtime fp32; test AP (never seen in training), pycocotools, mean over seeds", rows, "test_map"),
+    plot([("ONNX Runtime fp32; val AP (picks best.pt), pycocotools, mean over seeds", all_rows, "val_map"),
+          ("ONNX Runtime fp32; test AP (never seen in training), pycocotools, mean over seeds", all_rows, "test_map"),
           ("OpenVINO INT8; val AP by mnv3det, seed 0", int8_rows(store), "val_map")], RESULTS / "frontier.png")
+
+
+def longer_schedule_lines(longer: list[dict], protocol: list[dict]) -> list[str]:
+    """The points trained on a longer schedule, each beside the same recipe and size at the protocol's 30 epochs."""
+    if not longer:
+        return []
+    base = {(r["recipe"], r["imgsz"]): r for r in protocol}
+    lines = ["", "| recipe | size | epochs | seeds | val AP50-95 (spread) | test AP50-95 | val / test at 30 epochs | "
+             "ms 1 thread |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in longer:
+        spread = f" ({r['val_spread']:.3f})" if r["seeds"] > 1 else ""
+        b = base.get((r["recipe"], r["imgsz"]))
+        at30 = f"{b['val_map']:.3f} / {b['test_map']:.3f}" if b else "-"
+        ms = "-" if r["ms_t1"] is None else f"{r['ms_t1']:.1f}"
+        lines.append(f"| {r['recipe']} | {r['imgsz']} | {r['epochs']} | {r['seeds']} | {r['val_map']:.3f}{spread} | "
+                     f"{r['test_map']:.3f} | {at30} | {ms} |")
+    lines.append("\nLonger schedule: the same protocol and latencies, only `--epochs` differs (dashed lines in the plot).")
+    return lines
 
 
 def int8_lines(store: dict) -> list[str]:
@@ -261,12 +290,16 @@ def plot(panels: list[tuple[str, list[dict], str]], path: Path) -> None:
     colour[BASELINE] = "black"
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), dpi=110, squeeze=False)
     for ax, (title, rows, y) in zip(axes[0], panels):
-        for recipe in recipes:
-            pts = sorted((r for r in rows if r["recipe"] == recipe and r["ms_t1"]), key=lambda r: r["ms_t1"])
+        schedules = sorted({r.get("epochs", PROTOCOL_EPOCHS) for r in rows})
+        for recipe, epochs in ((recipe, e) for recipe in recipes for e in schedules):
+            pts = sorted((r for r in rows if r["recipe"] == recipe and r.get("epochs", PROTOCOL_EPOCHS) == epochs
+                          and r["ms_t1"]), key=lambda r: r["ms_t1"])
             if not pts:
                 continue
-            ax.plot([p["ms_t1"] for p in pts], [p[y] for p in pts], marker="o", label=recipe, color=colour[recipe],
-                    linewidth=2.5 if recipe == BASELINE else 1.5)
+            longer = epochs != PROTOCOL_EPOCHS
+            ax.plot([p["ms_t1"] for p in pts], [p[y] for p in pts], marker="s" if longer else "o",
+                    linestyle="--" if longer else "-", label=f"{recipe}, {epochs} epochs" if longer else recipe,
+                    color=colour[recipe], linewidth=2.5 if recipe == BASELINE else 1.5)
             for p in pts:
                 ax.annotate(str(p["imgsz"]), (p["ms_t1"], p[y]), textcoords="offset points", xytext=(4, -10),
                             fontsize=8)
@@ -286,7 +319,7 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--points", required=True, help="recipe@size,... e.g. mnv3-small@416,yolov5n@320")
     t.add_argument("--seeds", default="0")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=PROTOCOL_EPOCHS, help="another schedule is kept apart: a point per epochs")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--again", action="store_true", help="re-train points already in the store")
