@@ -307,9 +307,14 @@ def plot(panels: list[tuple[str, list[dict], str]], path: Path) -> None:
         ax.set_xlabel("latency, ms (1 thread, batch 1)")
         ax.set_ylabel(f"AP50-95, BCCD {y.split('_')[0]}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    legend = {}  # label -> line, over every panel: one legend under the figure, clear of the curves
+    for ax in axes[0]:
+        for line, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, line)
+    labels = sorted(legend, key=lambda label: (label.startswith(BASELINE), label))
+    fig.legend([legend[label] for label in labels], labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
     fig.suptitle("mnv3det speed-accuracy frontier on BCCD (trained from scratch at each size)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path)
 
 
