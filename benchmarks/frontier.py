@@ -12,6 +12,8 @@ mnv3det's session settings, median of `--runs`, every model timed in blocks take
 never run by run: two live ORT pools would compete for the cores). Every step is a separate `mnv3det` process, so
 the script measures exactly what a user gets. Results accumulate in benchmarks/results/frontier.json (one entry per
 recipe, size and seed; a finished point is not trained again), so runs can be spread over several sessions.
+`train --epochs 60` trains the same point on a longer schedule, stored and reported as a point of its own (key
+`recipe@size/sN/e60`, folder `recipe-size-sN-e60`, a table beside the 30-epoch figures, dashed in the plot).
 `int8` deploys each size's seed-0 model in the fastest CPU format measured (benchmarks/bench_edge.py: OpenVINO
 INT8 for both families), calibrated on BCCD train by `mnv3det export --format openvino-int8 --data`, which also
 scores float and INT8 on BCCD val (mnv3det's evaluator); latency from mnv3det's timing worker, 1 and 2 threads.
