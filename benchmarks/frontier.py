@@ -272,7 +272,8 @@ def int8_rows(store: dict) -> list[dict]:
     rows = []
     for k, v in store.get("int8", {}).items():
         recipe, imgsz = k.split("@")
-        rows.append({"recipe": recipe, "imgsz": int(imgsz), "val_map": v["val_map_int8"], "ms_t1": v["ms_t1"]})
+        rows.append({"recipe": recipe, "imgsz": int(imgsz), "epochs": PROTOCOL_EPOCHS, "val_map": v["val_map_int8"],
+                     "ms_t1": v["ms_t1"]})
     return rows
 
 
@@ -292,10 +293,10 @@ def plot(panels: list[tuple[str, list[dict], str]], path: Path) -> None:
     colour[BASELINE] = "black"
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), dpi=110, squeeze=False)
     for ax, (title, rows, y) in zip(axes[0], panels):
-        schedules = sorted({r.get("epochs", PROTOCOL_EPOCHS) for r in rows})
+        schedules = sorted({r["epochs"] for r in rows})
         for recipe, epochs in ((recipe, e) for recipe in recipes for e in schedules):
-            pts = sorted((r for r in rows if r["recipe"] == recipe and r.get("epochs", PROTOCOL_EPOCHS) == epochs
-                          and r["ms_t1"]), key=lambda r: r["ms_t1"])
+            pts = sorted((r for r in rows if r["recipe"] == recipe and r["epochs"] == epochs and r["ms_t1"]),
+                         key=lambda r: r["ms_t1"])
             if not pts:
                 continue
             longer = epochs != PROTOCOL_EPOCHS

@@ -8,3 +8,12 @@ without a traceback and exits with status 2; everything else is a bug and keeps 
 
 class UserError(Exception):
     """An error the user can fix; its message is shown as is."""
+
+
+def error_line(err: BaseException, *, last: bool = False, limit: int | None = None) -> str:
+    """One line of `err`'s message for a one-line error: the first (or `last`) non-empty line, cut to `limit`
+    characters; the exception's type name when it has no message. (torch puts its "[enforce fail at ...]" location
+    first and the reason last.)"""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    line = lines[-1] if last else lines[0]
+    return line if limit is None else line[:limit]

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, error_line
 
 app = typer.Typer(
     name="mnv3det",
@@ -41,9 +41,8 @@ def user_errors(fn: F) -> F:
         except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(err):
                 raise
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             err_console.print(
-                f"[bold red]error:[/] out of memory ({escape(detail)}). Try a smaller --imgsz or --batch, or free "
+                f"[bold red]error:[/] out of memory ({escape(error_line(err, limit=300))}). Try a smaller --imgsz or --batch, or free "
                 "memory; a stopped training continues from its last epoch with --resume.", highlight=False, soft_wrap=True,
             )
             raise typer.Exit(code=2) from None

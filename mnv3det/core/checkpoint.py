@@ -32,7 +32,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, error_line
 
 FORMAT = "mnv3det/2"
 OLD_FORMATS = ("mnv3det/1",)  # read and upgraded in memory; never written
@@ -197,9 +197,8 @@ def save_checkpoint(ckpt: Checkpoint | Mapping[str, Any], path: str | Path) -> P
     try:
         _write_atomically(ckpt, path)
     except (OSError, RuntimeError) as err:  # a full disk, a read-only or vanished folder (torch.save: RuntimeError)
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
         raise UserError(
-            f"could not write checkpoint {path} ({reason}); an earlier {path.name} there is unchanged. Free disk space "
+            f"could not write checkpoint {path} ({error_line(err, last=True, limit=200)}); an earlier {path.name} there is unchanged. Free disk space "
             "or make the folder writable; a training run then continues from its last saved epoch with --resume"
         ) from None
     return path

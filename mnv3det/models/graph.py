@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, error_line
 from mnv3det.models import layers as L
 from mnv3det.models.detect import Detect
 from mnv3det.models.light_head import CSPDS, DSConv
@@ -288,8 +288,7 @@ def trace(modules: nn.ModuleList, label: str, size: int = TRACE_SIZE) -> tuple[l
             try:
                 out = m(inp)
             except RuntimeError as err:
-                first = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise UserError(f"{where} and fails: {first}. Check this row's 'from' and args.") from None
+                raise UserError(f"{where} and fails: {error_line(err)}. Check this row's 'from' and args.") from None
             outputs.append(out)
             shapes.append(tuple(out.shape))
         raise UserError(f"recipe {label}: no Detect row")  # parse_rows already guarantees one
