@@ -14,6 +14,10 @@ the script measures exactly what a user gets. Results accumulate in benchmarks/r
 recipe, size and seed; a finished point is not trained again), so runs can be spread over several sessions.
 `train --epochs 60` trains the same point on a longer schedule, stored and reported as a point of its own (key
 `recipe@size/sN/e60`, folder `recipe-size-sN-e60`, a table beside the 30-epoch figures, dashed in the plot).
+`train --start shipped` (or `--start PATH` of a `mnv3det pretrain` file) fine-tunes from pretrained weights instead
+of scratch (issue 20): the start is part of the key (`recipe@size/sN/pt`, `/pt-LABEL` for a file) and the run folder,
+and `report` sets each pretrained point beside the scratch point of the same recipe, size and schedule, with the
+AP after 5, 10 and 30 epochs (the fast mAP on val from results.csv) and the per-class test AP.
 `int8` deploys each size's seed-0 model in the fastest CPU format measured (benchmarks/bench_edge.py: OpenVINO
 INT8 for both families), calibrated on BCCD train by `mnv3det export --format openvino-int8 --data`, which also
 scores float and INT8 on BCCD val (mnv3det's evaluator); latency from mnv3det's timing worker, 1 and 2 threads.
@@ -65,29 +69,65 @@ def schedule_suffix(epochs: int, sep: str) -> str:
     return "" if epochs == PROTOCOL_EPOCHS else f"{sep}e{epochs}"
 
 
-def key(recipe: str, imgsz: int, seed: int, epochs: int = PROTOCOL_EPOCHS) -> str:
-    return f"{recipe}@{imgsz}/s{seed}{schedule_suffix(epochs, '/')}"
+SCRATCH = "scratch"  # the start of every point measured before issue 20
+
+
+def start_label(start: str, label: str | None = None) -> str:
+    """'scratch', 'pt' (the shipped weights) or 'pt-LABEL' (a pretrain file; LABEL defaults to its run folder)."""
+    if start in (SCRATCH, "none"):
+        return SCRATCH
+    if start == "shipped":
+        return "pt"
+    return f"pt-{label or Path(start).resolve().parents[1].name}"
+
+
+def start_suffix(start: str, sep: str) -> str:
+    """'' for scratch (every earlier key and folder keeps its name), else e.g. '/pt'."""
+    return "" if start == SCRATCH else f"{sep}{start}"
+
+
+def key(recipe: str, imgsz: int, seed: int, epochs: int = PROTOCOL_EPOCHS, start: str = SCRATCH) -> str:
+    return f"{recipe}@{imgsz}/s{seed}{schedule_suffix(epochs, '/')}{start_suffix(start, '/')}"
 
 
 def score(weights: Path, imgsz: int, split: str, threads: int) -> dict:
-    """pycocotools AP of `weights` on a BCCD split at `imgsz`, from `mnv3det val`'s results.json."""
+    """pycocotools AP (and AP per class) of `weights` on a BCCD split at `imgsz`, from `mnv3det val`'s results.json."""
     name = f"{weights.parents[1].name}-{split}"
     mnv3det("val", "--weights", str(weights), "--data", str(BCCD), "--split", split, "--imgsz", str(imgsz),
             "--no-plots", "--project", str(RUNS / "val"), "--name", name, "--exist-ok", threads=threads)
     result = json.loads((RUNS / "val" / name / "results.json").read_text())
-    return {"map": result["map"], "map50": result["map50"]}
+    return {"map": result["map"], "map50": result["map50"],
+            "per_class": {c["name"]: round(c["ap"], 4) for c in result.get("per_class", [])}}
+
+
+HISTORY_EPOCHS = (5, 10, 30)  # where the fast val mAP of results.csv is kept: how fast a start learns
+
+
+def val_history(results_csv: Path) -> dict[str, float]:
+    """{"5": AP50-95, ...} from the run's results.csv (fast mAP on val, 1-based epochs)."""
+    import csv
+
+    rows = list(csv.DictReader(results_csv.open())) if results_csv.is_file() else []
+    out = {}
+    for epoch in HISTORY_EPOCHS:
+        if epoch <= len(rows) and rows[epoch - 1].get("metrics/mAP50-95") not in (None, ""):
+            out[str(epoch)] = round(float(rows[epoch - 1]["metrics/mAP50-95"]), 4)
+    return out
 
 
 def train_point(recipe: str, imgsz: int, seed: int, args: argparse.Namespace) -> dict:
-    name = f"{recipe}-{imgsz}-s{seed}{schedule_suffix(args.epochs, '-')}"
+    start = start_label(args.start, args.start_label)
+    name = f"{recipe}-{imgsz}-s{seed}{schedule_suffix(args.epochs, '-')}{start_suffix(start, '-')}"
+    pretrained = "none" if start == SCRATCH else args.start
     t0 = time.time()
     mnv3det("train", "--recipe", recipe, "--data", str(BCCD), "--hyp", "hyp.small-data", "--epochs", str(args.epochs),
             "--imgsz", str(imgsz), "--batch", "16", "--seed", str(seed), "--workers", str(args.workers), "--no-plots",
-            "--project", str(RUNS), "--name", name, "--exist-ok", threads=args.threads)
+            "--pretrained", pretrained, "--project", str(RUNS), "--name", name, "--exist-ok", threads=args.threads)
     minutes = (time.time() - t0) / 60
     weights = RUNS / name / "weights" / "best.pt"
-    return {"recipe": recipe, "imgsz": imgsz, "seed": seed, "epochs": args.epochs, "train_min": round(minutes, 1),
-            "load_after": os.getloadavg()[0], "weights": str(weights.relative_to(ROOT)),
+    return {"recipe": recipe, "imgsz": imgsz, "seed": seed, "epochs": args.epochs, "start": start,
+            "pretrained": pretrained, "train_min": round(minutes, 1), "load_after": os.getloadavg()[0],
+            "weights": str(weights.relative_to(ROOT)), "val_history": val_history(RUNS / name / "results.csv"),
             "val": score(weights, imgsz, "val", args.threads), "test": score(weights, imgsz, "test", args.threads)}
 
 
@@ -96,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for point in args.points.split(","):
         recipe, imgsz = point.split("@")
         for seed in (int(s) for s in args.seeds.split(",")):
-            k = key(recipe, int(imgsz), seed, args.epochs)
+            k = key(recipe, int(imgsz), seed, args.epochs, start_label(args.start, args.start_label))
             if k in store["points"] and not args.again:
                 print(f"{k}: done already ({store['points'][k]['val']})")
                 continue
@@ -156,7 +196,8 @@ def cmd_int8(args: argparse.Namespace) -> None:
     store = load_store()
     for point in store["points"].values():
         k = f"{point['recipe']}@{point['imgsz']}"
-        if point["seed"] != 0 or point["epochs"] != PROTOCOL_EPOCHS or k in store.setdefault("int8_export", {}):
+        if (point["seed"] != 0 or point["epochs"] != PROTOCOL_EPOCHS or point.get("start", SCRATCH) != SCRATCH
+                or k in store.setdefault("int8_export", {})):
             continue
         weights, out = ROOT / point["weights"], RUNS / "int8" / f"{point['recipe']}-{point['imgsz']}_openvino_int8_model"
         result = json.loads(mnv3det("export", "--weights", str(weights), "--format", "openvino-int8", "--data", str(BCCD),
@@ -189,15 +230,16 @@ def cmd_int8(args: argparse.Namespace) -> None:
 
 
 def summary_rows(store: dict) -> list[dict]:
-    """One row per recipe, size and schedule: mean (and spread) over seeds, with the latencies."""
-    groups: dict[tuple[str, int, int], list[dict]] = {}
+    """One row per recipe, size, schedule and start: mean (and spread) over seeds, with the latencies."""
+    groups: dict[tuple[str, int, int, str], list[dict]] = {}
     for p in store["points"].values():
-        groups.setdefault((p["recipe"], p["imgsz"], p["epochs"]), []).append(p)
+        groups.setdefault((p["recipe"], p["imgsz"], p["epochs"], p.get("start", SCRATCH)), []).append(p)
     rows = []
-    for (recipe, imgsz, epochs), pts in sorted(groups.items()):
+    for (recipe, imgsz, epochs, start), pts in sorted(groups.items()):
         lat = store.get("latency", {})
         vals = [p["val"]["map"] for p in pts]
-        rows.append({"recipe": recipe, "imgsz": imgsz, "epochs": epochs, "seeds": len(pts),
+        rows.append({"recipe": recipe, "imgsz": imgsz, "epochs": epochs, "start": start, "seeds": len(pts),
+                     "points": pts,
                      "val_map": statistics.mean(vals), "val_spread": max(vals) - min(vals),
                      "val_map50": statistics.mean(p["val"]["map50"] for p in pts),
                      "test_map": statistics.mean(p["test"]["map"] for p in pts),
@@ -210,8 +252,9 @@ def summary_rows(store: dict) -> list[dict]:
 def cmd_report(args: argparse.Namespace) -> None:
     store = load_store()
     all_rows = summary_rows(store)
-    rows = [r for r in all_rows if r["epochs"] == PROTOCOL_EPOCHS]
-    longer = [r for r in all_rows if r["epochs"] != PROTOCOL_EPOCHS]
+    scratch = [r for r in all_rows if r["start"] == SCRATCH]
+    rows = [r for r in scratch if r["epochs"] == PROTOCOL_EPOCHS]
+    longer = [r for r in scratch if r["epochs"] != PROTOCOL_EPOCHS]
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     lines = ["| recipe | size | seeds | val AP50-95 (spread) | val AP50 | test AP50-95 | test AP50 | ms 1 thread | ms 2 threads | train min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -225,6 +268,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         lines.append(f"\nLatency: ORT fp32, batch 1, median of {load['runs']} runs x {load['rounds']} rounds taken in turn; "
                      f"load average {load['before']:.2f} before, {load['after']:.2f} after.")
     lines += longer_schedule_lines(longer, rows)
+    lines += pretrained_lines(all_rows)
     lines += int8_lines(store)
     table = "\n".join(lines)
     (RESULTS / "frontier.md").write_text(table + "\n")
@@ -249,6 +293,40 @@ def longer_schedule_lines(longer: list[dict], protocol: list[dict]) -> list[str]
         lines.append(f"| {r['recipe']} | {r['imgsz']} | {r['epochs']} | {r['seeds']} | {r['val_map']:.3f}{spread} | "
                      f"{r['test_map']:.3f} | {at30} | {ms} |")
     lines.append("\nLonger schedule: the same protocol and latencies, only `--epochs` differs (dashed lines in the plot).")
+    return lines
+
+
+def pretrained_lines(rows: list[dict]) -> list[str]:
+    """Each pretrained start beside scratch at the same recipe, size and schedule: AP, gain, the AP after 5/10/30
+    epochs (fast val mAP; mean over seeds) and the per-class test AP."""
+    pretrained = [r for r in rows if r["start"] != SCRATCH]
+    if not pretrained:
+        return []
+    base = {(r["recipe"], r["imgsz"], r["epochs"]): r for r in rows if r["start"] == SCRATCH}
+
+    def history(r: dict) -> str:
+        means = []
+        for e in HISTORY_EPOCHS:
+            got = [p["val_history"][str(e)] for p in r["points"] if str(e) in p.get("val_history", {})]
+            means.append(f"{statistics.mean(got):.3f}" if got else "-")
+        return " / ".join(means)
+
+    def per_class(r: dict) -> str:
+        names = sorted({n for p in r["points"] for n in p["test"].get("per_class", {})})
+        return ", ".join(f"{n} {statistics.mean(p['test']['per_class'][n] for p in r['points'] if n in p['test'].get('per_class', {})):.3f}"
+                         for n in names) or "-"
+
+    lines = ["", "| recipe | size | epochs | start | seeds | val AP50-95 | test AP50-95 | test gain over scratch | "
+             "val AP at epoch 5 / 10 / 30 | test AP per class |", "|---|---:|---:|---|---:|---:|---:|---:|---|---|"]
+    for r in sorted(pretrained, key=lambda r: (r["recipe"], r["imgsz"], r["epochs"], r["start"])):
+        b = base.get((r["recipe"], r["imgsz"], r["epochs"]))
+        for row, gain in ((b, ""), (r, f"{(r['test_map'] - b['test_map']) * 100:+.1f}" if b else "-")):
+            if row is None:
+                continue
+            lines.append(f"| {row['recipe']} | {row['imgsz']} | {row['epochs']} | {row['start']} | {row['seeds']} | "
+                         f"{row['val_map']:.3f} | {row['test_map']:.3f} | {gain} | {history(row)} | {per_class(row)} |")
+    lines.append("\nPretrained starts (issue 20): the same protocol, fine-tuned from `mnv3det pretrain` weights; gain in "
+                 "points of test AP50-95 (mean over seeds). Epoch 5/10/30 columns: the fast mAP on val from results.csv.")
     return lines
 
 
@@ -293,15 +371,16 @@ def plot(panels: list[tuple[str, list[dict], str]], path: Path) -> None:
     colour[BASELINE] = "black"
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), dpi=110, squeeze=False)
     for ax, (title, rows, y) in zip(axes[0], panels):
-        schedules = sorted({r["epochs"] for r in rows})
-        for recipe, epochs in ((recipe, e) for recipe in recipes for e in schedules):
-            pts = sorted((r for r in rows if r["recipe"] == recipe and r["epochs"] == epochs and r["ms_t1"]),
-                         key=lambda r: r["ms_t1"])
+        lines = sorted({(r["recipe"], r["epochs"], r.get("start", SCRATCH)) for r in rows})
+        for recipe, epochs, start in lines:
+            pts = sorted((r for r in rows if (r["recipe"], r["epochs"], r.get("start", SCRATCH)) == (recipe, epochs, start)
+                          and r["ms_t1"]), key=lambda r: r["ms_t1"])
             if not pts:
                 continue
-            longer = epochs != PROTOCOL_EPOCHS
-            ax.plot([p["ms_t1"] for p in pts], [p[y] for p in pts], marker="s" if longer else "o",
-                    linestyle="--" if longer else "-", label=f"{recipe}, {epochs} epochs" if longer else recipe,
+            longer, pretrained = epochs != PROTOCOL_EPOCHS, start != SCRATCH
+            label = recipe + (f", {epochs} epochs" if longer else "") + (f", {start}" if pretrained else "")
+            ax.plot([p["ms_t1"] for p in pts], [p[y] for p in pts], marker="^" if pretrained else "s" if longer else "o",
+                    linestyle=":" if pretrained else "--" if longer else "-", label=label,
                     color=colour[recipe], linewidth=2.5 if recipe == BASELINE else 1.5)
             for p in pts:
                 ax.annotate(str(p["imgsz"]), (p["ms_t1"], p[y]), textcoords="offset points", xytext=(4, -10),
@@ -316,7 +395,7 @@ def plot(panels: list[tuple[str, list[dict], str]], path: Path) -> None:
             legend.setdefault(label, line)
     labels = sorted(legend, key=lambda label: (label.startswith(BASELINE), label))
     fig.legend([legend[label] for label in labels], labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
-    fig.suptitle("mnv3det speed-accuracy frontier on BCCD (trained from scratch at each size)")
+    fig.suptitle("mnv3det speed-accuracy frontier on BCCD (solid: from scratch; dotted: from pretrained weights)")
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path)
 
@@ -331,6 +410,9 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--again", action="store_true", help="re-train points already in the store")
+    t.add_argument("--start", default=SCRATCH, help="scratch, shipped (the recipe's shipped pretrained weights) or the "
+                                                     "path of a `mnv3det pretrain` weights file")
+    t.add_argument("--start-label", default=None, help="name of a --start file in keys and folders (default: its run)")
     tm = sub.add_parser("time")
     tm.add_argument("--rounds", type=int, default=3)
     tm.add_argument("--runs", type=int, default=30)

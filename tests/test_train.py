@@ -14,7 +14,7 @@ from mnv3det.train.config import TrainConfig
 from mnv3det.train import loss, results, setup, trainer
 from mnv3det.core.checkpoint import load_checkpoint, load_model
 from mnv3det.train.resume import config_for_resume
-from mnv3det.train.setup import transfer_weights
+from mnv3det.models.transfer import transfer_detector
 from mnv3det.train.trainer import fit
 from mnv3det.errors import UserError
 from mnv3det.models import build_model
@@ -104,14 +104,20 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
         config_for_resume(last, {"epochs": 5})
 
 
-def test_transfer_weights_skips_what_does_not_fit():
+def test_transfer_keeps_box_and_objectness_rows_when_the_class_count_changes():
     torch.manual_seed(0)
     src = build_model("mnv3-small", nc=4)
     dst = build_model("mnv3-small", nc=2)
-    copied, skipped = transfer_weights(dst, src.state_dict())
-    assert skipped and all(k.startswith(f"layers.{len(dst.layers) - 1}.") for k in skipped)  # only the Detect convs
-    assert copied == len(dst.state_dict()) - len(skipped)
-    name = next(k for k in dst.state_dict() if k.endswith("weight") and k not in skipped)
+    fresh = {k: v.clone() for k, v in dst.state_dict().items()}
+    report = transfer_detector(dst, src.state_dict(), 4, "src", strict=True, recipe=src.recipe)
+    detect = f"layers.{len(dst.layers) - 1}.m."
+    assert report.skipped == [] and report.class_rows and all(k.startswith(detect) for k in report.class_rows)
+    assert report.loaded + len(report.class_rows) == len(dst.state_dict())
+    for key in report.class_rows:  # per anchor: rows [x, y, w, h, obj] from the source, class rows left fresh
+        got = dst.state_dict()[key].view(3, 5 + 2, -1)
+        assert torch.equal(got[:, :5], src.state_dict()[key].view(3, 5 + 4, -1)[:, :5])
+        assert torch.equal(got[:, 5:], fresh[key].view(3, 5 + 2, -1)[:, 5:])
+    name = next(k for k in dst.state_dict() if k.endswith("weight") and not k.startswith(detect))
     assert torch.equal(dst.state_dict()[name], src.state_dict()[name])
 
 

@@ -14,6 +14,7 @@ from mnv3det.cli.app import app  # noqa: E402
 
 # Registration by import, in the order `--help` lists the commands.
 from mnv3det.cli import train_cmd as _train  # noqa: F401,E402
+from mnv3det.cli import pretrain_cmd as _pretrain  # noqa: F401,E402
 from mnv3det.cli import val_cmd as _val  # noqa: F401,E402
 from mnv3det.cli import detect_cmd as _detect  # noqa: F401,E402
 from mnv3det.cli import export_cmd as _export  # noqa: F401,E402

@@ -38,6 +38,11 @@ def train_command(
     hyp: Optional[str] = typer.Option(None, "--hyp", help="Yaml of TrainConfig fields (e.g. hyp.small-data, hyp.scratch)."),
     backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="torchvision MobileNet state_dict file for the backbone."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Start from an mnv3det checkpoint (tensors that fit are loaded)."),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained",
+        help="Start: auto (the recipe's shipped pretrained weights, if any; --weights or --backbone-weights win), "
+             "shipped, none (from scratch), or a weights/pretrained.pt of `mnv3det pretrain` (default auto).",
+    ),
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue a killed run: `--resume RUN_DIR|last.pt`, or `--resume` alone for the newest runs/train/*/weights/last.pt.",

@@ -10,6 +10,8 @@
       config        the run's TrainConfig as a plain dict ({} when not written by a training run)
       data          DataInfo (names, category ids, format, source) or None
       resume        ResumeState (raw weights, optimizer, scaler, EMA count, RNG, counters) or None
+      provenance    how the weights were made, when not by plain training (pretraining: generator settings,
+                    seed, samples seen, wall time, commit); None otherwise. Optional: older files lack it.
 
 Every value is a tensor, number, string, list, tuple, dict or None, so `torch.load(weights_only=True)`
 reads it and a checkpoint cannot run code on load. Reading is strict: a file that is not ours, or that
@@ -79,6 +81,7 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     data: DataInfo | None = None
     resume: ResumeState | None = None
+    provenance: dict[str, Any] | None = None
 
     @property
     def train_imgsz(self) -> int | None:

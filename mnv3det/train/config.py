@@ -39,6 +39,7 @@ class TrainConfig:
     max_images: int | None = None  # cap the train/val image count (smoke runs, tests); None = all
     backbone_weights: str | None = None  # torchvision MobileNetV3/V2 state_dict for the backbone
     weights: str | None = None  # start from an mnv3det checkpoint (loads tensors whose shapes fit)
+    pretrained: str = "auto"  # start: auto (the recipe's shipped weights, if any), shipped, none, or a pretrain .pt
     freeze: int = 0  # freeze the first N rows of the graph
 
     # --- run length, batch, image size --------------------------------------------------------

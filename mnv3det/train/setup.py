@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Protocol
 
 from torch import Tensor, nn
@@ -23,15 +25,6 @@ def default_threads(world_size: int) -> int:
     return resolve_threads(None, world_size)
 
 
-def transfer_weights(model: nn.Module, state: dict[str, Tensor]) -> tuple[int, list[str]]:
-    """Copy tensors of `state` whose names and shapes fit `model`; returns (copied, skipped names)."""
-    own = model.state_dict()
-    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(fits))
-    model.load_state_dict(fits, strict=False)
-    return len(fits), skipped
-
-
 def freeze_rows(model: nn.Module, n: int) -> int:
     """Stop gradients in the first n rows of the graph; returns the number of frozen tensors."""
     layers = model.layers  # type: ignore[attr-defined]
@@ -45,8 +38,59 @@ def freeze_rows(model: nn.Module, n: int) -> int:
     return frozen
 
 
+PRETRAINED_WORDS = ("auto", "shipped", "none")
+
+
+def resolve_pretrained(cfg: TrainConfig) -> TrainConfig:
+    """The start a new run uses, as config.yaml records it: 'auto' becomes 'shipped' when the recipe ships
+    pretrained weights and neither --weights nor --backbone-weights is given (the user's own weights win), else
+    'none'. 'shipped' for a recipe without shipped weights, or beside --weights, is a UserError."""
+    from mnv3det.models.shipped import shipped_recipes, shipped_weights_path
+
+    own = cfg.weights or cfg.backbone_weights
+    if cfg.pretrained == "auto":
+        use = "shipped" if shipped_weights_path(cfg.recipe) is not None and not own else "none"
+        return dataclasses.replace(cfg, pretrained=use)
+    if cfg.pretrained != "none" and own:
+        raise UserError(f"--pretrained {cfg.pretrained} and --{'weights' if cfg.weights else 'backbone-weights'} "
+                        f"{own} are two starts; give one (or --pretrained none)")
+    if cfg.pretrained == "shipped" and shipped_weights_path(cfg.recipe) is None:
+        raise UserError(f"--pretrained shipped: no pretrained weights ship for recipe {cfg.recipe!r} (they ship for "
+                        f"{', '.join(shipped_recipes()) or 'none'}); use --pretrained none or a file from "
+                        "`mnv3det pretrain`")
+    return cfg
+
+
+def _load_start(model: nn.Module, cfg: TrainConfig, log: Log) -> None:
+    """--weights (what fits), else --pretrained shipped / a file (strict: made for this recipe)."""
+    from mnv3det.models.shipped import describe_provenance, shipped_weights_path
+    from mnv3det.models.transfer import transfer_detector
+
+    cfg = resolve_pretrained(cfg)  # fit() resolved it already (for config.yaml); direct callers may not have
+    if cfg.weights:
+        start = load_checkpoint(cfg.weights)
+        report = transfer_detector(model, start.model, start.nc, f"--weights {cfg.weights}", strict=False)
+        log.print(f"weights: {report.summary()}")
+        return
+    if cfg.pretrained == "none":
+        return
+    path = shipped_weights_path(cfg.recipe) if cfg.pretrained == "shipped" else Path(cfg.pretrained)
+    label = f"shipped weights {path}" if cfg.pretrained == "shipped" else f"--pretrained {path}"
+    if path is None or not path.is_file():
+        raise UserError(f"{label}: file not found; give the weights/pretrained.pt of a `mnv3det pretrain` run, or "
+                        "--pretrained none to train from scratch")
+    try:
+        start = load_checkpoint(path)
+    except UserError as err:
+        raise UserError(f"{label} cannot be used ({err}); train from scratch with --pretrained none, or reinstall "
+                        "mnv3det to restore the shipped file") from None
+    report = transfer_detector(model, start.model, start.nc, label, strict=True, recipe=start.recipe)
+    log.print(f"start: {report.summary()}; made from {describe_provenance(start.provenance)}", highlight=False)
+
+
 def build_training_model(cfg: TrainConfig, names: list[str], log: Log) -> nn.Module:
-    """Model from the recipe with nc from the data; backbone weights, --weights transfer and freezing applied."""
+    """Model from the recipe with nc from the data; backbone weights, the start (--weights or the pretrained
+    weights, see resolve_pretrained) and freezing applied."""
     from mnv3det.models import build_model, load_backbone_weights
 
     model = build_model(cfg.recipe, nc=len(names))
@@ -54,16 +98,7 @@ def build_training_model(cfg: TrainConfig, names: list[str], log: Log) -> nn.Mod
     if cfg.backbone_weights:
         report = load_backbone_weights(model, cfg.backbone_weights)
         log.print(f"backbone weights: {report.summary()}")
-    if cfg.weights:
-        start = load_checkpoint(cfg.weights)
-        copied, skipped = transfer_weights(model, start.model)
-        if copied == 0:
-            raise UserError(f"--weights {cfg.weights}: no tensor fits this model ({cfg.recipe}); is it the same architecture?")
-        shown = ", ".join(skipped[:6]) + (" ..." if len(skipped) > 6 else "")
-        log.print(
-            f"weights: {copied}/{copied + len(skipped)} tensors loaded from {cfg.weights}"
-            + (f"; skipped {len(skipped)} that do not fit (e.g. a different number of classes): {shown}" if skipped else "")
-        )
+    _load_start(model, cfg, log)
     if cfg.freeze:
         n = freeze_rows(model, cfg.freeze)
         log.print(f"freeze: rows 0..{cfg.freeze - 1} frozen ({n} tensors)")

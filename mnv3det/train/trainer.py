@@ -17,7 +17,7 @@ import contextlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from rich.console import Console
@@ -33,7 +33,7 @@ from mnv3det.train.loop import BatchHook, EpochStats, train_one_epoch
 from mnv3det.train.progress import Deferred, summary_line
 from mnv3det.train.results import append_results, log_tensorboard, open_tensorboard, results_row, trim_results
 from mnv3det.train.resume import repair_best, resume_checkpoint, resume_run_dir
-from mnv3det.train.setup import build_training_model, default_threads, model_from_checkpoint
+from mnv3det.train.setup import build_training_model, default_threads, model_from_checkpoint, resolve_pretrained
 from mnv3det.train.state import TrainState, build_state, make_checkpoint, restore_state, seed_everything, set_rng_state
 
 
@@ -50,6 +50,24 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch run here
 
 
+class GeneratedTrainSet(Protocol):
+    """A training set made on the fly (pretraining) that stands in for the data's train split.
+
+    The data yaml (cfg.data) then only gives the class names and the validation split."""
+
+    def loader(self, batch_size: int, workers: int) -> Any:
+        """Batches like create_dataloader's; `loader.sampler.set_epoch(epoch)` picks the epoch's samples."""
+        ...
+
+    def describe(self) -> str:
+        """What one epoch is, for the start-of-run line (e.g. "1024 generated scenes per epoch")."""
+        ...
+
+    def provenance(self, epoch: int) -> dict[str, Any]:
+        """What a checkpoint after `epoch` records about how its weights were made."""
+        ...
+
+
 @dataclass
 class Prepared:
     """Everything built and checked before the run folder exists."""
@@ -61,6 +79,7 @@ class Prepared:
     state: TrainState
     val_loader: Any  # built once, reused every epoch (no new workers per validation); None on ranks > 0
     notes: Deferred  # set-up messages, printed after the config table
+    generated: GeneratedTrainSet | None = None  # pretraining: the train split is made on the fly
 
 
 @dataclass
@@ -100,18 +119,19 @@ def _set_epoch(loader: Any, epoch: int, seed: int) -> None:
         loader.generator.manual_seed(seed * 1000 + epoch)
 
 
-def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torch.device, info: ddp.DistInfo) -> Prepared:
+def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torch.device, info: ddp.DistInfo,
+            generated: GeneratedTrainSet | None = None) -> Prepared:
     """Data, model, loaders and training state; raises UserError before anything is written."""
     from mnv3det.data import create_dataloader, dataset_box_sizes, load_data
 
     notes = Deferred()
     spec = load_data(cfg.data)
-    train_records = _records(spec, cfg.train_split, cfg.max_images, required=True)
+    train_records = [] if generated else _records(spec, cfg.train_split, cfg.max_images, required=True)
     val_records = _records(spec, cfg.val_split, cfg.max_images, required=False)
     if not val_records:
         notes.print(f"[yellow]no '{cfg.val_split}' split: training without validation; best.pt follows last.pt[/]")
     model = build_training_model(cfg, list(spec.names), notes) if ckpt is None else model_from_checkpoint(ckpt, cfg, source)
-    if ckpt is None and cfg.autoanchor and info.is_main:  # DDP copies rank 0's anchors to the others
+    if ckpt is None and cfg.autoanchor and train_records and info.is_main:  # DDP copies rank 0's anchors to the others
         from mnv3det.train.anchors import check_anchors
 
         notes.print(check_anchors(model, dataset_box_sizes(train_records, cfg.imgsz), thr=cfg.anchor_t,
@@ -119,11 +139,16 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
     model.to(device)
     stride = int(model.stride.max())
     check_imgsz(cfg.imgsz, stride)  # the built model's own stride (TrainConfig could only check P5/32)
-    loader = create_dataloader(
-        train_records, imgsz=cfg.imgsz, batch_size=cfg.batch // info.world_size, augment=True, hyp=cfg.augment_hyp(),
-        stride=stride, workers=cfg.workers, shuffle=True, cache=cfg.cache,
-        seed=cfg.seed, distributed=info.enabled,  # one seed: DistributedSampler shards must agree
-    )
+    if generated is not None:
+        if info.enabled:
+            raise UserError("pretraining on generated scenes runs in one process; start it without torchrun")
+        loader = generated.loader(cfg.batch, cfg.workers)
+    else:
+        loader = create_dataloader(
+            train_records, imgsz=cfg.imgsz, batch_size=cfg.batch // info.world_size, augment=True,
+            hyp=cfg.augment_hyp(), stride=stride, workers=cfg.workers, shuffle=True, cache=cfg.cache,
+            seed=cfg.seed, distributed=info.enabled,  # one seed: DistributedSampler shards must agree
+        )
     state = build_state(cfg, model, device, len(loader), info)
     if ckpt is not None:
         restore_state(state, ckpt, ckpt.epoch + 1, source)
@@ -136,7 +161,7 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
 
         val_loader = make_eval_loader(val_records, imgsz=cfg.imgsz, batch_size=cfg.batch * 2, stride=stride,
                                       workers=cfg.workers)
-    return Prepared(spec, train_records, val_records, loader, state, val_loader, notes)
+    return Prepared(spec, train_records, val_records, loader, state, val_loader, notes, generated)
 
 
 @contextlib.contextmanager
@@ -176,6 +201,8 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     append_results(run.run_dir / "results.csv", row)  # before last.pt: a resume trims rows it will redo
     ck = make_checkpoint(state, cfg, parts.spec, epoch, finished=final or bool(stop_reason),
                          stop_reason=stop_reason or ("all epochs done" if final else ""))
+    if parts.generated is not None:
+        ck.provenance = parts.generated.provenance(epoch)
     save_checkpoint(ck, run.last)  # records best_epoch: a kill before best.pt is repaired on resume
     run.saved_epoch = epoch
     if improved:
@@ -209,15 +236,16 @@ def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None
         log.print(f"resuming {run.run_dir} from epoch {ckpt.epoch + 2}/{cfg.epochs}")
         trim_results(run.run_dir / "results.csv", ckpt.epoch + 1)
         repair_best(run.best, ckpt, log)
-    elif cfg.plots:
+    elif cfg.plots and parts.train_records:
         from mnv3det.train.plots import plot_label_records
 
         plot_label_records(parts.train_records, list(parts.spec.names), run.run_dir / "labels.png")
     run.writer = open_tensorboard(run.run_dir)
     state = parts.state
     precision = {torch.float16: "fp16 AMP", torch.bfloat16: "bf16 autocast", None: "fp32"}[state.autocast_dtype]
+    train_set = parts.generated.describe() if parts.generated else f"{len(parts.train_records)} train"
     log.print(
-        f"{len(parts.train_records)} train / {len(parts.val_records)} val images, {len(parts.loader)} batches of "
+        f"{train_set} / {len(parts.val_records)} val images, {len(parts.loader)} batches of "
         f"{cfg.batch // info.world_size}{f' x {info.world_size} processes' if info.enabled else ''}, optimizer step "
         f"every {state.accumulate} batch(es) (nominal batch {cfg.nbs}), warmup {state.warmup.iters} batches, "
         f"{state.device}, {torch.get_num_threads()} threads, {precision}"
@@ -291,8 +319,10 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
 
 
 def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console | None = None,
-        show_progress: bool = True) -> TrainResult:
-    """Train `cfg` (or continue the run whose last.pt is `resume`, with `cfg` from `config_for_resume`)."""
+        show_progress: bool = True, generated: GeneratedTrainSet | None = None) -> TrainResult:
+    """Train `cfg` (or continue the run whose last.pt is `resume`, with `cfg` from `config_for_resume`).
+
+    generated: a training set made on the fly (`mnv3det pretrain`) instead of cfg.data's train split."""
     from mnv3det.core.device import select_device
 
     console = console or Console(stderr=True)
@@ -310,8 +340,10 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
             torch.backends.cudnn.deterministic = cfg.deterministic
         ckpt = resume_checkpoint(Path(resume)) if resume is not None else None
         resume_dir = resume_run_dir(Path(resume), ckpt, cfg.epochs) if ckpt is not None else None
+        if ckpt is None:
+            cfg = resolve_pretrained(cfg)  # config.yaml and the table say which start was used
         seed_everything(cfg.seed + info.rank)
-        parts = prepare(cfg, ckpt, str(resume), device, info)
+        parts = prepare(cfg, ckpt, str(resume), device, info, generated)
         start_epoch = ckpt.epoch + 1 if ckpt is not None else 0
         if not info.is_main:  # only rank 0 writes; the others train their shard
             epoch, stop_reason, _ = run_epochs(None, parts, cfg, start_epoch, console, show_progress)
