@@ -247,3 +247,17 @@ def test_a_lenient_transfer_reports_what_did_not_fit():
         transfer_detector(dst, src.state_dict(), 3, "small.pt", strict=True)
     with pytest.raises(UserError, match="no tensor fits"):
         transfer_detector(dst, build_model("yolov5n", nc=3).state_dict(), 3, "yolov5n.pt", strict=False)
+
+
+def test_a_time_budget_becomes_a_sample_budget_from_measured_training_steps(tmp_path, monkeypatch):
+    import mnv3det.train.pretrain as pre
+    from mnv3det.train.config import TrainConfig
+
+    rate = pre.measure_images_per_s(TrainConfig(recipe="mnv3-small-min", imgsz=160, batch=4, workers=0, threads=1,
+                                                device="cpu"), SceneConfig(size=160), batches=1)
+    assert rate > 0
+    monkeypatch.setattr(pre, "measure_images_per_s", lambda cfg, scene: 0.2)  # 0.2 images/s x 0.97 x 120 s -> 23
+    result = pretrain(PretrainOptions(recipe="mnv3-small-min", time="2m", project=str(tmp_path), **TINY),
+                      progress=False)
+    made = load_checkpoint(result.last).provenance
+    assert made["samples_budget"] == 24 and made["samples_seen"] == 24  # 23 rounded up to whole epochs of 8
