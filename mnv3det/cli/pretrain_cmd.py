@@ -14,7 +14,7 @@ import typer
 
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, default_help, parse_ints
-from mnv3det.train.pretrain import DEFAULT_SAMPLES, PretrainOptions
+from mnv3det.train.pretrain_options import DEFAULT_SAMPLES, PretrainOptions
 
 
 def _help(name: str, text: str) -> str:
