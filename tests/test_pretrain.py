@@ -101,8 +101,16 @@ def test_the_validation_scenes_are_a_normal_yolo_dataset_written_once(tmp_path):
 
 
 def test_pretrain_writes_a_checkpoint_that_says_how_it_was_made(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    log = io.StringIO()
     result = pretrain(PretrainOptions(recipe="mnv3-small-min", samples=16, project=str(tmp_path), **TINY),
-                      progress=False)
+                      console=Console(file=log, width=300), progress=False)
+    lines = log.getvalue().splitlines()
+    first = next(line for line in lines if line.startswith("epoch 1/2"))
+    assert "run ETA 0:" in first and "run ETA" not in next(line for line in lines if line.startswith("epoch 2/2"))
     last = load_checkpoint(result.last)
     made = last.provenance
     assert made["kind"] == "synthetic-detection-pretraining" and made["seed"] == 0

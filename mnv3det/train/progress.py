@@ -73,8 +73,10 @@ class EpochProgress:
             self.last_plain = elapsed
 
 
-def summary_line(epoch: int, epochs: int, stats: Any, result: Any, device: torch.device) -> str:
-    """The line printed after each epoch: losses, speed and its split, memory, validation metrics."""
+def summary_line(epoch: int, epochs: int, stats: Any, result: Any, device: torch.device,
+                 eta_s: float | None = None) -> str:
+    """The line printed after each epoch: losses, speed and its split, memory, validation metrics, and (eta_s) the
+    time the remaining epochs should take."""
     losses = " ".join(f"{n} {v:.4f}" for n, v in zip(LOSS_NAMES, stats.losses))
     total = max(stats.data_s + stats.forward_s + stats.backward_s, 1e-9)
     split = (f"data {100 * stats.data_s / total:.0f}% fwd {100 * stats.forward_s / total:.0f}% "
@@ -82,8 +84,9 @@ def summary_line(epoch: int, epochs: int, stats: Any, result: Any, device: torch
     metrics = (f" | P {result.precision:.3f} R {result.recall:.3f} mAP50 {result.map50:.4f} "
                f"mAP50-95 {result.map:.4f}") if result is not None else ""
     skipped = f" | [red]{stats.skipped} non-finite batches skipped[/]" if stats.skipped else ""
+    eta = f" | run ETA {_clock(eta_s)}" if eta_s is not None and epoch + 1 < epochs else ""
     return (f"epoch {epoch + 1}/{epochs}: {losses} | {stats.images_per_s:.1f} img/s ({split}) | "
-            f"{memory_text(device)}{metrics}{skipped}")
+            f"{memory_text(device)}{metrics}{skipped}{eta}")
 
 
 class Deferred:

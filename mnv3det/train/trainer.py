@@ -14,6 +14,7 @@ Under torchrun every process trains on its shard. A kill costs at most the epoch
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ class RunContext:
     log: Console  # rank 0's console (end_epoch runs on rank 0 only)
     writer: Any = None  # tensorboard SummaryWriter or None
     saved_epoch: int = -1  # the epoch last.pt holds (-1: none yet)
+    started: float = field(default_factory=time.monotonic)  # when this sitting's first epoch began (for the ETA)
+    epochs_run: int = 0  # epochs finished in this sitting
 
     @property
     def last(self) -> Path:
@@ -208,7 +211,9 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     if improved:
         save_checkpoint(ck.for_inference(), run.best)
     log_tensorboard(run.writer, row, epoch)
-    run.log.print(summary_line(epoch, cfg.epochs, stats, result, state.device))
+    run.epochs_run += 1
+    eta = (time.monotonic() - run.started) / run.epochs_run * (cfg.epochs - epoch - 1)
+    run.log.print(summary_line(epoch, cfg.epochs, stats, result, state.device, eta))
     return row, stop_reason
 
 
@@ -354,6 +359,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
         with open_run_dir(cfg, resume_dir) as run_dir:
             run = RunContext(cfg, run_dir, parts, console)
             _start(run, ckpt, info)
+            run.started = time.monotonic()
             try:
                 epoch, stop_reason, history = run_epochs(run, parts, cfg, start_epoch, console, show_progress)
             except KeyboardInterrupt:
