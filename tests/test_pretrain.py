@@ -93,6 +93,7 @@ def test_the_validation_scenes_are_a_normal_yolo_dataset_written_once(tmp_path):
     spec = load_data(first)
     records = spec.records("val", report=False)
     assert len(records) == 5 and spec.names == list(FAMILIES)
+    assert len(spec.records("train", report=False)) == 16  # the first training scenes, to look at
     scene = SceneGenerator(config, seed=0)(2**40)  # the validation stream's first scene
     assert np.allclose(records[0].boxes, scene.boxes, atol=0.01)
 

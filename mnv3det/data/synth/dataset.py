@@ -8,8 +8,9 @@
 Training scenes never touch the disk: scene k of a run is a pure function of (seed, k), so workers need no
 shared state and a resumed run draws exactly the scenes an unbroken one would have. The validation scenes
 come from a separate stream of the same generator and are written as a normal YOLO dataset (the trainer's
-validation, `mnv3det val` and `data check` read them like any other); they live under the cache folder,
-keyed by the generator settings, and are re-made when absent.
+validation, `mnv3det val` and `data check` read them like any other), with the run's first 16 training scenes as its
+`train` split to look at; they live under the cache folder, keyed by the generator settings, and are re-made when
+absent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from mnv3det.data.loader import Shapes, collate
 from mnv3det.data.synth.scene import Scene, SceneConfig, SceneGenerator
 
 TRAIN_STREAM, VAL_STREAM = 0, 1  # scene index = stream * 2**40 + k: the two never meet
+SAMPLE_TRAIN_SCENES = 16  # the first training scenes, written beside the validation set to look at (and for `train:`)
+LAYOUT = 2  # of the folder validation_set writes (part of its cache key)
 
 
 def scene_labels(scene: Scene, size: int) -> torch.Tensor:
@@ -111,13 +114,15 @@ class SceneStream:
 
 
 def write_scenes(config: SceneConfig, seed: int, count: int, root: Path, split: str = "val") -> None:
-    """`count` validation scenes as images/<split>/*.png + labels/<split>/*.txt (YOLO) under root."""
+    """`count` scenes of the split's stream as images/<split>/*.png + labels/<split>/*.txt (YOLO) under root:
+    "val" the validation stream, "train" the first scenes a run trains on."""
     generator = SceneGenerator(config, seed)
+    stream = VAL_STREAM if split == "val" else TRAIN_STREAM
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
     (root / "labels" / split).mkdir(parents=True, exist_ok=True)
     s = config.size
     for k in range(count):
-        scene = generator(VAL_STREAM * 2**40 + k)
+        scene = generator(stream * 2**40 + k)
         cv2.imwrite(str(root / "images" / split / f"{k:05d}.png"), scene.image)  # lossless: the scene as trained
         rows = [f"{int(c)} {(b[0] + b[2]) / 2 / s:.6f} {(b[1] + b[3]) / 2 / s:.6f} {(b[2] - b[0]) / s:.6f} "
                 f"{(b[3] - b[1]) / s:.6f}" for b, c in zip(scene.boxes, scene.classes)]
@@ -130,7 +135,7 @@ def validation_set(config: SceneConfig, seed: int, count: int) -> Path:
     Kept under `cache_dir()/synthetic/<key>`; made in a temporary folder and renamed into place under a lock, so
     two runs started together never see half a set.
     """
-    key = hashlib.sha256(json.dumps([config.to_dict(), seed, count], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([config.to_dict(), seed, count, LAYOUT], sort_keys=True).encode()).hexdigest()[:16]
     root = cache_dir() / "synthetic" / key
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
@@ -143,7 +148,8 @@ def validation_set(config: SceneConfig, seed: int, count: int) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root.parent))
         try:
             write_scenes(config, seed, count, tmp)
-            data = {"path": str(root), "train": "images/val", "val": "images/val", "names": config.names}
+            write_scenes(config, seed, SAMPLE_TRAIN_SCENES, tmp, split="train")
+            data = {"path": str(root), "train": "images/train", "val": "images/val", "names": config.names}
             (tmp / "data.yaml").write_text("# mnv3det synthetic validation scenes (generated; see the pretraining "
                                            "checkpoint for the generator settings)\n"
                                            + yaml.safe_dump(data, sort_keys=False))
