@@ -65,3 +65,47 @@ def test_tiff_the_checks_accept_is_what_the_loader_reads(tmp_path: Path) -> None
     cx, cy, w, h = (targets[0, 2:] * 64).tolist()
     patch = images_[0, 0, round(cy - h / 2) + 1 : round(cy + h / 2) - 1, round(cx - w / 2) + 1 : round(cx + w / 2) - 1]
     assert patch.numel() > 0 and (patch > 200).all()  # the box sits on the white patch
+
+
+# -- §5 a yaml that expands without bound, and user text that looks like markup ------------------------------------
+
+ALIAS_BOMB = """train: images/train
+names: [&a [x, x, x, x, x, x, x, x, x], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a],
+  &c [*b, *b, *b, *b, *b, *b, *b, *b, *b], &d [*c, *c, *c, *c, *c, *c, *c, *c, *c],
+  &e [*d, *d, *d, *d, *d, *d, *d, *d, *d], &f [*e, *e, *e, *e, *e, *e, *e, *e, *e],
+  &g [*f, *f, *f, *f, *f, *f, *f, *f, *f], [*g, *g, *g, *g, *g, *g, *g, *g, *g]]
+"""
+
+
+def test_a_yaml_of_nested_aliases_is_refused_before_it_is_used(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mnv3det.cli import app
+    from mnv3det.core.yamlio import read_yaml
+    from mnv3det.errors import UserError
+
+    bomb = tmp_path / "data.yaml"
+    bomb.write_text(ALIAS_BOMB)  # about 400 bytes standing for 9**8 (43 million) names
+    with pytest.raises(UserError, match=r"data yaml .*data.yaml expands to more than .* values \(nested aliases"):
+        read_yaml(bomb, "data yaml")
+    result = CliRunner().invoke(app, ["data", "check", str(bomb)])
+    assert result.exit_code == 2 and "nested aliases" in result.output and len(result.output.splitlines()) <= 3
+    bomb.write_text("train: images/train\nnames: [cat, [a, b]]\n")  # a list where a name belongs
+    with pytest.raises(UserError, match="`names` entry 1 is a list, not a class name"):
+        load_data(bomb)
+
+
+def test_names_and_rows_that_look_like_markup_print_as_written(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mnv3det.cli import app
+
+    _image(tmp_path / "images/train/a.png")
+    _label(tmp_path / "labels/train/a.txt", "0 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n1 [/b] 0.5 0.2 0.2\n")
+    long_name = "n" * 100_000
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump({"train": "images/train", "names": ["person [crowd]", "[/]", long_name]}))
+    result = CliRunner().invoke(app, ["data", "check", str(data)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "person [crowd]" in result.output and "[/]" in result.output and "[/b]" in result.output
+    assert "…" in result.output and result.output.count("n") < 1000  # one cell prints a bounded amount

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.data.records import ImageRecord, Problem
-from mnv3det.data.report import problem_counts_table, problem_rows_table
+from mnv3det.data.report import cell, problem_counts_table, problem_rows_table, safe
 from mnv3det.data.spec import DataSpec
 
 SKIPPED_IMAGE_KINDS = (
@@ -76,10 +75,10 @@ def check_data(spec: DataSpec, splits: list[str] | None = None, *, progress: boo
 
 def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limit: int | None = 50) -> None:
     """Overview table (one column per split), boxes per class, then each split's problems."""
-    overview = Table(title=f"{spec.source} ({spec.format}, {spec.nc} classes)", title_justify="left")
+    overview = Table(title=f"{safe(spec.source)} ({spec.format}, {spec.nc} classes)", title_justify="left")
     overview.add_column("")
     for rep in reports:
-        overview.add_column(rep.split, justify="right")
+        overview.add_column(cell(rep.split), justify="right")
     rows = [
         ("images", lambda r: r.usable + r.skipped),
         ("usable", lambda r: r.usable),
@@ -97,16 +96,16 @@ def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limi
     per_class.add_column("id", justify="right")
     per_class.add_column("name")
     for rep in reports:
-        per_class.add_column(rep.split, justify="right")
+        per_class.add_column(cell(rep.split), justify="right")
     for i, name in enumerate(spec.names):
-        per_class.add_row(str(spec.category_ids[i]), name, *(str(r.boxes_per_class[i]) for r in reports))
+        per_class.add_row(str(spec.category_ids[i]), cell(name), *(str(r.boxes_per_class[i]) for r in reports))
     out.print(per_class)
     for rep in reports:
         if rep.problems:
-            out.print(problem_counts_table(rep.problems, f"problems in '{rep.split}'"))
-            out.print(problem_rows_table(rep.problems, f"problems in '{rep.split}'", limit=limit, root=spec.root))
+            out.print(problem_counts_table(rep.problems, f"problems in '{safe(rep.split)}'"))
+            out.print(problem_rows_table(rep.problems, f"problems in '{safe(rep.split)}'", limit=limit, root=spec.root))
         else:
-            out.print(f"[green]'{rep.split}': no problems found[/]")
+            out.print(f"[green]'{safe(rep.split)}': no problems found[/]")
     for rep in reports:
         if rep.mismatch:
-            out.print(f"[bold red]error:[/] {escape(rep.mismatch)}", highlight=False)
+            out.print(f"[bold red]error:[/] {safe(rep.mismatch, 2000)}", highlight=False)

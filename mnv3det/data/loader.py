@@ -33,7 +33,7 @@ from mnv3det.data.imageio import UnreadableImage, read_image
 from mnv3det.data.letterbox import letterbox
 from mnv3det.data.mosaic import mosaic4
 from mnv3det.data.records import ImageRecord
-from mnv3det.data.report import console
+from mnv3det.data.report import console, safe
 from mnv3det.errors import UserError
 
 log = logging.getLogger("mnv3det.data")
@@ -167,7 +167,8 @@ class DetectionDataset(Dataset):
         """One line per bad image and process (a worker reports what it meets)."""
         if err.path not in self._reported:
             self._reported.add(err.path)
-            console.print(f"[yellow]data:[/] {err}; {'another sample is used' if self.augment else 'a blank image is used'} instead")
+            instead = "another sample is used" if self.augment else "a blank image is used"
+            console.print(f"[yellow]data:[/] {safe(err, 400)}; {instead} instead", highlight=False)
 
     # -- items ---------------------------------------------------------------------------------
     def set_mosaic(self, enabled: bool) -> None:

@@ -121,16 +121,25 @@ def _parse_names(raw: Any, where: str) -> list[str] | None:
     if raw is None:
         return None
     if isinstance(raw, list):
-        return [str(n) for n in raw]
+        return [_name(n, k, where) for k, n in enumerate(raw)]
     if isinstance(raw, dict):
         try:
             keys = sorted(int(k) for k in raw)
         except (TypeError, ValueError):
             raise UserError(f"{where}: `names` keys must be class indices 0..nc-1") from None
         if keys != list(range(len(keys))):
-            raise UserError(f"{where}: `names` keys must be 0..{len(keys) - 1} without gaps, got {keys}")
-        return [str(raw[k] if k in raw else raw[str(k)]) for k in keys]
+            shown = ", ".join(map(str, keys[:20])) + (", ..." if len(keys) > 20 else "")
+            raise UserError(f"{where}: `names` keys must be 0..{len(keys) - 1} without gaps, got {shown}")
+        return [_name(raw[k] if k in raw else raw[str(k)], k, where) for k in keys]
     raise UserError(f"{where}: `names` must be a list or a {{index: name}} mapping")
+
+
+def _name(value: Any, index: int, where: str) -> str:
+    """One class name: a plain value (a string, or a number written as one); a list or mapping is a mistake."""
+    if isinstance(value, (dict, list, tuple, set)):
+        raise UserError(f"{where}: `names` entry {index} is a {type(value).__name__}, not a class name; "
+                        "give each class one name")
+    return str(value)
 
 
 def _entry_paths(entry: Any) -> list[str]:

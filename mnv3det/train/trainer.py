@@ -123,13 +123,14 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
             generated: GeneratedTrainSet | None = None) -> Prepared:
     """Data, model, loaders and training state; raises UserError before anything is written."""
     from mnv3det.data import create_dataloader, dataset_box_sizes, load_data
+    from mnv3det.data.report import safe
 
     notes = Deferred()
     spec = load_data(cfg.data)
     train_records = [] if generated else _records(spec, cfg.train_split, cfg.max_images, required=True)
     val_records = _records(spec, cfg.val_split, cfg.max_images, required=False)
     if not val_records:
-        notes.print(f"[yellow]no '{cfg.val_split}' split: training without validation; best.pt follows last.pt[/]")
+        notes.print(f"[yellow]no '{safe(cfg.val_split)}' split: training without validation; best.pt follows last.pt[/]")
     model = build_training_model(cfg, list(spec.names), notes) if ckpt is None else model_from_checkpoint(ckpt, cfg, source)
     if ckpt is None and cfg.autoanchor and train_records and info.is_main:  # DDP copies rank 0's anchors to the others
         from mnv3det.train.anchors import check_anchors
