@@ -32,10 +32,10 @@ def _label(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _yaml(path: Path, **content) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"names": NAMES, **content}))
-    return path
+def _yaml(where: Path, **content) -> Path:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(yaml.safe_dump({"names": NAMES, **content}))
+    return where
 
 
 # -- §2 TIFF: the checks and the loader decode alike -------------------------------------------------------------
@@ -109,3 +109,50 @@ def test_names_and_rows_that_look_like_markup_print_as_written(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "person [crowd]" in result.output and "[/]" in result.output and "[/b]" in result.output
     assert "…" in result.output and result.output.count("n") < 1000  # one cell prints a bounded amount
+
+
+# -- §1 which folder a data yaml names ------------------------------------------------------------------------------
+
+
+def _two_candidate_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A dataset beside its yaml (2 images) and an unrelated folder with its own images/train (1 image)."""
+    ds, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    for k in range(2):
+        _image(ds / f"images/train/{k}.png", seed=k)
+        _label(ds / f"labels/train/{k}.txt", "0 0.5 0.5 0.2 0.2\n")
+    _image(elsewhere / "images/train/x.png")
+    _label(elsewhere / "labels/train/x.txt", "1 0.5 0.5 0.2 0.2\n")
+    return ds, elsewhere
+
+
+@pytest.mark.parametrize("path_entry", [{"path": "."}, {}])
+def test_a_relative_path_is_read_from_the_yaml_folder_and_the_other_candidate_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_entry: dict
+) -> None:
+    from typer.testing import CliRunner
+
+    from mnv3det.cli import app
+
+    ds, elsewhere = _two_candidate_folders(tmp_path)
+    data = _yaml(ds / "data.yaml", train="images/train", **path_entry)
+    monkeypatch.chdir(elsewhere)
+    spec = load_data(data)
+    assert sorted(r.path.name for r in spec.records("train")) == ["0.png", "1.png"]
+    (note,) = spec.notes
+    assert f"using {ds.resolve()}" in note and f"current folder {elsewhere.resolve()}" in note and "not used" in note
+    result = CliRunner().invoke(app, ["data", "check", str(data)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert f"data: 'train' = {ds.resolve() / 'images' / 'train'}" in result.output and "not used" in result.output
+
+
+def test_a_path_only_the_current_folder_holds_is_used_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds, elsewhere = _two_candidate_folders(tmp_path)
+    data = _yaml(tmp_path / "configs" / "data.yaml", path="ds", train="images/train")  # YOLOv5 style: from the cwd
+    monkeypatch.chdir(tmp_path)
+    spec = load_data(data)
+    assert len(spec.records("train")) == 2
+    (note,) = spec.notes
+    assert "holds no train split" in note and f"current folder {ds.resolve()}" in note
+    monkeypatch.chdir(elsewhere)  # neither folder holds it: the error names the path under the yaml's folder
+    with pytest.raises(Exception, match=str(tmp_path / "configs" / "ds")):
+        load_data(data).records("train")

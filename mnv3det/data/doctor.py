@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mnv3det.data.records import ImageRecord, Problem
-from mnv3det.data.report import cell, problem_counts_table, problem_rows_table, safe
+from mnv3det.data.report import cell, problem_counts_table, problem_rows_table, safe, source_lines
 from mnv3det.data.spec import DataSpec
 
 SKIPPED_IMAGE_KINDS = (
@@ -74,7 +74,10 @@ def check_data(spec: DataSpec, splits: list[str] | None = None, *, progress: boo
 
 
 def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limit: int | None = 50) -> None:
-    """Overview table (one column per split), boxes per class, then each split's problems."""
+    """Where each split is read from, overview table (one column per split), boxes per class, then each split's
+    problems."""
+    for line in source_lines(spec, [r.split for r in reports]):
+        out.print(line, highlight=False, soft_wrap=True)
     overview = Table(title=f"{safe(spec.source)} ({spec.format}, {spec.nc} classes)", title_justify="left")
     overview.add_column("")
     for rep in reports:

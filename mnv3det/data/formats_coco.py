@@ -74,6 +74,9 @@ class CocoSplit:
     def _data(self) -> dict[str, Any]:
         return read_coco_json(self.annotations)
 
+    def location(self) -> str:
+        return f"{self.images.resolve()} (annotations {self.annotations.resolve()})"
+
     def key_files(self) -> list[Path]:
         # The json plus the image folder's listing; not a parse of the json (which can be 0.5 GB).
         if not self.images.is_dir():

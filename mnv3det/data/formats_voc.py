@@ -81,6 +81,9 @@ class VocSplit:
     names: list[str]
     format: str = field(default="voc", init=False)
 
+    def location(self) -> str:
+        return f"{self.root.resolve()} (list {self.list_file.resolve()})"
+
     def key_files(self) -> list[Path]:
         ids = read_split_ids(self.list_file)
         return [self.list_file] + [self.root / "Annotations" / f"{i}.xml" for i in ids] + sorted((self.root / "JPEGImages").iterdir())

@@ -122,6 +122,9 @@ class YoloSplit:
             images.extend(list_images(src))
         return images
 
+    def location(self) -> str:
+        return ", ".join(str(s.resolve()) for s in self.sources)
+
     def label_dirs(self) -> list[Path]:
         """The `labels` folders that mirror folder sources (searched for labels without an image)."""
         dirs = []

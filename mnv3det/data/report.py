@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -84,3 +85,10 @@ def print_load_summary(
     out.print(f"[yellow]data:[/] split '{safe(split)}': {n_records} images usable, {len(problems)} problem(s) found")
     out.print(problem_counts_table(problems, f"problems in '{safe(split)}'"))
     out.print(problem_rows_table(problems, f"first problems in '{safe(split)}'", limit=10, root=root))
+
+
+def source_lines(spec: Any, splits: list[str]) -> list[str]:
+    """Markup lines saying which data is used: the notes on how the data yaml was read, then one line per split
+    with its absolute folders (`spec` is a DataSpec; data check, train and val print these)."""
+    lines = [f"[yellow]note:[/] {safe(note, 2000)}" for note in spec.notes]
+    return lines + [f"data: '{safe(split)}' = {safe(spec.location(split), 2000)}" for split in splits]

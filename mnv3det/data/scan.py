@@ -30,6 +30,10 @@ class SplitSource(Protocol):
 
     def parse(self, item: Any) -> tuple[RawSample | None, list[Problem]]: ...
 
+    def location(self) -> str:
+        """The split's folders and files as absolute paths (for the user: which data is this?)."""
+        ...
+
 
 def _is_utf8(path: Path) -> bool:
     try:

@@ -1,7 +1,7 @@
 """`DataSpec` (names, category ids, splits) and `load_data`: a data yaml, a dataset folder, or the demo set.
 
 Data yaml (YOLOv5's form plus `format`):
-    path: ../datasets/x        # root; relative paths try the working directory, then the yaml's folder
+    path: ../datasets/x        # root; a relative path (or none) is taken from the yaml's folder (see _resolve_root)
     train: images/train        # yolo: folder / txt list / list of those
     val: images/val
     names: [a, b] or {0: a, 1: b}
@@ -49,6 +49,7 @@ class DataSpec:
     source: Path
     splits: dict[str, SplitSource]
     class_subset: bool = False
+    notes: list[str] = field(default_factory=list)  # how the data yaml was read (which folder), for the user
     _loaded: dict[str, tuple[list[ImageRecord], list[Problem]]] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -59,6 +60,10 @@ class DataSpec:
     def root(self) -> Path:
         """The folder problems are shown relative to: the dataset folder, or the data yaml's folder."""
         return self.source if self.source.is_dir() else self.source.parent
+
+    def location(self, split: str) -> str:
+        """Where `split` is read from, as absolute paths (printed by data check, train and val)."""
+        return self._split(split).location()
 
     def _split(self, split: str) -> SplitSource:
         if split not in self.splits:
@@ -151,17 +156,31 @@ def _entry_paths(entry: Any) -> list[str]:
     return [str(entry)]
 
 
-def _resolve_root(data: dict[str, Any], yaml_path: Path) -> Path:
-    """`path` as written when that holds the train split, else relative to the yaml's folder."""
-    written = Path(str(data.get("path") or "."))
+def _resolve_root(data: dict[str, Any], yaml_path: Path) -> tuple[Path, str | None]:
+    """(root, note): a relative `path` (or none, or `.`) is taken from the yaml's own folder, as users read it.
+
+    Only when that folder does not hold the train split but the current folder does (a YOLOv5 yaml whose
+    `path: ../datasets/x` is written from the repository root) is the current folder used. Whenever the other
+    folder would hold a train split too, the note says which one was used and which one was not.
+    """
+    shown = data.get("path")
+    written = Path(str(shown or "."))
     if written.is_absolute():
-        return written
-    candidates = [Path.cwd() / written, yaml_path.parent / written]
+        return written, None
+    own, cwd = (yaml_path.parent / written).resolve(), (Path.cwd() / written).resolve()
     train = data.get("train")
-    for root in candidates:
-        if train is None or all((root / p).exists() for p in _entry_paths(train)):
-            return root.resolve()
-    return candidates[-1].resolve()  # errors then name paths under the yaml's folder
+
+    def holds_train(root: Path) -> bool:
+        return train is not None and all((root / p).exists() for p in _entry_paths(train))
+
+    entry = f"`path: {shown}`" if shown is not None else "no `path:`"
+    if own != cwd and holds_train(cwd):
+        if holds_train(own):
+            return own, (f"data yaml {yaml_path} ({entry}): using {own}, beside the yaml; the current folder {cwd} "
+                         "holds a train split too and is not used (earlier versions looked there first)")
+        return cwd, (f"data yaml {yaml_path} ({entry}): the yaml's folder {own} holds no train split; using the "
+                     f"current folder {cwd}. Write an absolute `path:` to make it independent of where you start")
+    return own, None
 
 
 def _detect_format(data: dict[str, Any], root: Path) -> str:
@@ -182,7 +201,8 @@ def spec_from_yaml(path: Path) -> DataSpec:
     subset = data.get("class_subset", False)
     if not isinstance(subset, bool):
         raise UserError(f"data yaml {path}: `class_subset` must be true or false, got {subset!r}")
-    root = _resolve_root(data, path)
+    root, note = _resolve_root(data, path)
+    notes = [note] if note else []
     fmt = str(data.get("format") or _detect_format(data, root)).lower()
     if fmt not in FORMATS:
         raise UserError(f"data yaml {path}: format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -196,7 +216,7 @@ def spec_from_yaml(path: Path) -> DataSpec:
         splits: dict[str, SplitSource] = {
             k: YoloSplit([root / p for p in _entry_paths(v)]) for k, v in entries.items()
         }
-        return DataSpec(names, list(range(len(names))), fmt, path, splits, subset)
+        return DataSpec(names, list(range(len(names))), fmt, path, splits, subset, notes)
     if fmt == "coco":
         for k, v in entries.items():
             if not (isinstance(v, dict) and "images" in v and "annotations" in v):
@@ -206,11 +226,11 @@ def spec_from_yaml(path: Path) -> DataSpec:
         if names is not None and len(names) != len(ids):
             raise UserError(f"data yaml {path}: {len(names)} names but the COCO json has {len(ids)} categories")
         splits = {k: CocoSplit(root / v["images"], root / v["annotations"], ids) for k, v in entries.items()}
-        return DataSpec(names or json_names, ids, fmt, path, splits, subset)
+        return DataSpec(names or json_names, ids, fmt, path, splits, subset, notes)
     lists = {k: _voc_list(root, v) for k, v in entries.items()}
     names = names or voc_class_names(root, list(lists.values()))
     splits = {k: VocSplit(root, lf, names) for k, lf in lists.items()}
-    return DataSpec(names, list(range(len(names))), fmt, path, splits, subset)
+    return DataSpec(names, list(range(len(names))), fmt, path, splits, subset, notes)
 
 
 def _voc_list(root: Path, entry: Any) -> Path:

@@ -123,10 +123,13 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
             generated: GeneratedTrainSet | None = None) -> Prepared:
     """Data, model, loaders and training state; raises UserError before anything is written."""
     from mnv3det.data import create_dataloader, dataset_box_sizes, load_data
-    from mnv3det.data.report import safe
+    from mnv3det.data.report import safe, source_lines
 
     notes = Deferred()
     spec = load_data(cfg.data)
+    used = [s for s in ([] if generated else [cfg.train_split]) + [cfg.val_split] if s in spec.splits]
+    for line in source_lines(spec, used):
+        notes.print(line, highlight=False, soft_wrap=True)
     train_records = [] if generated else _records(spec, cfg.train_split, cfg.max_images, required=True)
     val_records = _records(spec, cfg.val_split, cfg.max_images, required=False)
     if not val_records:
