@@ -156,3 +156,54 @@ def test_a_path_only_the_current_folder_holds_is_used_with_a_note(tmp_path: Path
     monkeypatch.chdir(elsewhere)  # neither folder holds it: the error names the path under the yaml's folder
     with pytest.raises(Exception, match=str(tmp_path / "configs" / "ds")):
         load_data(data).records("train")
+
+
+# -- §1 symlinked folders, §5 walking a whole disk, §1 caches and subfolders --------------------------------------
+
+
+def test_symlinked_folders_in_a_split_are_followed_once(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    _image(ds / "images/train/a.png")
+    _label(ds / "labels/train/a.txt", "0 0.5 0.5 0.2 0.2\n")
+    _image(tmp_path / "elsewhere/b.png", seed=1)
+    (ds / "images/train/linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    _label(ds / "labels/train/linked/b.txt", "1 0.5 0.5 0.2 0.2\n")
+    (ds / "images/train/loop").symlink_to(ds / "images", target_is_directory=True)  # a link back up: walked once
+    spec = load_data(_yaml(ds / "data.yaml", train="images/train"))
+    (report,) = check_data(spec, ["train"], progress=False)
+    assert sorted((r.path.name, r.classes.tolist()) for r in report.records) == [("a.png", [0]), ("b.png", [1])]
+    assert report.problems == []  # b.txt is not "a label file without an image"
+
+
+def test_the_walk_of_a_split_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnv3det.data import walk
+    from mnv3det.errors import UserError
+
+    for k in range(6):
+        _image(tmp_path / f"images/train/{k}.png", seed=k)
+    data = _yaml(tmp_path / "data.yaml", train="images/train")
+    monkeypatch.setattr(walk, "MAX_WALK_ENTRIES", 5)
+    with pytest.raises(UserError, match=r"images/train holds more than 5 files and folders .*point the split at"):
+        load_data(data).records("train")
+    root = _yaml(tmp_path / "root.yaml", path="/", train=".")
+    with pytest.raises(UserError, match="is the root of the file system"):
+        load_data(root).records("train")
+
+
+def test_the_records_cache_sees_a_repaired_image_in_a_subfolder(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "images/train/sub").mkdir(parents=True)
+    bad = tmp_path / "images/train/sub/a.png"
+    bad.write_bytes(b"not an image")
+    js = tmp_path / "annotations/instances_train.json"
+    js.parent.mkdir()
+    js.write_text(json.dumps({"images": [{"id": 1, "file_name": "sub/a.png"}], "categories": [{"id": 1, "name": "cat"}],
+                              "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 20, 20]}]}))
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump({"train": {"images": "images/train", "annotations": "annotations/instances_train.json"}}))
+    (report,) = check_data(load_data(data), ["train"], progress=False)
+    assert [p.kind for p in report.problems] == ["image_unreadable"]
+    with open(bad, "wb") as f:  # repaired in place: the folder's own listing does not change
+        f.write(cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes())
+    assert [r.path.name for r in load_data(data).records("train")] == ["a.png"]  # not the cached "unreadable"

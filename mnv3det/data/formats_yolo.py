@@ -1,7 +1,7 @@
 """YOLO txt: one `labels/....txt` per image, rows `class cx cy w h` as fractions of the image size
 (segmentation polygons, `class x1 y1 x2 y2 ...`, are read as their bounding boxes).
 
-A split is an images folder (searched recursively), a txt file listing images (one path per line,
+A split is an images folder (searched recursively, symlinked folders followed: see walk.py), a txt file listing images (one path per line,
 relative to the txt's folder), or a list of these. The label of `.../images/a/b.jpg` is
 `.../labels/a/b.txt` (the last `images` part of the path becomes `labels`); images outside any
 `images` folder take the `.txt` beside them. A missing or empty label file means a background image.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
 from mnv3det.data.records import MAX_BOXES_PER_IMAGE, Problem, RawBox, RawSample, printable
+from mnv3det.data.walk import walk_files
 from mnv3det.errors import UserError
 
 
@@ -31,7 +32,7 @@ def label_path_for(image: Path) -> Path:
 def list_images(source: Path) -> list[Path]:
     """Images of one split source: a folder (recursive) or a txt file listing image paths."""
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return walk_files(source, IMAGE_SUFFIXES, "YOLO split folder")
     if source.is_file() and source.suffix.lower() == ".txt":
         images = []
         try:
@@ -137,7 +138,7 @@ class YoloSplit:
 
     def key_files(self) -> list[Path]:
         files = [p for img in self.images() for p in (img, label_path_for(img))]
-        files += [label for d in self.label_dirs() for label in sorted(d.rglob("*.txt"))]
+        files += [label for d in self.label_dirs() for label in walk_files(d, (".txt",), "YOLO label folder")]
         return files + [s for s in self.sources if s.is_file()]
 
     def items(self) -> tuple[list[tuple[int, Path]], list[Problem]]:
@@ -147,7 +148,7 @@ class YoloSplit:
         # A label with no image beside it is a common sign of a half-copied dataset: report it.
         image_labels = {label_path_for(p) for p in images}
         for label_dir in self.label_dirs():
-            for label in sorted(label_dir.rglob("*.txt")):
+            for label in walk_files(label_dir, (".txt",), "YOLO label folder"):
                 if label not in image_labels:
                     problems.append(Problem(str(label), None, "image_missing", "label file has no image"))
         return list(enumerate(images)), problems
