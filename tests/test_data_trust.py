@@ -207,3 +207,60 @@ def test_the_records_cache_sees_a_repaired_image_in_a_subfolder(tmp_path: Path) 
     with open(bad, "wb") as f:  # repaired in place: the folder's own listing does not change
         f.write(cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes())
     assert [r.path.name for r in load_data(data).records("train")] == ["a.png"]  # not the cached "unreadable"
+
+
+# -- §1 label rows that are something else, and an image listed twice -------------------------------------------------
+
+POSE_2D = "0 0.5 0.5 0.4 0.6 0.4 0.3 0.6 0.3 0.5 0.7\n"  # box 0.3..0.7 x 0.2..0.8, three (x, y) keypoints inside it
+POSE_3D = "1 0.5 0.5 0.4 0.6 0.4 0.3 2 0.6 0.3 1\n"  # box, two (x, y, visibility) keypoints
+# A polygon whose first two points, read as a pose box, would hold the rest: a segmentation set stays polygons
+# because its rows' point counts vary (the split decides, yolo_rows.py).
+CENTRE_POLYGON = "0 0.45 0.45 0.55 0.45 0.55 0.55 0.45 0.55\n"
+TRIANGLE = "1 0.1 0.1 0.3 0.1 0.2 0.3\n"
+
+
+def _records_of(tmp_path: Path, rows: dict[str, str], **yaml_extra):
+    for k, (stem, text) in enumerate(rows.items()):
+        _image(tmp_path / f"images/train/{stem}.png", 100, 100, seed=k)
+        _label(tmp_path / f"labels/train/{stem}.txt", text)
+    spec = load_data(_yaml(tmp_path / "data.yaml", train="images/train", **yaml_extra))
+    (report,) = check_data(spec, ["train"], progress=False)
+    return {r.path.stem: r.boxes.round(1).tolist() for r in report.records}, report.problems
+
+
+def test_pose_rows_are_read_as_their_box_by_the_stated_rule(tmp_path: Path) -> None:
+    boxes, problems = _records_of(tmp_path / "pose2d", {"a": POSE_2D, "b": POSE_2D})
+    assert boxes == {"a": [[30.0, 20.0, 70.0, 80.0]], "b": [[30.0, 20.0, 70.0, 80.0]]}  # the polygon reading: 40..60
+    (note,) = problems
+    assert (note.kind, Path(note.file).name, note.line) == ("pose_rows", "a.txt", 1)
+    assert "add `kpt_shape: [3, 2]`" in note.detail
+    boxes, problems = _records_of(tmp_path / "pose3d", {"a": POSE_3D}, kpt_shape=[2, 3])  # said in the yaml: no note
+    assert boxes == {"a": [[30.0, 20.0, 70.0, 80.0]]} and problems == []
+    boxes, problems = _records_of(tmp_path / "seg", {"a": CENTRE_POLYGON, "b": TRIANGLE})
+    assert boxes == {"a": [[45.0, 45.0, 55.0, 55.0]], "b": [[10.0, 10.0, 30.0, 30.0]]} and problems == []
+    _, problems = _records_of(tmp_path / "neither", {"a": "0 0.9 0.9 0.5 0.5 0.1 0.1 2\n"})  # even count, box holds nothing
+    assert [(p.kind, p.line) for p in problems] == [("bad_row", 1)] and "does not hold its keypoints" in problems[0].detail
+    _, problems = _records_of(tmp_path / "declared", {"a": POSE_2D}, kpt_shape=[17, 3])
+    assert [p.kind for p in problems] == ["bad_row"] and "expected 5 + 17 x 3 = 56" in problems[0].detail
+
+
+def test_an_image_listed_twice_in_a_split_is_reported_and_skipped(tmp_path: Path) -> None:
+    import json
+
+    for k, name in enumerate(("a.png", "b.png")):
+        _image(tmp_path / "images/train" / name, seed=k)
+    images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}, {"id": 3, "file_name": "./a.png"}]
+    anns = [{"id": k, "image_id": i, "category_id": 1, "bbox": [2, 2, 20, 20]} for k, i in enumerate((1, 2, 3))]
+    js = tmp_path / "annotations/instances_train.json"
+    js.parent.mkdir()
+    js.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cat"}]}))
+    (report,) = check_data(load_data(tmp_path), ["train"], progress=False)
+    assert [r.path.name for r in report.records] == ["b.png"]
+    repeated = [p for p in report.problems if p.kind == "duplicate_image_file"]
+    assert len(repeated) == 2 and all("listed 2 times" in p.detail and "image ids 1, 3" in p.detail for p in repeated)
+    assert report.skipped == 2
+    listing = tmp_path / "train.txt"  # the same in a YOLO image list
+    listing.write_text("images/train/a.png\nimages/train/b.png\nimages/train/a.png\n")
+    (report,) = check_data(load_data(_yaml(tmp_path / "list.yaml", train="train.txt")), ["train"], progress=False)
+    assert [r.path.name for r in report.records] == ["b.png"]
+    assert [p.kind for p in report.problems] == ["duplicate_image_file"] * 2

@@ -14,7 +14,8 @@ from mnv3det.data.report import cell, problem_counts_table, problem_rows_table, 
 from mnv3det.data.spec import DataSpec
 
 SKIPPED_IMAGE_KINDS = (
-    "image_unreadable", "image_truncated", "image_too_large", "bad_file_name", "duplicate_image_id", "label_unreadable",
+    "image_unreadable", "image_truncated", "image_too_large", "bad_file_name", "duplicate_image_id", "duplicate_image_file",
+    "label_unreadable",
 )
 
 

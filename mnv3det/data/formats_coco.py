@@ -76,6 +76,9 @@ class CocoSplit:
     def _data(self) -> dict[str, Any]:
         return read_coco_json(self.annotations)
 
+    def settle(self, samples: list[RawSample]) -> list[Problem]:
+        return []  # every annotation is read on its own
+
     def location(self) -> str:
         return f"{self.images.resolve()} (annotations {self.annotations.resolve()})"
 

@@ -82,6 +82,9 @@ class VocSplit:
     names: list[str]
     format: str = field(default="voc", init=False)
 
+    def settle(self, samples: list[RawSample]) -> list[Problem]:
+        return []  # every annotation is read on its own
+
     def location(self) -> str:
         return f"{self.root.resolve()} (list {self.list_file.resolve()})"
 

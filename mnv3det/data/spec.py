@@ -7,6 +7,7 @@ Data yaml (YOLOv5's form plus `format`):
     names: [a, b] or {0: a, 1: b}
     format: yolo | coco | voc  # detected when absent
     class_subset: true         # optional: `names` lists only some of the label classes, on purpose
+    kpt_shape: [17, 3]         # optional, YOLO: label rows are pose rows, box + 17 keypoints of 3 values
 Any other key is an error naming the nearest known key (`vall:` -> `val`), except keys other tools write
 and mnv3det ignores (`download`, `roboflow`). COCO splits are `{images: DIR, annotations: JSON}`; VOC splits are a list name (`train` ->
 ImageSets/Main/train.txt) or a txt path. See datasets/README.md.
@@ -30,8 +31,8 @@ from mnv3det.errors import UserError
 
 SPLIT_KEYS = ("train", "val", "test")
 FORMATS = ("yolo", "coco", "voc")
-DATA_KEYS = ("path", *SPLIT_KEYS, "names", "nc", "format", "class_subset")
-FOREIGN_KEYS = ("download", "roboflow")  # written by YOLOv5/Ultralytics and Roboflow exports; ignored here
+DATA_KEYS = ("path", *SPLIT_KEYS, "names", "nc", "format", "class_subset", "kpt_shape")
+FOREIGN_KEYS = ("download", "roboflow", "flip_idx")  # written by YOLOv5/Ultralytics and Roboflow exports; ignored here
 
 
 @dataclass
@@ -213,8 +214,9 @@ def spec_from_yaml(path: Path) -> DataSpec:
     if fmt == "yolo":
         if names is None:
             raise UserError(f"data yaml {path}: YOLO data needs `names:` (a list, or {{index: name}})")
+        kpt_shape = _kpt_shape(data.get("kpt_shape"), path)
         splits: dict[str, SplitSource] = {
-            k: YoloSplit([root / p for p in _entry_paths(v)]) for k, v in entries.items()
+            k: YoloSplit([root / p for p in _entry_paths(v)], kpt_shape) for k, v in entries.items()
         }
         return DataSpec(names, list(range(len(names))), fmt, path, splits, subset, notes)
     if fmt == "coco":
@@ -231,6 +233,16 @@ def spec_from_yaml(path: Path) -> DataSpec:
     names = names or voc_class_names(root, list(lists.values()))
     splits = {k: VocSplit(root, lf, names) for k, lf in lists.items()}
     return DataSpec(names, list(range(len(names))), fmt, path, splits, subset, notes)
+
+
+def _kpt_shape(raw: Any, path: Path) -> tuple[int, int] | None:
+    """`kpt_shape: [k, d]` (Ultralytics' pose datasets): k >= 1 keypoints of d = 2 (x y) or 3 (x y visibility)."""
+    if raw is None:
+        return None
+    ok = isinstance(raw, list) and len(raw) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
+    if not ok or raw[0] < 1 or raw[1] not in (2, 3):
+        raise UserError(f"data yaml {path}: `kpt_shape` must be [keypoints, 2 or 3] (e.g. [17, 3]), got {raw!r:.60}")
+    return int(raw[0]), int(raw[1])
 
 
 def _voc_list(root: Path, entry: Any) -> Path:
