@@ -264,3 +264,34 @@ def test_an_image_listed_twice_in_a_split_is_reported_and_skipped(tmp_path: Path
     (report,) = check_data(load_data(_yaml(tmp_path / "list.yaml", train="train.txt")), ["train"], progress=False)
     assert [r.path.name for r in report.records] == ["b.png"]
     assert [p.kind for p in report.problems] == ["duplicate_image_file"] * 2
+
+
+# -- §1 a split with images but no usable box ------------------------------------------------------------------------
+
+
+def test_a_split_without_a_usable_box_is_an_error_that_says_where_labels_were_looked_for(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mnv3det.cli import app
+    from mnv3det.errors import UserError
+
+    for k in range(2):  # `Images/` and `Labels/`: not the lower-case pair YOLO maps
+        _image(tmp_path / f"ds/Images/train/{k}.png", seed=k)
+        _label(tmp_path / f"ds/Labels/train/{k}.txt", "0 0.5 0.5 0.2 0.2\n")
+    data = _yaml(tmp_path / "ds/data.yaml", train="Images/train", val="Images/train")
+    with pytest.raises(UserError, match=r"split 'train': 2 images but no usable box: no label rows were read; labels "
+                                        r"were looked for beside each image .*Labels \(2 \.txt\)"):
+        load_data(data).records("train")
+    runner = CliRunner()
+    check = runner.invoke(app, ["data", "check", str(data)], terminal_width=400)
+    assert check.exit_code == 1 and "no usable box" in check.output, check.output
+    train = runner.invoke(app, ["train", "--data", str(data), "--device", "cpu", "--epochs", "1", "--imgsz", "64",
+                                "--project", str(tmp_path / "runs")])
+    assert train.exit_code == 2 and "no usable box" in train.output and not (tmp_path / "runs").exists()
+
+    for k in range(2):  # pixel coordinates: every box lands outside the image and is clipped to nothing
+        _image(tmp_path / f"px/images/train/{k}.png", seed=k)
+        _label(tmp_path / f"px/labels/train/{k}.txt", "0 320 240 50 60\n")
+    with pytest.raises(UserError, match=r"2 label rows were read and all dropped \(zero_size 2\); rows reach outside "
+                                        r"the image: pixel coordinates\?"):
+        load_data(_yaml(tmp_path / "px/data.yaml", train="images/train")).records("train")

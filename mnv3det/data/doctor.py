@@ -27,7 +27,7 @@ class SplitReport:
     records: list[ImageRecord]
     problems: list[Problem]
     names: list[str]
-    mismatch: str | None = None  # why `names` does not fit the labels (most boxes dropped), see names_check
+    mismatch: str | None = None  # why the split cannot be used as it is (names do not fit, no usable box): DataSpec.mismatch
     boxes_per_class: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:

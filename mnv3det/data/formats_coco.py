@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
-from mnv3det.data.records import Problem, RawBox, RawSample
+from mnv3det.data.records import ImageRecord, Problem, RawBox, RawSample
 from mnv3det.data.walk import walk_files
 from mnv3det.errors import UserError
 
@@ -78,6 +78,9 @@ class CocoSplit:
 
     def settle(self, samples: list[RawSample]) -> list[Problem]:
         return []  # every annotation is read on its own
+
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        return f"boxes were looked for in {self.annotations} (annotations whose image_id names these images)"
 
     def location(self) -> str:
         return f"{self.images.resolve()} (annotations {self.annotations.resolve()})"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
-from mnv3det.data.records import Problem, RawBox, RawSample
+from mnv3det.data.records import ImageRecord, Problem, RawBox, RawSample
 from mnv3det.data.walk import walk_files
 from mnv3det.errors import UserError
 
@@ -84,6 +84,9 @@ class VocSplit:
 
     def settle(self, samples: list[RawSample]) -> list[Problem]:
         return []  # every annotation is read on its own
+
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        return f"boxes were looked for in {self.root / 'Annotations'}/<id>.xml (<object> entries)"
 
     def location(self) -> str:
         return f"{self.root.resolve()} (list {self.list_file.resolve()})"

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
-from mnv3det.data.records import MAX_BOXES_PER_IMAGE, Problem, RawBox, RawSample, printable
+from mnv3det.data.empty_split import nearby_labels
+from mnv3det.data.records import MAX_BOXES_PER_IMAGE, ImageRecord, Problem, RawBox, RawSample, printable
 from mnv3det.data.walk import walk_files
 from mnv3det.data.yolo_rows import new_box, settle_rows
 from mnv3det.errors import UserError
@@ -128,6 +129,16 @@ class YoloSplit:
 
     def location(self) -> str:
         return ", ".join(str(s.resolve()) for s in self.sources)
+
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        """Where the labels of `records` were looked for, and label-like folders nearby (for a split without boxes)."""
+        image = records[0].path
+        label = label_path_for(image)
+        how = ("as the image path with its last `images` folder replaced by `labels`" if label.parent != image.parent
+               else "beside each image (its path has no folder named `images`, so there is no `labels` twin)")
+        near = nearby_labels(image.parent, label.parent)
+        return (f"labels were looked for {how}, e.g. {label}; "
+                + (f"label-like files nearby: {', '.join(near)}" if near else "no label-like files nearby"))
 
     def label_dirs(self) -> list[Path]:
         """The `labels` folders that mirror folder sources (searched for labels without an image)."""

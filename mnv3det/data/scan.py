@@ -36,6 +36,10 @@ class SplitSource(Protocol):
         """Decide what needs the whole split (YOLO: polygon or pose rows), in place; problems found."""
         ...
 
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        """Where the labels of `records` were looked for (said when a split has no usable box)."""
+        ...
+
     def location(self) -> str:
         """The split's folders and files as absolute paths (for the user: which data is this?)."""
         ...

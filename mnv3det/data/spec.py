@@ -23,6 +23,7 @@ from mnv3det.core.yamlio import nearest_key, read_yaml
 from mnv3det.data.formats_coco import CocoSplit, coco_categories
 from mnv3det.data.formats_voc import VocSplit, voc_class_names
 from mnv3det.data.formats_yolo import YoloSplit
+from mnv3det.data.empty_split import has_boxes, no_boxes
 from mnv3det.data.names_check import names_mismatch
 from mnv3det.data.records import ImageRecord, Problem
 from mnv3det.data.report import console, print_load_summary
@@ -82,8 +83,8 @@ class DataSpec:
     def records(self, split: str, *, report: bool = True) -> list[ImageRecord]:
         """Checked records of `split`; bad samples are reported (once; report=False for DDP ranks > 0) and skipped.
 
-        Raises UserError when no usable image is left, or when most boxes were dropped for a class outside
-        `names` (see `mismatch`) and the data yaml does not say `class_subset: true`.
+        Raises UserError when no usable image is left, when no usable box is (see `mismatch`), or when most boxes
+        were dropped for a class outside `names` and the data yaml does not say `class_subset: true`.
         """
         if split not in self._loaded:
             records, problems = self.check(split)
@@ -101,8 +102,12 @@ class DataSpec:
         return self._loaded[split][0]
 
     def mismatch(self, split: str, records: list[ImageRecord], problems: list[Problem]) -> str | None:
-        """Why `names` does not fit the labels of `split` (most boxes dropped for their class), or None."""
-        return None if self.class_subset else names_mismatch(records, problems, self.names, split)
+        """Why `split` cannot be trained or scored as it is, or None: `names` does not fit its labels (most boxes
+        dropped for their class; not with class_subset), or its images hold no usable box at all."""
+        names = None if self.class_subset else names_mismatch(records, problems, self.names, split)
+        if names or has_boxes(records):
+            return names
+        return no_boxes(split, records, problems, self._split(split).label_hint(records))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
