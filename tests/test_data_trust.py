@@ -295,3 +295,52 @@ def test_a_split_without_a_usable_box_is_an_error_that_says_where_labels_were_lo
     with pytest.raises(UserError, match=r"2 label rows were read and all dropped \(zero_size 2\); rows reach outside "
                                         r"the image: pixel coordinates\?"):
         load_data(_yaml(tmp_path / "px/data.yaml", train="images/train")).records("train")
+
+
+# -- §1 validation images that are training images -------------------------------------------------------------------
+
+
+def _leaky(tmp_path: Path) -> Path:
+    """train: 3 images; val: one of them under another name (same bytes) and a new one; `test:` is the train folder."""
+    for k in range(3):
+        _image(tmp_path / f"images/train/{k}.png", seed=k)
+        _label(tmp_path / f"labels/train/{k}.txt", "0 0.5 0.5 0.4 0.4\n")
+    (tmp_path / "images/val").mkdir(parents=True)
+    (tmp_path / "images/val/copy.png").write_bytes((tmp_path / "images/train/1.png").read_bytes())
+    _image(tmp_path / "images/val/new.png", seed=9)
+    for stem in ("copy", "new"):
+        _label(tmp_path / f"labels/val/{stem}.txt", "1 0.5 0.5 0.4 0.4\n")
+    return _yaml(tmp_path / "data.yaml", train="images/train", val="images/val", test="images/train")
+
+
+def test_validation_images_that_are_training_images_are_warned_about(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mnv3det.cli import app
+    from mnv3det.train.config import TrainConfig
+    from mnv3det.train.trainer import fit
+
+    data = _leaky(tmp_path)
+    reports = {r.split: r for r in check_data(load_data(data), progress=False)}
+    assert reports["train"].leakage is None
+    assert reports["val"].leakage.startswith("1 of the 2 'val' images are also training images: 1 have the same bytes")
+    assert reports["test"].leakage.startswith("3 of the 3 'test' images are also training images: 3 are train files")
+    result = CliRunner().invoke(app, ["data", "check", str(data), "--json"])
+    assert result.exit_code == 0 and "same bytes" in json.loads(result.stdout)["splits"][1]["leakage"]
+
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    cfg = TrainConfig(data=str(data), epochs=1, imgsz=64, batch=4, workers=0, device="cpu", threads=1,
+                      project=str(tmp_path / "runs"), plots=False, autoanchor=False)
+    fit(cfg, console=Console(file=out, width=400), show_progress=False)
+    log = out.getvalue()
+    assert f"data: 'train' = {tmp_path / 'images' / 'train'}" in log and f"data: 'val' = {tmp_path / 'images' / 'val'}" in log
+    assert "warning: 1 of the 2 'val' images are also training images" in log
+    val = CliRunner().invoke(app, ["val", "--weights", str(tmp_path / "runs/exp/weights/best.pt"), "--data", str(data),
+                                   "--device", "cpu", "--project", str(tmp_path / "val")], terminal_width=400)
+    assert val.exit_code == 0 and f"data: 'val' = {tmp_path / 'images' / 'val'}" in val.output, val.output

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mnv3det.data.leakage import leakage_warning
 from mnv3det.data.records import ImageRecord, Problem
 from mnv3det.data.report import cell, problem_counts_table, problem_rows_table, safe, source_lines
 from mnv3det.data.spec import DataSpec
@@ -28,6 +29,7 @@ class SplitReport:
     problems: list[Problem]
     names: list[str]
     mismatch: str | None = None  # why the split cannot be used as it is (names do not fit, no usable box): DataSpec.mismatch
+    leakage: str | None = None  # its images that are training images too (data/leakage.py); not for train itself
     boxes_per_class: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -61,6 +63,7 @@ class SplitReport:
             "crowd": int(sum(r.crowd.sum() for r in self.records)),
             "boxes_per_class": dict(zip(self.names, self.boxes_per_class)),
             "names_mismatch": self.mismatch,
+            "leakage": self.leakage,
             "problems": [{"file": p.file, "line": p.line, "kind": p.kind, "detail": p.detail, "action": p.action} for p in self.problems],
         }
 
@@ -71,6 +74,10 @@ def check_data(spec: DataSpec, splits: list[str] | None = None, *, progress: boo
     for split in splits or list(spec.splits):
         records, problems = spec.check(split, use_cache=False, progress=progress)
         reports.append(SplitReport(split, records, problems, spec.names, spec.mismatch(split, records, problems)))
+    train = next((r for r in reports if r.split == "train"), None)
+    for rep in reports:
+        if train is not None and rep is not train:
+            rep.leakage = leakage_warning(rep.split, train.records, rep.records)
     return reports
 
 
@@ -110,6 +117,9 @@ def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limi
             out.print(problem_rows_table(rep.problems, f"problems in '{safe(rep.split)}'", limit=limit, root=spec.root))
         else:
             out.print(f"[green]'{safe(rep.split)}': no problems found[/]")
+    for rep in reports:
+        if rep.leakage:
+            out.print(f"[yellow]warning:[/] {safe(rep.leakage, 2000)}", highlight=False)
     for rep in reports:
         if rep.mismatch:
             out.print(f"[bold red]error:[/] {safe(rep.mismatch, 2000)}", highlight=False)

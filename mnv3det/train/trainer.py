@@ -119,13 +119,14 @@ def _set_epoch(loader: Any, epoch: int, seed: int) -> None:
         loader.generator.manual_seed(seed * 1000 + epoch)
 
 
-def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torch.device, info: ddp.DistInfo,
-            generated: GeneratedTrainSet | None = None) -> Prepared:
-    """Data, model, loaders and training state; raises UserError before anything is written."""
-    from mnv3det.data import create_dataloader, dataset_box_sizes, load_data
+def _data(cfg: TrainConfig, notes: Deferred, info: ddp.DistInfo,
+          generated: GeneratedTrainSet | None) -> tuple[Any, list[Any], list[Any]]:
+    """(spec, train records, val records) of the run; the set-up notes say where each split is read from and
+    warn when validation images are training images too (rank 0)."""
+    from mnv3det.data import load_data
+    from mnv3det.data.leakage import leakage_warning
     from mnv3det.data.report import safe, source_lines
 
-    notes = Deferred()
     spec = load_data(cfg.data)
     used = [s for s in ([] if generated else [cfg.train_split]) + [cfg.val_split] if s in spec.splits]
     for line in source_lines(spec, used):
@@ -134,6 +135,19 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
     val_records = _records(spec, cfg.val_split, cfg.max_images, required=False)
     if not val_records:
         notes.print(f"[yellow]no '{safe(cfg.val_split)}' split: training without validation; best.pt follows last.pt[/]")
+    leak = leakage_warning(cfg.val_split, train_records, val_records) if info.is_main else None
+    if leak:
+        notes.print(f"[yellow]warning:[/] {safe(leak, 2000)}", highlight=False)
+    return spec, train_records, val_records
+
+
+def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torch.device, info: ddp.DistInfo,
+            generated: GeneratedTrainSet | None = None) -> Prepared:
+    """Data, model, loaders and training state; raises UserError before anything is written."""
+    from mnv3det.data import create_dataloader, dataset_box_sizes
+
+    notes = Deferred()
+    spec, train_records, val_records = _data(cfg, notes, info, generated)
     model = build_training_model(cfg, list(spec.names), notes) if ckpt is None else model_from_checkpoint(ckpt, cfg, source)
     if ckpt is None and cfg.autoanchor and train_records and info.is_main:  # DDP copies rank 0's anchors to the others
         from mnv3det.train.anchors import check_anchors
