@@ -344,3 +344,59 @@ def test_validation_images_that_are_training_images_are_warned_about(tmp_path: P
     val = CliRunner().invoke(app, ["val", "--weights", str(tmp_path / "runs/exp/weights/best.pt"), "--data", str(data),
                                    "--device", "cpu", "--project", str(tmp_path / "val")], terminal_width=400)
     assert val.exit_code == 0 and f"data: 'val' = {tmp_path / 'images' / 'val'}" in val.output, val.output
+
+
+# -- §1 --resume after the data changed -----------------------------------------------------------------------------
+
+
+def test_resume_refuses_data_that_changed_and_says_what(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mnv3det.core.checkpoint import Checkpoint, load_checkpoint
+    from mnv3det.errors import UserError
+    from mnv3det.train import trainer
+    from mnv3det.train.config import TrainConfig
+    from mnv3det.train.resume import config_for_resume
+
+    for k in range(3):
+        _image(tmp_path / f"images/train/{k}.png", seed=k)
+        _label(tmp_path / f"labels/train/{k}.txt", f"{k % 2} 0.5 0.5 0.4 0.4\n")
+    data = _yaml(tmp_path / "data.yaml", train="images/train")
+    real = trainer.run_epochs
+
+    def one_epoch_then_killed(run, parts, cfg, start_epoch, *a, **kw):
+        real(run, parts, TrainConfig(**{**cfg.to_dict(), "epochs": start_epoch + 1}), start_epoch, *a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "run_epochs", one_epoch_then_killed)
+    cfg = TrainConfig(data=str(data), epochs=2, imgsz=64, batch=4, workers=0, device="cpu", threads=1,
+                      project=str(tmp_path / "runs"), plots=False, autoanchor=False)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(cfg, show_progress=False)
+    monkeypatch.setattr(trainer, "run_epochs", real)
+    last = tmp_path / "runs/exp/weights/last.pt"
+    saved = load_checkpoint(last).data
+    assert saved.nc == 2 and saved.splits["train"]["images"] == 3
+
+    def resume() -> None:
+        trainer.fit(config_for_resume(last)[0], resume=last, show_progress=False)
+
+    _yaml(data, train="images/train", names=["dog", "cat"])
+    with pytest.raises(UserError, match=r"data changed since the run started: the class names were reordered \(then "
+                                        r"cat, dog; now dog, cat\)"):
+        resume()
+    _yaml(data, train="images/train", names=["cat", "dog", "bird"])
+    with pytest.raises(UserError, match=r"the class names changed \(nc 2 -> 3; added bird\)"):
+        resume()
+    _yaml(data, train="images/train")
+    _image(tmp_path / "images/train/3.png", seed=3)
+    with pytest.raises(UserError, match=r"split 'train' holds other images \(3 images then, 4 now\)"):
+        resume()
+    (tmp_path / "images/train/3.png").unlink()
+    resume()  # the data as it was: the run finishes
+    assert load_checkpoint(last).epoch == 1
+    raw = load_checkpoint(last).to_dict()  # a checkpoint written before nc and splits were recorded still loads
+    raw["data"] = {k: raw["data"][k] for k in ("names", "category_ids", "format", "source")}
+    old = Checkpoint.from_dict(raw, "old.pt")
+    assert old.data.nc is None and old.data.splits == {} and isinstance(old.model, dict)
+    assert all(isinstance(v, torch.Tensor) for v in old.model.values())
