@@ -34,7 +34,9 @@ def check(
     spec = load_data(data)
     reports = check_data(spec, split, progress=not as_json)
     if as_json:
-        payload = {"data": str(spec.source), "format": spec.format, "names": spec.names, "splits": [r.to_json() for r in reports]}
+        splits = [{**r.to_json(), "location": spec.location(r.split)} for r in reports]
+        payload = {"data": str(spec.source), "format": spec.format, "names": spec.names, "notes": spec.notes,
+                   "splits": splits}
         typer.echo(json.dumps(payload, indent=1))
     else:
         print_reports(spec, reports, Console(), limit=limit or None)

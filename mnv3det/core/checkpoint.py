@@ -8,7 +8,7 @@
       epoch         last finished epoch (0-based); -1 for a file that holds weights only
       best_fitness  float or None
       config        the run's TrainConfig as a plain dict ({} when not written by a training run)
-      data          DataInfo (names, category ids, format, source) or None
+      data          DataInfo (names, category ids, format, source, nc, per split a fingerprint of its file list) or None
       resume        ResumeState (raw weights, optimizer, scaler, EMA count, RNG, counters) or None
       provenance    how the weights were made, when not by plain training (pretraining: generator settings,
                     seed, samples seen, wall time, commit); None otherwise. Optional: older files lack it.
@@ -44,12 +44,16 @@ _WHAT_TO_DO = "use a .pt written by `mnv3det train` (or train again)"
 
 @dataclass
 class DataInfo:
-    """What the model was trained on (for mapping class indices back to the dataset's ids)."""
+    """What the model was trained on: class names and the dataset's ids (to map class indices back), and for
+    --resume to refuse other data: nc and each split's file list (`splits`: split -> {"images": count,
+    "files": sha1 of the sorted image paths}). nc and splits are absent (None, {}) in files written before."""
 
     names: list[str]
     category_ids: list[int]
     format: str
     source: str
+    nc: int | None = None
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

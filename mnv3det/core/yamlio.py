@@ -3,6 +3,10 @@
 PyYAML's own message for a syntax error spans several lines and quotes the parser's state; users get
 `<what> <file>, line L, column C: <problem>` instead (1-based, as editors count). `nearest_key` suggests
 the known key a misspelt one was probably meant to be.
+
+Aliases (`*a`) let a few hundred bytes stand for billions of values ("billion laughs"): PyYAML builds them as
+shared references in no time, but anything that walks or prints the result (`str(names)`) then hangs. So a
+document that expands to more than MAX_YAML_VALUES values, counting every alias at its full size, is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,25 @@ from typing import Any, Iterable
 import yaml
 
 from mnv3det.errors import UserError
+
+# Values a user's yaml may hold once aliases are expanded: a data yaml with 10 000 class names or a hyp file is
+# far below; a nested-alias bomb is far above (and is counted only up to here, so the check itself is quick).
+MAX_YAML_VALUES = 200_000
+
+
+def expanded_size(value: Any, limit: int = MAX_YAML_VALUES) -> int:
+    """The number of values in `value` with every shared (aliased) part counted at each use; counting stops
+    past `limit` (so a self-referencing or exponentially nested document costs at most `limit` steps)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+    return count
 
 
 def yaml_error_line(err: yaml.YAMLError) -> str:
@@ -41,9 +64,15 @@ def read_yaml(path: str | Path, what: str = "yaml file") -> Any:
     except OSError as err:
         raise UserError(f"{what} {path} cannot be read: {err.strerror or err}") from None
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise UserError(f"{what} {path}, {yaml_error_line(err)}; fix the yaml syntax there") from None
+    except RecursionError:  # deeply nested brackets
+        raise UserError(f"{what} {path} nests too deeply to read; write it out flat") from None
+    if expanded_size(data) > MAX_YAML_VALUES:
+        raise UserError(f"{what} {path} expands to more than {MAX_YAML_VALUES} values (nested aliases `*name`?); "
+                        "write the values out instead of aliasing them")
+    return data
 
 
 def nearest_key(key: str, known: Iterable[str], cutoff: float = 0.7) -> str | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mnv3det.data.imageio import FULL_DECODE_SUFFIXES, UnreadableImage, decoded_size
 from mnv3det.data.records import MAX_BOXES_PER_IMAGE, TINY_BOX_PX, ImageRecord, Problem, RawSample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -21,9 +22,10 @@ _TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
 
 
 def read_image_header(path: Path) -> tuple[int, int, list[Problem]]:
-    """(width, height, problems) of the image as cv2 will load it (EXIF orientation applied).
+    """(width, height, problems) of the image as the loader's `read_image` returns it (orientation applied).
 
-    width = height = 0 when the image is unusable (missing, unreadable, truncated).
+    width = height = 0 when the image is unusable (missing, unreadable, truncated). Formats whose header does
+    not prove the pixels decode (TIFF) are decoded in full by `read_image`, and their size is the decoded one.
     """
     name = str(path)
     if not path.is_file():
@@ -52,8 +54,13 @@ def read_image_header(path: Path) -> tuple[int, int, list[Problem]]:
     problems: list[Problem] = []
     if orientation not in (None, 1):
         problems.append(Problem(name, None, "exif_rotated", f"EXIF orientation {orientation}"))
-        if orientation in _TRANSPOSED:
-            width, height = height, width
+    if path.suffix.lower() in FULL_DECODE_SUFFIXES:
+        try:  # Pillow reports a TIFF's size already turned: swapping it again would be wrong
+            width, height = decoded_size(path)
+        except UnreadableImage as err:
+            return 0, 0, [Problem(name, None, "image_unreadable", err.reason)]
+    elif orientation in _TRANSPOSED:
+        width, height = height, width
     return width, height, problems
 
 

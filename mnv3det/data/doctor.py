@@ -7,15 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from mnv3det.data.leakage import leakage_warning
 from mnv3det.data.records import ImageRecord, Problem
-from mnv3det.data.report import problem_counts_table, problem_rows_table
+from mnv3det.data.report import cell, problem_counts_table, problem_rows_table, safe, source_lines
 from mnv3det.data.spec import DataSpec
 
 SKIPPED_IMAGE_KINDS = (
-    "image_unreadable", "image_truncated", "image_too_large", "bad_file_name", "duplicate_image_id", "label_unreadable",
+    "image_unreadable", "image_truncated", "image_too_large", "bad_file_name", "duplicate_image_id", "duplicate_image_file",
+    "label_unreadable",
 )
 
 
@@ -27,7 +28,8 @@ class SplitReport:
     records: list[ImageRecord]
     problems: list[Problem]
     names: list[str]
-    mismatch: str | None = None  # why `names` does not fit the labels (most boxes dropped), see names_check
+    mismatch: str | None = None  # why the split cannot be used as it is (names do not fit, no usable box): DataSpec.mismatch
+    leakage: str | None = None  # its images that are training images too (data/leakage.py); not for train itself
     boxes_per_class: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -61,6 +63,7 @@ class SplitReport:
             "crowd": int(sum(r.crowd.sum() for r in self.records)),
             "boxes_per_class": dict(zip(self.names, self.boxes_per_class)),
             "names_mismatch": self.mismatch,
+            "leakage": self.leakage,
             "problems": [{"file": p.file, "line": p.line, "kind": p.kind, "detail": p.detail, "action": p.action} for p in self.problems],
         }
 
@@ -71,15 +74,22 @@ def check_data(spec: DataSpec, splits: list[str] | None = None, *, progress: boo
     for split in splits or list(spec.splits):
         records, problems = spec.check(split, use_cache=False, progress=progress)
         reports.append(SplitReport(split, records, problems, spec.names, spec.mismatch(split, records, problems)))
+    train = next((r for r in reports if r.split == "train"), None)
+    for rep in reports:
+        if train is not None and rep is not train:
+            rep.leakage = leakage_warning(rep.split, train.records, rep.records)
     return reports
 
 
 def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limit: int | None = 50) -> None:
-    """Overview table (one column per split), boxes per class, then each split's problems."""
-    overview = Table(title=f"{spec.source} ({spec.format}, {spec.nc} classes)", title_justify="left")
+    """Where each split is read from, overview table (one column per split), boxes per class, then each split's
+    problems."""
+    for line in source_lines(spec, [r.split for r in reports]):
+        out.print(line, highlight=False, soft_wrap=True)
+    overview = Table(title=f"{safe(spec.source)} ({spec.format}, {spec.nc} classes)", title_justify="left")
     overview.add_column("")
     for rep in reports:
-        overview.add_column(rep.split, justify="right")
+        overview.add_column(cell(rep.split), justify="right")
     rows = [
         ("images", lambda r: r.usable + r.skipped),
         ("usable", lambda r: r.usable),
@@ -97,16 +107,19 @@ def print_reports(spec: DataSpec, reports: list[SplitReport], out: Console, limi
     per_class.add_column("id", justify="right")
     per_class.add_column("name")
     for rep in reports:
-        per_class.add_column(rep.split, justify="right")
+        per_class.add_column(cell(rep.split), justify="right")
     for i, name in enumerate(spec.names):
-        per_class.add_row(str(spec.category_ids[i]), name, *(str(r.boxes_per_class[i]) for r in reports))
+        per_class.add_row(str(spec.category_ids[i]), cell(name), *(str(r.boxes_per_class[i]) for r in reports))
     out.print(per_class)
     for rep in reports:
         if rep.problems:
-            out.print(problem_counts_table(rep.problems, f"problems in '{rep.split}'"))
-            out.print(problem_rows_table(rep.problems, f"problems in '{rep.split}'", limit=limit, root=spec.root))
+            out.print(problem_counts_table(rep.problems, f"problems in '{safe(rep.split)}'"))
+            out.print(problem_rows_table(rep.problems, f"problems in '{safe(rep.split)}'", limit=limit, root=spec.root))
         else:
-            out.print(f"[green]'{rep.split}': no problems found[/]")
+            out.print(f"[green]'{safe(rep.split)}': no problems found[/]")
+    for rep in reports:
+        if rep.leakage:
+            out.print(f"[yellow]warning:[/] {safe(rep.leakage, 2000)}", highlight=False)
     for rep in reports:
         if rep.mismatch:
-            out.print(f"[bold red]error:[/] {escape(rep.mismatch)}", highlight=False)
+            out.print(f"[bold red]error:[/] {safe(rep.mismatch, 2000)}", highlight=False)

@@ -17,7 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mnv3det.data.records import Problem, RawBox, RawSample
+from mnv3det.data.checks import IMAGE_SUFFIXES
+from mnv3det.data.records import ImageRecord, Problem, RawBox, RawSample
+from mnv3det.data.walk import walk_files
 from mnv3det.errors import UserError
 
 
@@ -74,11 +76,21 @@ class CocoSplit:
     def _data(self) -> dict[str, Any]:
         return read_coco_json(self.annotations)
 
+    def settle(self, samples: list[RawSample]) -> list[Problem]:
+        return []  # every annotation is read on its own
+
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        return f"boxes were looked for in {self.annotations} (annotations whose image_id names these images)"
+
+    def location(self) -> str:
+        return f"{self.images.resolve()} (annotations {self.annotations.resolve()})"
+
     def key_files(self) -> list[Path]:
-        # The json plus the image folder's listing; not a parse of the json (which can be 0.5 GB).
+        # The json plus every image under the folder, subfolders too (a `file_name` may hold a folder); not a
+        # parse of the json (which can be 0.5 GB).
         if not self.images.is_dir():
             raise UserError(f"COCO image folder {self.images} not found; check the `images` entry of the data yaml")
-        return [self.annotations] + sorted(p for p in self.images.iterdir())
+        return [self.annotations] + walk_files(self.images, IMAGE_SUFFIXES, "COCO image folder")
 
     def items(self) -> tuple[list[RawSample], list[Problem]]:
         samples, ambiguous, problems = self._image_entries()

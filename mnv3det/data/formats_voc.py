@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
-from mnv3det.data.records import Problem, RawBox, RawSample
+from mnv3det.data.records import ImageRecord, Problem, RawBox, RawSample
+from mnv3det.data.walk import walk_files
 from mnv3det.errors import UserError
 
 # The 20 Pascal VOC classes in their usual order; orders a dataset's names when they are all among them.
@@ -81,9 +82,20 @@ class VocSplit:
     names: list[str]
     format: str = field(default="voc", init=False)
 
+    def settle(self, samples: list[RawSample]) -> list[Problem]:
+        return []  # every annotation is read on its own
+
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        return f"boxes were looked for in {self.root / 'Annotations'}/<id>.xml (<object> entries)"
+
+    def location(self) -> str:
+        return f"{self.root.resolve()} (list {self.list_file.resolve()})"
+
     def key_files(self) -> list[Path]:
         ids = read_split_ids(self.list_file)
-        return [self.list_file] + [self.root / "Annotations" / f"{i}.xml" for i in ids] + sorted((self.root / "JPEGImages").iterdir())
+        images = self.root / "JPEGImages"  # every image, subfolders too: a <filename> may name one
+        listed = walk_files(images, IMAGE_SUFFIXES, "VOC image folder") if images.is_dir() else []
+        return [self.list_file] + [self.root / "Annotations" / f"{i}.xml" for i in ids] + listed
 
     def items(self) -> tuple[list[tuple[int, str]], list[Problem]]:
         return list(enumerate(read_split_ids(self.list_file))), []

@@ -1,8 +1,9 @@
 """YOLO txt: one `labels/....txt` per image, rows `class cx cy w h` as fractions of the image size
-(segmentation polygons, `class x1 y1 x2 y2 ...`, are read as their bounding boxes).
+(segmentation polygons, `class x1 y1 x2 y2 ...`, are read as their bounding boxes; pose rows, box + keypoints,
+as their box: yolo_rows.py says how the two are told apart).
 
-A split is an images folder (searched recursively), a txt file listing images (one path per line,
-relative to the txt's folder), or a list of these. The label of `.../images/a/b.jpg` is
+A split is an images folder (searched recursively, symlinked folders followed: see walk.py), a txt file
+listing images (one path per line, relative to the txt's folder), or a list of these. The label of `.../images/a/b.jpg` is
 `.../labels/a/b.txt` (the last `images` part of the path becomes `labels`); images outside any
 `images` folder take the `.txt` beside them. A missing or empty label file means a background image.
 """
@@ -14,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnv3det.data.checks import IMAGE_SUFFIXES
-from mnv3det.data.records import MAX_BOXES_PER_IMAGE, Problem, RawBox, RawSample, printable
+from mnv3det.data.empty_split import nearby_labels
+from mnv3det.data.records import MAX_BOXES_PER_IMAGE, ImageRecord, Problem, RawBox, RawSample, printable
+from mnv3det.data.walk import walk_files
+from mnv3det.data.yolo_rows import new_box, settle_rows
 from mnv3det.errors import UserError
 
 
@@ -31,7 +35,7 @@ def label_path_for(image: Path) -> Path:
 def list_images(source: Path) -> list[Path]:
     """Images of one split source: a folder (recursive) or a txt file listing image paths."""
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return walk_files(source, IMAGE_SUFFIXES, "YOLO split folder")
     if source.is_file() and source.suffix.lower() == ".txt":
         images = []
         try:
@@ -47,7 +51,8 @@ def list_images(source: Path) -> list[Path]:
     raise UserError(f"YOLO split {source} is neither an images folder nor a .txt list of images; fix the data yaml")
 
 
-def parse_label_file(label: Path, max_rows: int = MAX_BOXES_PER_IMAGE) -> tuple[list[RawBox], list[Problem]]:
+def parse_label_file(label: Path, max_rows: int = MAX_BOXES_PER_IMAGE,
+                     kpt_shape: tuple[int, int] | None = None) -> tuple[list[RawBox], list[Problem]]:
     """Rows `class cx cy w h` (normalised) -> RawBoxes with 1-based line numbers; bad rows -> Problems.
 
     Reads line by line and stops after `max_rows` non-empty rows (the rest is counted and reported once),
@@ -69,7 +74,7 @@ def parse_label_file(label: Path, max_rows: int = MAX_BOXES_PER_IMAGE) -> tuple[
                     total = rows + sum(1 for rest in f if rest.strip())
                     problems.append(Problem(name, lineno, "too_many_boxes", f"{total} rows; only the first {max_rows} are read"))
                     break
-                box = _parse_row(fields, name, lineno, problems)
+                box = _parse_row(fields, name, lineno, problems, kpt_shape)
                 if box is not None:
                     boxes.append(box)
     except (OSError, UnicodeDecodeError) as err:
@@ -77,17 +82,17 @@ def parse_label_file(label: Path, max_rows: int = MAX_BOXES_PER_IMAGE) -> tuple[
     return boxes, problems
 
 
-def _parse_row(fields: list[str], label: str, lineno: int, problems: list[Problem]) -> RawBox | None:
+def _parse_row(fields: list[str], label: str, lineno: int, problems: list[Problem],
+               kpt_shape: tuple[int, int] | None = None) -> RawBox | None:
     """One row -> a RawBox, or None with the reason appended to `problems`.
 
-    A box row is `class cx cy w h`. A segmentation row, `class x1 y1 x2 y2 x3 y3 ...` (YOLO's polygon labels, 3 or
-    more points), is read as the polygon's bounding box, so a segmentation dataset trains a detector as it is.
+    A box row is `class cx cy w h`; longer rows are polygons or pose rows, decided as yolo_rows.py states
+    (a polygon is read as its bounding box, so a segmentation dataset trains a detector as it is).
     """
-    is_polygon = len(fields) >= 7 and len(fields) % 2 == 1
-    if len(fields) != 5 and not is_polygon:
+    forms = "expected 5: class cx cy w h, or a polygon: class x1 y1 x2 y2 x3 y3 ..., or a pose row: class cx cy w h + keypoints"
+    if len(fields) < 7 and len(fields) != 5:
         hint = " (a 6th field is the score `detect --save-conf` writes; drop it to train on these rows)" if len(fields) == 6 else ""
-        problems.append(Problem(label, lineno, "bad_row", f"{len(fields)} fields, expected 5: class cx cy w h, "
-                                                          f"or a polygon: class x1 y1 x2 y2 x3 y3 ...{hint}"))
+        problems.append(Problem(label, lineno, "bad_row", f"{len(fields)} fields, {forms}{hint}"))
         return None
     try:
         cls_f, *coords = (float(v) for v in fields)
@@ -100,11 +105,10 @@ def _parse_row(fields: list[str], label: str, lineno: int, problems: list[Proble
     if cls_f != int(cls_f):
         problems.append(Problem(label, lineno, "bad_row", f"class {fields[0]!r} is not an integer"))
         return None
-    if is_polygon:
-        xs, ys = coords[0::2], coords[1::2]
-        return RawBox(int(cls_f), (min(xs), min(ys), max(xs), max(ys)), normalised=True, line=lineno)
-    cx, cy, w, h = coords
-    return RawBox(int(cls_f), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), normalised=True, line=lineno)
+    box, why = new_box(int(cls_f), coords, lineno, kpt_shape)
+    if box is None:
+        problems.append(Problem(label, lineno, "bad_row", why or f"{len(fields)} fields, {forms}"))
+    return box
 
 
 @dataclass
@@ -112,6 +116,7 @@ class YoloSplit:
     """One YOLO split: image sources (folders or txt lists)."""
 
     sources: list[Path]
+    kpt_shape: tuple[int, int] | None = None  # the data yaml's `kpt_shape: [k, d]`: rows are box + k keypoints
     format: str = field(default="yolo", init=False)
 
     def images(self) -> list[Path]:
@@ -121,6 +126,19 @@ class YoloSplit:
                 raise UserError(f"YOLO split source {src} does not exist; check `path` and the split entries of the data yaml")
             images.extend(list_images(src))
         return images
+
+    def location(self) -> str:
+        return ", ".join(str(s.resolve()) for s in self.sources)
+
+    def label_hint(self, records: list[ImageRecord]) -> str:
+        """Where the labels of `records` were looked for, and label-like folders nearby (for a split without boxes)."""
+        image = records[0].path
+        label = label_path_for(image)
+        how = ("as the image path with its last `images` folder replaced by `labels`" if label.parent != image.parent
+               else "beside each image (its path has no folder named `images`, so there is no `labels` twin)")
+        near = nearby_labels(image.parent, label.parent)
+        return (f"labels were looked for {how}, e.g. {label}; "
+                + (f"label-like files nearby: {', '.join(near)}" if near else "no label-like files nearby"))
 
     def label_dirs(self) -> list[Path]:
         """The `labels` folders that mirror folder sources (searched for labels without an image)."""
@@ -134,7 +152,7 @@ class YoloSplit:
 
     def key_files(self) -> list[Path]:
         files = [p for img in self.images() for p in (img, label_path_for(img))]
-        files += [label for d in self.label_dirs() for label in sorted(d.rglob("*.txt"))]
+        files += [label for d in self.label_dirs() for label in walk_files(d, (".txt",), "YOLO label folder")]
         return files + [s for s in self.sources if s.is_file()]
 
     def items(self) -> tuple[list[tuple[int, Path]], list[Problem]]:
@@ -144,7 +162,7 @@ class YoloSplit:
         # A label with no image beside it is a common sign of a half-copied dataset: report it.
         image_labels = {label_path_for(p) for p in images}
         for label_dir in self.label_dirs():
-            for label in sorted(label_dir.rglob("*.txt")):
+            for label in walk_files(label_dir, (".txt",), "YOLO label folder"):
                 if label not in image_labels:
                     problems.append(Problem(str(label), None, "image_missing", "label file has no image"))
         return list(enumerate(images)), problems
@@ -154,7 +172,11 @@ class YoloSplit:
         label = label_path_for(image)
         if not label.is_file():
             return RawSample(image, label, [], image_id=index), []  # background image
-        boxes, problems = parse_label_file(label)
+        boxes, problems = parse_label_file(label, kpt_shape=self.kpt_shape)
         if any(p.kind == "label_unreadable" for p in problems):
             return None, problems  # its boxes are unknown: training it as a background image would teach misses
         return RawSample(image, label, boxes, image_id=index), problems
+
+    def settle(self, samples: list[RawSample]) -> list[Problem]:
+        """Rows a whole split decides: polygon or pose rows (yolo_rows.settle_rows)."""
+        return settle_rows(samples)

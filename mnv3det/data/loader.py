@@ -29,22 +29,15 @@ from mnv3det.data.augment import (
     random_affine,
     resolve_hyp,
 )
+from mnv3det.data.imageio import UnreadableImage, read_image
 from mnv3det.data.letterbox import letterbox
 from mnv3det.data.mosaic import mosaic4
 from mnv3det.data.records import ImageRecord
-from mnv3det.data.report import console
+from mnv3det.data.report import console, safe
 from mnv3det.errors import UserError
 
 log = logging.getLogger("mnv3det.data")
 Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
-
-
-class UnreadableImage(Exception):
-    """An image that passed the header check but cannot be decoded now (corrupt data, removed file)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"cannot decode {path}")
-        self.path = path
 
 
 def _available_memory() -> int:
@@ -148,9 +141,7 @@ class DetectionDataset(Dataset):
 
     def _read_resized(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         record = self.records[i]
-        img = cv2.imread(str(record.path), cv2.IMREAD_COLOR)  # BGR, EXIF orientation applied
-        if img is None:
-            raise UnreadableImage(str(record.path))
+        img = read_image(record.path)  # BGR, orientation applied: the decoder the checks used
         h0, w0 = img.shape[:2]
         r = self.imgsz / max(h0, w0)
         h, w = max(1, round(h0 * r)), max(1, round(w0 * r))
@@ -176,7 +167,8 @@ class DetectionDataset(Dataset):
         """One line per bad image and process (a worker reports what it meets)."""
         if err.path not in self._reported:
             self._reported.add(err.path)
-            console.print(f"[yellow]data:[/] {err}; {'another sample is used' if self.augment else 'a blank image is used'} instead")
+            instead = "another sample is used" if self.augment else "a blank image is used"
+            console.print(f"[yellow]data:[/] {safe(err, 400)}; {instead} instead", highlight=False)
 
     # -- items ---------------------------------------------------------------------------------
     def set_mosaic(self, enabled: bool) -> None:

@@ -83,8 +83,10 @@ PROBLEM_ACTIONS: dict[str, str] = {
     "image_too_large": "image skipped",  # claims more pixels than PIL will open (a decompression bomb)
     "bad_file_name": "image skipped",  # a file name that is not valid UTF-8 (cannot be passed to cv2 or shown)
     "duplicate_image_id": "image skipped",  # COCO: two `images` entries share an id (boxes would go to either)
+    "duplicate_image_file": "image skipped",  # one image file listed twice in a split (whose boxes hold is unknown)
     "label_unreadable": "image skipped",  # a label file that cannot be read or parsed at all
     "bad_row": "row skipped",  # wrong number of fields, non-numeric, NaN or infinite fields
+    "pose_rows": "box used, keypoints ignored",  # YOLO rows read as box + keypoints without `kpt_shape` (once per split)
     "too_many_boxes": f"first {MAX_BOXES_PER_IMAGE} boxes kept",  # more rows than MAX_BOXES_PER_IMAGE
     "tiny_box": "kept (check it: probably an annotation slip)",  # under TINY_BOX_PX wide or high
     "class_out_of_range": "box dropped",  # class id outside 0..nc-1
@@ -147,6 +149,7 @@ class RawBox:
     crowd: bool = False
     difficult: bool = False
     line: int | None = None
+    pending: Any = None  # format-specific: a reading the whole split decides (YOLO: polygon or pose row)
 
 
 @dataclass

@@ -1,16 +1,39 @@
-"""Short summaries of problems found while loading a split (the doctor prints the full list)."""
+"""Short summaries of problems found while loading a split (the doctor prints the full list), and the two
+helpers every data-side message uses for text that came from the user (class names, paths, label rows):
+`cell` for a table cell, `safe` inside a markup line. Both cut it to CELL_CHARS and never read it as markup,
+so `person [crowd]` prints as written and `[/]` cannot crash rich."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from mnv3det.data.records import PROBLEM_ACTIONS, Problem
+from mnv3det.data.records import PROBLEM_ACTIONS, Problem, printable
 
 console = Console(stderr=True)
+CELL_CHARS = 200  # what one user string may print: a path or a name fits; a 10 MB "class name" does not
+
+
+def clip(text: object, limit: int = CELL_CHARS) -> str:
+    """`text` as a printable str of at most `limit` characters (the cut marked with an ellipsis)."""
+    out = printable(str(text))
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def cell(text: object, limit: int = CELL_CHARS) -> Text:
+    """User text for a table cell: clipped, taken literally (no markup)."""
+    return Text(clip(text, limit))
+
+
+def safe(text: object, limit: int = CELL_CHARS) -> str:
+    """User text to put inside a markup string (`f"[yellow]data:[/] {safe(path)}"`): clipped and escaped."""
+    return escape(clip(text, limit))
 
 
 def problem_counts_table(problems: list[Problem], title: str) -> Table:
@@ -44,9 +67,9 @@ def problem_rows_table(problems: list[Problem], title: str, limit: int | None = 
     table.add_column("action")
     shown = problems if limit is None else problems[:limit]
     for p in shown:
-        table.add_row(short_path(p.file, root), "" if p.line is None else str(p.line), p.kind, p.detail, p.action)
+        table.add_row(cell(short_path(p.file, root)), "" if p.line is None else str(p.line), p.kind, cell(p.detail), p.action)
     if root is not None:
-        table.caption = f"files relative to {root}"
+        table.caption = f"files relative to {safe(root)}"
     if limit is not None and len(problems) > limit:
         table.caption = (table.caption or "") + f"; {len(problems) - limit} more not shown (`mnv3det data check --limit 0` lists all)"
     return table
@@ -59,6 +82,13 @@ def print_load_summary(
     if not problems:
         return
     out = out or console
-    out.print(f"[yellow]data:[/] split '{split}': {n_records} images usable, {len(problems)} problem(s) found")
-    out.print(problem_counts_table(problems, f"problems in '{split}'"))
-    out.print(problem_rows_table(problems, f"first problems in '{split}'", limit=10, root=root))
+    out.print(f"[yellow]data:[/] split '{safe(split)}': {n_records} images usable, {len(problems)} problem(s) found")
+    out.print(problem_counts_table(problems, f"problems in '{safe(split)}'"))
+    out.print(problem_rows_table(problems, f"first problems in '{safe(split)}'", limit=10, root=root))
+
+
+def source_lines(spec: Any, splits: list[str]) -> list[str]:
+    """Markup lines saying which data is used: the notes on how the data yaml was read, then one line per split
+    with its absolute folders (`spec` is a DataSpec; data check, train and val print these)."""
+    lines = [f"[yellow]note:[/] {safe(note, 2000)}" for note in spec.notes]
+    return lines + [f"data: '{safe(split)}' = {safe(spec.location(split), 2000)}" for split in splits]

@@ -1,12 +1,13 @@
 """`DataSpec` (names, category ids, splits) and `load_data`: a data yaml, a dataset folder, or the demo set.
 
 Data yaml (YOLOv5's form plus `format`):
-    path: ../datasets/x        # root; relative paths try the working directory, then the yaml's folder
+    path: ../datasets/x        # root; a relative path (or none) is taken from the yaml's folder (see _resolve_root)
     train: images/train        # yolo: folder / txt list / list of those
     val: images/val
     names: [a, b] or {0: a, 1: b}
     format: yolo | coco | voc  # detected when absent
     class_subset: true         # optional: `names` lists only some of the label classes, on purpose
+    kpt_shape: [17, 3]         # optional, YOLO: label rows are pose rows, box + 17 keypoints of 3 values
 Any other key is an error naming the nearest known key (`vall:` -> `val`), except keys other tools write
 and mnv3det ignores (`download`, `roboflow`). COCO splits are `{images: DIR, annotations: JSON}`; VOC splits are a list name (`train` ->
 ImageSets/Main/train.txt) or a txt path. See datasets/README.md.
@@ -22,6 +23,7 @@ from mnv3det.core.yamlio import nearest_key, read_yaml
 from mnv3det.data.formats_coco import CocoSplit, coco_categories
 from mnv3det.data.formats_voc import VocSplit, voc_class_names
 from mnv3det.data.formats_yolo import YoloSplit
+from mnv3det.data.empty_split import has_boxes, no_boxes
 from mnv3det.data.names_check import names_mismatch
 from mnv3det.data.records import ImageRecord, Problem
 from mnv3det.data.report import console, print_load_summary
@@ -30,8 +32,8 @@ from mnv3det.errors import UserError
 
 SPLIT_KEYS = ("train", "val", "test")
 FORMATS = ("yolo", "coco", "voc")
-DATA_KEYS = ("path", *SPLIT_KEYS, "names", "nc", "format", "class_subset")
-FOREIGN_KEYS = ("download", "roboflow")  # written by YOLOv5/Ultralytics and Roboflow exports; ignored here
+DATA_KEYS = ("path", *SPLIT_KEYS, "names", "nc", "format", "class_subset", "kpt_shape")
+FOREIGN_KEYS = ("download", "roboflow", "flip_idx")  # written by YOLOv5/Ultralytics and Roboflow exports; ignored here
 
 
 @dataclass
@@ -49,6 +51,7 @@ class DataSpec:
     source: Path
     splits: dict[str, SplitSource]
     class_subset: bool = False
+    notes: list[str] = field(default_factory=list)  # how the data yaml was read (which folder), for the user
     _loaded: dict[str, tuple[list[ImageRecord], list[Problem]]] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -59,6 +62,10 @@ class DataSpec:
     def root(self) -> Path:
         """The folder problems are shown relative to: the dataset folder, or the data yaml's folder."""
         return self.source if self.source.is_dir() else self.source.parent
+
+    def location(self, split: str) -> str:
+        """Where `split` is read from, as absolute paths (printed by data check, train and val)."""
+        return self._split(split).location()
 
     def _split(self, split: str) -> SplitSource:
         if split not in self.splits:
@@ -76,8 +83,8 @@ class DataSpec:
     def records(self, split: str, *, report: bool = True) -> list[ImageRecord]:
         """Checked records of `split`; bad samples are reported (once; report=False for DDP ranks > 0) and skipped.
 
-        Raises UserError when no usable image is left, or when most boxes were dropped for a class outside
-        `names` (see `mismatch`) and the data yaml does not say `class_subset: true`.
+        Raises UserError when no usable image is left, when no usable box is (see `mismatch`), or when most boxes
+        were dropped for a class outside `names` and the data yaml does not say `class_subset: true`.
         """
         if split not in self._loaded:
             records, problems = self.check(split)
@@ -95,8 +102,12 @@ class DataSpec:
         return self._loaded[split][0]
 
     def mismatch(self, split: str, records: list[ImageRecord], problems: list[Problem]) -> str | None:
-        """Why `names` does not fit the labels of `split` (most boxes dropped for their class), or None."""
-        return None if self.class_subset else names_mismatch(records, problems, self.names, split)
+        """Why `split` cannot be trained or scored as it is, or None: `names` does not fit its labels (most boxes
+        dropped for their class; not with class_subset), or its images hold no usable box at all."""
+        names = None if self.class_subset else names_mismatch(records, problems, self.names, split)
+        if names or has_boxes(records):
+            return names
+        return no_boxes(split, records, problems, self._split(split).label_hint(records))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -121,16 +132,25 @@ def _parse_names(raw: Any, where: str) -> list[str] | None:
     if raw is None:
         return None
     if isinstance(raw, list):
-        return [str(n) for n in raw]
+        return [_name(n, k, where) for k, n in enumerate(raw)]
     if isinstance(raw, dict):
         try:
             keys = sorted(int(k) for k in raw)
         except (TypeError, ValueError):
             raise UserError(f"{where}: `names` keys must be class indices 0..nc-1") from None
         if keys != list(range(len(keys))):
-            raise UserError(f"{where}: `names` keys must be 0..{len(keys) - 1} without gaps, got {keys}")
-        return [str(raw[k] if k in raw else raw[str(k)]) for k in keys]
+            shown = ", ".join(map(str, keys[:20])) + (", ..." if len(keys) > 20 else "")
+            raise UserError(f"{where}: `names` keys must be 0..{len(keys) - 1} without gaps, got {shown}")
+        return [_name(raw[k] if k in raw else raw[str(k)], k, where) for k in keys]
     raise UserError(f"{where}: `names` must be a list or a {{index: name}} mapping")
+
+
+def _name(value: Any, index: int, where: str) -> str:
+    """One class name: a plain value (a string, or a number written as one); a list or mapping is a mistake."""
+    if isinstance(value, (dict, list, tuple, set)):
+        raise UserError(f"{where}: `names` entry {index} is a {type(value).__name__}, not a class name; "
+                        "give each class one name")
+    return str(value)
 
 
 def _entry_paths(entry: Any) -> list[str]:
@@ -142,17 +162,31 @@ def _entry_paths(entry: Any) -> list[str]:
     return [str(entry)]
 
 
-def _resolve_root(data: dict[str, Any], yaml_path: Path) -> Path:
-    """`path` as written when that holds the train split, else relative to the yaml's folder."""
-    written = Path(str(data.get("path") or "."))
+def _resolve_root(data: dict[str, Any], yaml_path: Path) -> tuple[Path, str | None]:
+    """(root, note): a relative `path` (or none, or `.`) is taken from the yaml's own folder, as users read it.
+
+    Only when that folder does not hold the train split but the current folder does (a YOLOv5 yaml whose
+    `path: ../datasets/x` is written from the repository root) is the current folder used. Whenever the other
+    folder would hold a train split too, the note says which one was used and which one was not.
+    """
+    shown = data.get("path")
+    written = Path(str(shown or "."))
     if written.is_absolute():
-        return written
-    candidates = [Path.cwd() / written, yaml_path.parent / written]
+        return written, None
+    own, cwd = (yaml_path.parent / written).resolve(), (Path.cwd() / written).resolve()
     train = data.get("train")
-    for root in candidates:
-        if train is None or all((root / p).exists() for p in _entry_paths(train)):
-            return root.resolve()
-    return candidates[-1].resolve()  # errors then name paths under the yaml's folder
+
+    def holds_train(root: Path) -> bool:
+        return train is not None and all((root / p).exists() for p in _entry_paths(train))
+
+    entry = f"`path: {shown}`" if shown is not None else "no `path:`"
+    if own != cwd and holds_train(cwd):
+        if holds_train(own):
+            return own, (f"data yaml {yaml_path} ({entry}): using {own}, beside the yaml; the current folder {cwd} "
+                         "holds a train split too and is not used (earlier versions looked there first)")
+        return cwd, (f"data yaml {yaml_path} ({entry}): the yaml's folder {own} holds no train split; using the "
+                     f"current folder {cwd}. Write an absolute `path:` to make it independent of where you start")
+    return own, None
 
 
 def _detect_format(data: dict[str, Any], root: Path) -> str:
@@ -173,7 +207,8 @@ def spec_from_yaml(path: Path) -> DataSpec:
     subset = data.get("class_subset", False)
     if not isinstance(subset, bool):
         raise UserError(f"data yaml {path}: `class_subset` must be true or false, got {subset!r}")
-    root = _resolve_root(data, path)
+    root, note = _resolve_root(data, path)
+    notes = [note] if note else []
     fmt = str(data.get("format") or _detect_format(data, root)).lower()
     if fmt not in FORMATS:
         raise UserError(f"data yaml {path}: format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -184,10 +219,11 @@ def spec_from_yaml(path: Path) -> DataSpec:
     if fmt == "yolo":
         if names is None:
             raise UserError(f"data yaml {path}: YOLO data needs `names:` (a list, or {{index: name}})")
+        kpt_shape = _kpt_shape(data.get("kpt_shape"), path)
         splits: dict[str, SplitSource] = {
-            k: YoloSplit([root / p for p in _entry_paths(v)]) for k, v in entries.items()
+            k: YoloSplit([root / p for p in _entry_paths(v)], kpt_shape) for k, v in entries.items()
         }
-        return DataSpec(names, list(range(len(names))), fmt, path, splits, subset)
+        return DataSpec(names, list(range(len(names))), fmt, path, splits, subset, notes)
     if fmt == "coco":
         for k, v in entries.items():
             if not (isinstance(v, dict) and "images" in v and "annotations" in v):
@@ -197,11 +233,21 @@ def spec_from_yaml(path: Path) -> DataSpec:
         if names is not None and len(names) != len(ids):
             raise UserError(f"data yaml {path}: {len(names)} names but the COCO json has {len(ids)} categories")
         splits = {k: CocoSplit(root / v["images"], root / v["annotations"], ids) for k, v in entries.items()}
-        return DataSpec(names or json_names, ids, fmt, path, splits, subset)
+        return DataSpec(names or json_names, ids, fmt, path, splits, subset, notes)
     lists = {k: _voc_list(root, v) for k, v in entries.items()}
     names = names or voc_class_names(root, list(lists.values()))
     splits = {k: VocSplit(root, lf, names) for k, lf in lists.items()}
-    return DataSpec(names, list(range(len(names))), fmt, path, splits, subset)
+    return DataSpec(names, list(range(len(names))), fmt, path, splits, subset, notes)
+
+
+def _kpt_shape(raw: Any, path: Path) -> tuple[int, int] | None:
+    """`kpt_shape: [k, d]` (Ultralytics' pose datasets): k >= 1 keypoints of d = 2 (x y) or 3 (x y visibility)."""
+    if raw is None:
+        return None
+    ok = isinstance(raw, list) and len(raw) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
+    if not ok or raw[0] < 1 or raw[1] not in (2, 3):
+        raise UserError(f"data yaml {path}: `kpt_shape` must be [keypoints, 2 or 3] (e.g. [17, 3]), got {raw!r:.60}")
+    return int(raw[0]), int(raw[1])
 
 
 def _voc_list(root: Path, entry: Any) -> Path:

@@ -25,6 +25,7 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     from mnv3det.core.device import select_device
     from mnv3det.core.imgsz import ImgSize
     from mnv3det.data import load_data
+    from mnv3det.data.report import source_lines
     from mnv3det.deploy.backends import load_backend
     from mnv3det.deploy.predictor import resolve_imgsz
 
@@ -39,6 +40,8 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
         console.print(f"[yellow]note:[/] {note}" if backend.fixed_shape else note, highlight=False)
     spec = load_data(cfg.data)
     records = spec.records(cfg.split)
+    for line in source_lines(spec, [cfg.split]):
+        console.print(line, highlight=False, soft_wrap=True)
     if backend.names and list(backend.names) != list(spec.names) and len(backend.names) == len(spec.names):
         console.print("[yellow]note:[/] the model's class names differ from the dataset's; the dataset's are shown")
 

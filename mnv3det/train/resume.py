@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from mnv3det.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mnv3det.core.checkpoint import Checkpoint, DataInfo, load_checkpoint, save_checkpoint
+from mnv3det.data.fingerprint import data_changes
 from mnv3det.errors import UserError
 from mnv3det.train.config import TrainConfig, apply_overrides
 from mnv3det.train.setup import Log
@@ -79,6 +80,18 @@ def resume_run_dir(last: Path, ckpt: Checkpoint, epochs: int) -> Path:
             f"start a new run from its weights with --weights {last}."
         )
     return run_dir
+
+
+def check_same_data(ckpt: Checkpoint, now: DataInfo, last: Path | str) -> None:
+    """--resume continues on the data the run started with: a UserError saying what changed otherwise (class
+    names reordered or added, a split holding other images). Files without a data record compare names only."""
+    saved = ckpt.data or DataInfo(names=list(ckpt.names), category_ids=[], format="", source="")
+    changes = data_changes(saved, now)
+    if changes:
+        raise UserError(
+            f"--resume {last}: the data changed since the run started: {'; '.join(changes)}. The epochs so far learned "
+            f"the data as it was; restore it to resume, or start a new run from these weights with --weights {last}"
+        )
 
 
 def _saved_config(path: Path) -> dict[str, Any] | None:

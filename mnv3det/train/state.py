@@ -2,7 +2,7 @@
 
     state = build_state(cfg, model, device, batches_per_epoch, info)
     restore_state(state, ckpt, start_epoch, source)          # --resume
-    ckpt = make_checkpoint(state, cfg, spec, epoch, finished=False)   # -> Checkpoint (last.pt)
+    ckpt = make_checkpoint(state, cfg, data_info, epoch, finished=False)   # -> Checkpoint (last.pt)
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
             for k, v in module.state_dict().items()}
 
 
-def make_checkpoint(state: TrainState, cfg: TrainConfig, spec: Any, epoch: int, *, finished: bool,
+def make_checkpoint(state: TrainState, cfg: TrainConfig, data: DataInfo, epoch: int, *, finished: bool,
                     stop_reason: str = "") -> Checkpoint:
-    """last.pt after `epoch`: EMA weights in `model`, the raw weights and counters in `resume`."""
+    """last.pt after `epoch`: EMA weights in `model`, the raw weights and counters in `resume`; `data` what the
+    run trains on (data.fingerprint.data_info)."""
     net = state.net
     resume = ResumeState(
         train_model=_cpu_state(net),
@@ -158,7 +159,5 @@ def make_checkpoint(state: TrainState, cfg: TrainConfig, spec: Any, epoch: int, 
         finished=finished,
         stop_reason=stop_reason,
     )
-    data = DataInfo(names=list(spec.names), category_ids=[int(c) for c in spec.category_ids],
-                    format=str(spec.format), source=str(spec.source))
     return Checkpoint(recipe=net.recipe, nc=net.nc, names=list(net.names), model=_cpu_state(state.ema.module),
                       epoch=epoch, best_fitness=state.best_fitness, config=cfg.to_dict(), data=data, resume=resume)

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
-from mnv3det.core.checkpoint import Checkpoint, remove_stale_temporaries, save_checkpoint
+from mnv3det.core.checkpoint import Checkpoint, DataInfo, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
 from mnv3det.core.imgsz import check_imgsz
 from mnv3det.errors import UserError
@@ -33,7 +33,7 @@ from mnv3det.train.config import TrainConfig, config_table, save_config
 from mnv3det.train.loop import BatchHook, EpochStats, train_one_epoch
 from mnv3det.train.progress import Deferred, summary_line
 from mnv3det.train.results import append_results, log_tensorboard, open_tensorboard, results_row, trim_results
-from mnv3det.train.resume import repair_best, resume_checkpoint, resume_run_dir
+from mnv3det.train.resume import check_same_data, repair_best, resume_checkpoint, resume_run_dir
 from mnv3det.train.setup import build_training_model, default_threads, model_from_checkpoint, resolve_pretrained
 from mnv3det.train.state import TrainState, build_state, make_checkpoint, restore_state, seed_everything, set_rng_state
 
@@ -80,6 +80,7 @@ class Prepared:
     state: TrainState
     val_loader: Any  # built once, reused every epoch (no new workers per validation); None on ranks > 0
     notes: Deferred  # set-up messages, printed after the config table
+    data: DataInfo  # what the run trains on (names, nc, each split's file list), recorded in every checkpoint
     generated: GeneratedTrainSet | None = None  # pretraining: the train split is made on the fly
 
 
@@ -122,17 +123,39 @@ def _set_epoch(loader: Any, epoch: int, seed: int) -> None:
         loader.generator.manual_seed(seed * 1000 + epoch)
 
 
-def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torch.device, info: ddp.DistInfo,
-            generated: GeneratedTrainSet | None = None) -> Prepared:
-    """Data, model, loaders and training state; raises UserError before anything is written."""
-    from mnv3det.data import create_dataloader, dataset_box_sizes, load_data
+def _data(cfg: TrainConfig, notes: Deferred, info: ddp.DistInfo,
+          generated: GeneratedTrainSet | None) -> tuple[Any, list[Any], list[Any]]:
+    """(spec, train records, val records) of the run; the set-up notes say where each split is read from and
+    warn when validation images are training images too (rank 0)."""
+    from mnv3det.data import load_data
+    from mnv3det.data.leakage import leakage_warning
+    from mnv3det.data.report import safe, source_lines
 
-    notes = Deferred()
     spec = load_data(cfg.data)
+    used = [s for s in ([] if generated else [cfg.train_split]) + [cfg.val_split] if s in spec.splits]
+    for line in source_lines(spec, used):
+        notes.print(line, highlight=False, soft_wrap=True)
     train_records = [] if generated else _records(spec, cfg.train_split, cfg.max_images, required=True)
     val_records = _records(spec, cfg.val_split, cfg.max_images, required=False)
     if not val_records:
-        notes.print(f"[yellow]no '{cfg.val_split}' split: training without validation; best.pt follows last.pt[/]")
+        notes.print(f"[yellow]no '{safe(cfg.val_split)}' split: training without validation; best.pt follows last.pt[/]")
+    leak = leakage_warning(cfg.val_split, train_records, val_records) if info.is_main else None
+    if leak:
+        notes.print(f"[yellow]warning:[/] {safe(leak, 2000)}", highlight=False)
+    return spec, train_records, val_records
+
+
+def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torch.device, info: ddp.DistInfo,
+            generated: GeneratedTrainSet | None = None) -> Prepared:
+    """Data, model, loaders and training state; raises UserError before anything is written."""
+    from mnv3det.data import create_dataloader, dataset_box_sizes
+    from mnv3det.data.fingerprint import data_info
+
+    notes = Deferred()
+    spec, train_records, val_records = _data(cfg, notes, info, generated)
+    data = data_info(spec, {cfg.train_split: train_records, cfg.val_split: val_records})
+    if ckpt is not None:
+        check_same_data(ckpt, data, source)  # before anything is built: resuming on other data trains nonsense
     model = build_training_model(cfg, list(spec.names), notes) if ckpt is None else model_from_checkpoint(ckpt, cfg, source)
     if ckpt is None and cfg.autoanchor and train_records and info.is_main:  # DDP copies rank 0's anchors to the others
         from mnv3det.train.anchors import check_anchors
@@ -164,7 +187,7 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
 
         val_loader = make_eval_loader(val_records, imgsz=cfg.imgsz, batch_size=cfg.batch * 2, stride=stride,
                                       workers=cfg.workers)
-    return Prepared(spec, train_records, val_records, loader, state, val_loader, notes, generated)
+    return Prepared(spec, train_records, val_records, loader, state, val_loader, notes, data, generated)
 
 
 @contextlib.contextmanager
@@ -202,7 +225,7 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
         stop_reason = f"early stop: no improvement for {cfg.patience} epochs (best epoch {state.best_epoch + 1})"
     row = results_row(epoch, stats, result, lrs)
     append_results(run.run_dir / "results.csv", row)  # before last.pt: a resume trims rows it will redo
-    ck = make_checkpoint(state, cfg, parts.spec, epoch, finished=final or bool(stop_reason),
+    ck = make_checkpoint(state, cfg, parts.data, epoch, finished=final or bool(stop_reason),
                          stop_reason=stop_reason or ("all epochs done" if final else ""))
     if parts.generated is not None:
         ck.provenance = parts.generated.provenance(epoch)
