@@ -28,7 +28,7 @@ from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
 from mnv3det.core.imgsz import check_imgsz
 from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
-from mnv3det.train.config import TrainConfig, config_table, save_config
+from mnv3det.train.config import TrainConfig, config_table, save_config, validate
 from mnv3det.train.loop import BatchHook, EpochStats, train_one_epoch
 from mnv3det.train.progress import Deferred, summary_line
 from mnv3det.train.results import append_results, log_tensorboard, open_tensorboard, results_row, trim_results
@@ -325,6 +325,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
     generated: a training set made on the fly (`mnv3det pretrain`) instead of cfg.data's train split."""
     from mnv3det.core.device import select_device
 
+    validate(cfg, "training config")  # a TrainConfig built directly (Python API) gets the checks options get
     console = console or Console(stderr=True)
     device = select_device(cfg.device)
     info = ddp.init_distributed(device)
