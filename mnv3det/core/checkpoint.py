@@ -276,8 +276,30 @@ def load_state(module: nn.Module, state: Mapping[str, Tensor], source: str, what
     module.load_state_dict(state)
 
 
+def nonfinite_weights(state: Mapping[str, Tensor]) -> tuple[int, int, str]:
+    """(NaN/inf values, float values in all, the first tensor holding one or '') over a state_dict's tensors."""
+    bad, total, first = 0, 0, ""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue  # BN's num_batches_tracked and other counters
+        count = int(tensor.numel() - torch.isfinite(tensor).sum())
+        bad, total = bad + count, total + tensor.numel()
+        first = first or (name if count else "")
+    return bad, total, first
+
+
+def check_finite(state: Mapping[str, Tensor], source: str) -> None:
+    """A one-line UserError when any weight of `state` is NaN or inf: such a model predicts nothing (or noise),
+    silently; it comes from a run that diverged."""
+    bad, total, first = nonfinite_weights(state)
+    if bad:
+        raise UserError(f"{source}: {bad} of {total} weight values are not finite (NaN or inf, e.g. in {first}): the "
+                        "run that wrote it diverged. Use a checkpoint of an earlier epoch, or train again with a lower "
+                        "lr0")
+
+
 def build_checkpoint_model(ckpt: Checkpoint, source: str) -> nn.Module:
-    """The model a checkpoint describes, with its weights (`ckpt.model`) and class names; train mode."""
+    """The model a checkpoint describes, with its weights (`ckpt.model`, all finite) and class names; train mode."""
     from mnv3det.models import build_model  # local import: models import nothing from train, evaluate or deploy
 
     try:
@@ -286,6 +308,7 @@ def build_checkpoint_model(ckpt: Checkpoint, source: str) -> nn.Module:
         raise UserError(f"{source}: the recipe stored in it does not build ({type(err).__name__}: {err}); "
                         f"{_WHAT_TO_DO}") from None
     load_state(model, ckpt.model, source)
+    check_finite(ckpt.model, source)
     model.names = list(ckpt.names)
     return model
 
