@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.cli.app import command
@@ -89,8 +90,9 @@ def export_command(
         _print_result(result, config.runs)
     if not result.passed:  # a bug, not a user error: keep the file for inspection, fail the command
         Console(stderr=True).print(
-            f"[bold red]verification failed:[/] {result.path} differs from PyTorch by up to {result.max_abs_diff:.2e} "
-            f"(tolerance {result.tolerance:g}); please report it with the checkpoint's recipe",
+            f"[bold red]verification failed:[/] {escape(str(result.path))} differs from PyTorch by up to "
+            f"{result.max_abs_diff:.2e} (tolerance {result.tolerance:g}), kept for inspection under that name; "
+            "please report it with the checkpoint's recipe",
             highlight=False,
         )
         raise typer.Exit(code=1)

@@ -25,8 +25,6 @@ only a `.NAME.*.tmp` that `remove_stale_temporaries` deletes on the next start.
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,11 +32,12 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from mnv3det.core.atomic import TMP_MARK, AtomicOutput
 from mnv3det.errors import UserError, error_line
 
 FORMAT = "mnv3det/2"
 OLD_FORMATS = ("mnv3det/1",)  # read and upgraded in memory; never written
-TMP_SUFFIX = ".tmp"
+TMP_SUFFIX = TMP_MARK  # .NAME.XXXXXXXX.tmp, as core/atomic.py names its temporaries
 _WHAT_TO_DO = "use a .pt written by `mnv3det train` (or train again)"
 
 
@@ -208,25 +207,10 @@ def save_checkpoint(ckpt: Checkpoint | Mapping[str, Any], path: str | Path) -> P
 
 
 def _write_atomically(ckpt: Checkpoint, path: Path) -> None:
-    """torch.save to a temporary beside `path`, fsync, then rename over it: a kill or a failed write at any moment
-    leaves the earlier file whole (the temporary is removed, or later by `remove_stale_temporaries`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # O_EXCL on a random name: mode 0o666 minus the umask (mkstemp would force 0600)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary beside `path`, fsync, then rename over it (core/atomic.py): a kill or a failed write
+    at any moment leaves the earlier file whole (the temporary is removed, or later by `remove_stale_temporaries`)."""
+    with AtomicOutput(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt.to_dict(), f)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

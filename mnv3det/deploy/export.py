@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
 from mnv3det.core.imgsz import check_imgsz
 from mnv3det.core.threads import resolve_threads
 from mnv3det.deploy.backends import TorchBackend, export_metadata, load_backend
 from mnv3det.deploy.config import ExportConfig
 from mnv3det.deploy.exporters import ExportSettings, find_simplifier, get_exporter
 from mnv3det.deploy.predictor import DEFAULT_IMGSZ, NmsSettings, letterbox_images, run_batch
-from mnv3det.errors import UserError
+from mnv3det.errors import Interrupted, UserError
 
 VERIFY_NMS = NmsSettings(conf=0.25, iou=0.45)  # the boxes compared after NMS: detect's defaults
 
@@ -143,28 +144,55 @@ def export_model(
     strides = [int(s) for s in model.stride]
     size = check_imgsz(config.imgsz or train_imgsz or DEFAULT_IMGSZ, max(strides))
     names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
-    model = _prepared(model, device, config.half)
-    dummy = torch.zeros(config.batch, 3, *size.hw, device=device, dtype=torch.float16 if config.half else torch.float32)
-    with torch.no_grad():
-        model(dummy)  # one plain run first: builds any cached grids and catches shape errors early
-
     path = Path(output)
     path = path if path.name.endswith(exporter.suffix) else path.with_suffix(exporter.suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(names, strides, size.hw, config.batch, config.dynamic, config.half, recipe_name, train_imgsz)
-    exporter.write(model, dummy, path, meta, ExportSettings(config.dynamic, config.opset, simplify_tool))
-    backend = load_backend(path, device, threads)
-
     result = ExportResult(
         path=path, format=config.format, imgsz=size.hw, batch=config.batch, dynamic=config.dynamic,
-        half=config.half, size_mb=_size_mb(path), max_abs_diff=0.0, max_rel_diff=0.0, max_excess=float("-inf"),
+        half=config.half, size_mb=0.0, max_abs_diff=0.0, max_rel_diff=0.0, max_excess=float("-inf"),
         tolerance=1e-2 if config.half else 1e-4, checker="passed" if config.format == "onnx" else "n/a",
         simplified_with=simplify_tool,
     )
-    _verify(model, backend, picture if picture is not None else synthetic_image(), result, max(strides))
+    # Written beside `path` under a temporary name, verified, then renamed over it (core/atomic.py): a kill or
+    # Ctrl-C leaves an earlier file whole, and two exports to one file each verify their own.
+    staged = _staged(path)
+    try:
+        with staged as tmp:
+            model = _prepared(model, device, config.half)
+            dummy = torch.zeros(config.batch, 3, *size.hw, device=device,
+                                dtype=torch.float16 if config.half else torch.float32)
+            with torch.no_grad():
+                model(dummy)  # one plain run first: builds any cached grids and catches shape errors early
+            exporter.write(model, dummy, tmp, meta, ExportSettings(config.dynamic, config.opset, simplify_tool))
+            backend = load_backend(tmp, device, threads)
+            _verify(model, backend, picture if picture is not None else synthetic_image(), result, max(strides))
+            if not result.passed:  # kept for inspection under another name; an earlier file at `path` stays
+                staged.target = path.with_name(f"{path.stem}.unverified{path.suffix}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"export interrupted: nothing was written ({_unchanged(path)})") from None
+    except OSError as err:  # a full disk while writing, the folder removed meanwhile
+        raise unwritable(path, err) from None
+    result.path = staged.target
+    result.size_mb = _size_mb(result.path)
     shape = (config.batch, 3, *size.hw)
-    result.latency_ms, result.latency_engine = exporter.latency(path, backend, shape, config.runs, threads)
+    result.latency_ms, result.latency_engine = exporter.latency(result.path, backend, shape, config.runs, threads)
     return result
+
+
+def _staged(path: Path) -> AtomicOutput:
+    """The atomic writer of an export at `path`, its temporary already made (a one-line error when it cannot
+    be), after removing the temporaries killed exports left there."""
+    staged = AtomicOutput(path, folder=not path.suffix, keep_suffix=True)  # a suffix-less name: a folder format
+    try:
+        remove_stale(path)
+        staged.open()
+    except OSError as err:
+        raise unwritable(path, err) from None
+    return staged
+
+
+def _unchanged(path: Path) -> str:
+    return f"the earlier {path} is unchanged" if path.exists() else f"no {path} was made"
 
 
 def _size_mb(path: Path) -> float:

@@ -145,14 +145,18 @@ def quantize(
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
-    """Store `meta` as the file's `mnv3det` metadata_props entry (what OnnxBackend reads)."""
+    """Store `meta` as the file's `mnv3det` metadata_props entry (what OnnxBackend reads); atomic: a kill while
+    saving leaves the file as it was."""
     import onnx
+
+    from mnv3det.core.atomic import AtomicOutput
 
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mnv3det", json.dumps(meta)
-    onnx.save(proto, str(path))
+    with AtomicOutput(path) as tmp:
+        onnx.save(proto, str(tmp))
 
 
 def export(job: Any, out: Path) -> None:
