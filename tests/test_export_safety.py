@@ -165,3 +165,64 @@ def test_an_opset_the_exporter_cannot_write_is_one_line(tmp_path):
     assert "--opset 99: the ONNX exporter of this torch writes opsets 14 to" in result.output
     with pytest.raises(UserError, match="--opset 21"):
         export_model(make_model(), tmp_path / "m.onnx", opset=21, imgsz=64)
+
+
+def _edit_onnx_metadata(path, **changes):
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = next(e for e in proto.metadata_props if e.key == "mnv3det")
+    entry.value = json.dumps({**json.loads(entry.value), **changes})
+    onnx.save(proto, str(path))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exported")
+    return export_model(make_model("mnv3-small-min"), folder / "m.onnx", imgsz=64, runs=1).path
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"names": []}, ["key 'names'", "[]"]),
+        ({"stride": 0}, ["key 'stride'", "is 0"]),
+        ({"names": ["a", "b", "c", "d"], "nc": 4}, ["key 'names' lists 4 classes", "outputs 3 class scores"]),
+        ({"names": ["a", "b"]}, ["key 'nc' is 3", "lists 2 classes"]),
+        ({"imgsz": [64]}, ["key 'imgsz'"]),
+    ],
+)
+def test_export_metadata_edited_by_hand_is_refused_in_one_line(exported, tmp_path, changes, words):
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    edited = tmp_path / "edited.onnx"
+    shutil.copy(exported, edited)
+    _edit_onnx_metadata(edited, **changes)
+    with pytest.raises(UserError) as err:
+        load_backend(edited)
+    assert str(err.value).startswith(f"{edited}: export metadata key")
+    for word in words:
+        assert word in str(err.value)
+    image = tmp_path / "im.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
+    result = runner.invoke(app, ["detect", str(image), "-w", str(edited), "--project", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_folder_formats_metadata_json_is_checked_the_same_way(tmp_path):
+    import json
+
+    from mnv3det.deploy.formats import read_metadata
+
+    folder = tmp_path / "m_openvino_model"
+    folder.mkdir()
+    meta = {"mnv3det": "mnv3det-export/1", "names": ["a"], "nc": 1, "strides": [8, 16, 32], "stride": 0,
+            "imgsz": [64, 64], "batch": 1}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=rf"^{folder}/metadata.json: export metadata key 'stride' is 0"):
+        read_metadata(folder)

@@ -101,11 +101,11 @@ def export_command(
 def _print_result(result, runs: int) -> None:
     console = Console()
     for note in result.notes:
-        console.print(note, highlight=False)
+        console.print(escape(note), highlight=False)
     table = Table(title=f"export {result.format}", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("file", str(result.path))
+    table.add_row("file", escape(str(result.path)))
     table.add_row("size", f"{result.size_mb:.2f} MB")
     shape = f"{result.batch}x3x{result.imgsz[0]}x{result.imgsz[1]}"
     shape += " (dynamic batch and size)" if result.dynamic else " (static)"

@@ -359,7 +359,7 @@ def export_edge_checkpoint(
     trained = ckpt.train_imgsz
     size = check_imgsz(imgsz if imgsz is not None else (trained or 640), int(max(int(s) for s in model.stride)))
     if imgsz is None and trained and console is not None:
-        console.print(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)")
+        console.print(escape(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)"))
     return export_edge(
         model, Path(output) if output else fmt.output_for(weights), fmt, imgsz=size.hw, batch=batch, data=data,
         image=picture, int8=int8, recipe_name=str(ckpt.train_recipe or ""), train_imgsz=trained, threads=threads,

@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.evaluate.evaluator import EvalResult
@@ -28,7 +29,7 @@ def eval_table(result: EvalResult, names: Sequence[str] | None = None) -> Table:
     shown = [(i, c) for i, c in enumerate(result.per_class) if c.instances > 0]  # classes absent from the split are left out
     for i, c in shown[:MAX_CLASS_ROWS]:
         name = names[i] if names is not None else c.name
-        table.add_row(str(name), str(c.images), str(c.instances), _fmt(c.precision), _fmt(c.recall),
+        table.add_row(escape(str(name)), str(c.images), str(c.instances), _fmt(c.precision), _fmt(c.recall),
                       _fmt(c.ap50), _fmt(c.ap))
     if len(shown) > MAX_CLASS_ROWS:
         table.caption = f"{len(shown) - MAX_CLASS_ROWS} more classes not shown (see --save-json / as_dict())"
