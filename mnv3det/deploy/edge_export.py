@@ -33,6 +33,8 @@ from rich.markup import escape
 from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
 from mnv3det.deploy.agreement import FLOAT_TOLERANCE, INT8_TOLERANCE, Agreement, compare_detections
 from mnv3det.deploy.backends import export_metadata
+from mnv3det.deploy.calibrate import CHUNK_BYTES
+from mnv3det.deploy.export import require_export_memory
 from mnv3det.deploy.formats import EdgeFormat
 from mnv3det.errors import Interrupted, UserError
 
@@ -277,6 +279,8 @@ def export_edge(
     output = Path(output)
     if fmt.file_suffix and output.suffix != fmt.file_suffix:
         output = output.with_suffix(fmt.file_suffix)
+    calibration = CHUNK_BYTES if fmt.int8 else 0  # the most a calibrator's chunk of activations takes
+    require_export_memory(model, shape, f"export --format {fmt.name} at {imgsz[0]}x{imgsz[1]}", calibration)
     # Staged beside `output` under a temporary name and renamed over it once written (core/atomic.py); made
     # now, so an unwritable folder is a one-line error before any work.
     staged = AtomicOutput(output, folder=fmt.folder_suffix is not None, keep_suffix=True)

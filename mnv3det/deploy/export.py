@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
+from mnv3det.core import memory
 from mnv3det.core.imgsz import check_imgsz
+from mnv3det.core.memory import MB, activation_bytes
 from mnv3det.core.threads import resolve_threads
 from mnv3det.deploy.backends import TorchBackend, export_metadata, load_backend
 from mnv3det.deploy.config import ExportConfig
@@ -153,6 +155,7 @@ def export_model(
         tolerance=1e-2 if config.half else 1e-4, checker="passed" if config.format == "onnx" else "n/a",
         simplified_with=simplify_tool,
     )
+    require_export_memory(model, (config.batch, 3, *size.hw), f"export --format {config.format} at {size}")
     # Written beside `path` under a temporary name, verified, then renamed over it (core/atomic.py): a kill or
     # Ctrl-C leaves an earlier file whole, and two exports to one file each verify their own.
     staged = _staged(path)
@@ -177,6 +180,20 @@ def export_model(
     shape = (config.batch, 3, *size.hw)
     result.latency_ms, result.latency_engine = exporter.latency(result.path, backend, shape, config.runs, threads)
     return result
+
+
+PEAK_BASE_BYTES = 700 * MB  # an export's process besides activations: torch, the runtime, the converter
+ACTIVATION_COPIES = 2  # one forward's activations held at once: the exporter's trace and a verification run
+
+
+def require_export_memory(model: torch.nn.Module, shape: tuple[int, int, int, int], step: str,
+                          extra: int = 0) -> None:
+    """A one-line error before an export starts when the machine cannot hold its expected peak: PEAK_BASE_BYTES +
+    ACTIVATION_COPIES x one forward's activations at `shape` + `extra` (an INT8 calibrator's chunk). Measured
+    (benchmarks/results/export-memory.md, mnv3-small at 640): float formats 0.87-0.97 GB, INT8 1.1-1.2 GB; this
+    estimate gives 1.0 and 1.5 GB."""
+    peak = PEAK_BASE_BYTES + ACTIVATION_COPIES * activation_bytes(model, shape) + extra
+    memory.require(peak, step, "use a smaller --imgsz or --batch, or free memory")
 
 
 def _staged(path: Path) -> AtomicOutput:
