@@ -131,3 +131,15 @@ def test_fit_checks_a_config_built_directly():
 
     with pytest.raises(UserError, match="lr0 must be a finite number"):
         fit(TrainConfig(lr0=float("inf")))
+
+
+def test_config_table_prints_values_with_markup_as_they_are():
+    import io
+
+    from rich.console import Console
+
+    from mnv3det.train.config import config_table
+
+    out = io.StringIO()
+    Console(file=out, width=300).print(config_table(TrainConfig(name="run [/]1", project="[bold]p")))
+    assert "'run [/]1'" in out.getvalue() and "'[bold]p'" in out.getvalue()

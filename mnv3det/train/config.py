@@ -283,6 +283,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
 
 def config_table(cfg: TrainConfig, title: str = "training config"):
     """A rich Table of all fields, marking those that differ from the defaults."""
+    from rich.markup import escape
     from rich.table import Table
 
     default = TrainConfig()
@@ -294,7 +295,7 @@ def config_table(cfg: TrainConfig, title: str = "training config"):
     cells = []
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
-        text = repr(value) if isinstance(value, str) else str(value)
+        text = escape(repr(value) if isinstance(value, str) else str(value))  # the user's text, never markup
         if value != getattr(default, f.name):
             text = f"[bold yellow]{text}[/]"
         cells.append((f.name, text))
