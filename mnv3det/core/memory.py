@@ -59,7 +59,8 @@ def require(peak: int, step: str, remedy: str) -> None:
 
 
 def activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
-    """Bytes of the float tensors every module of `model` outputs on one zero input of `shape` (B, 3, H, W)."""
+    """Bytes of the float tensors every module of `model` outputs on one zero input of `shape` (B, 3, H, W), run in
+    eval mode (the model's mode is restored; nothing else changes)."""
     import torch
 
     total = 0
@@ -72,10 +73,13 @@ def activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
 
     leaves = [m for m in model.modules() if not list(m.children())]
     hooks = [m.register_forward_hook(count) for m in leaves]
+    training = model.training
+    model.eval()  # eval: BN statistics are not touched
     try:
         with torch.no_grad():
             model(torch.zeros(shape, dtype=next(model.parameters()).dtype, device=next(model.parameters()).device))
     finally:
+        model.train(training)
         for hook in hooks:
             hook.remove()
     return total

@@ -155,13 +155,13 @@ def export_model(
         tolerance=1e-2 if config.half else 1e-4, checker="passed" if config.format == "onnx" else "n/a",
         simplified_with=simplify_tool,
     )
+    model = _prepared(model, device, config.half)
     require_export_memory(model, (config.batch, 3, *size.hw), f"export --format {config.format} at {size}")
     # Written beside `path` under a temporary name, verified, then renamed over it (core/atomic.py): a kill or
     # Ctrl-C leaves an earlier file whole, and two exports to one file each verify their own.
     staged = _staged(path)
     try:
         with staged as tmp:
-            model = _prepared(model, device, config.half)
             dummy = torch.zeros(config.batch, 3, *size.hw, device=device,
                                 dtype=torch.float16 if config.half else torch.float32)
             with torch.no_grad():
