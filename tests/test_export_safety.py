@@ -226,3 +226,21 @@ def test_a_folder_formats_metadata_json_is_checked_the_same_way(tmp_path):
     (folder / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=rf"^{folder}/metadata.json: export metadata key 'stride' is 0"):
         read_metadata(folder)
+
+
+def test_ctrl_c_during_an_edge_export_prints_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from mnv3det.deploy.formats import openvino
+
+    weights, _ = make_checkpoint(tmp_path / "best.pt", "mnv3-small-min")
+
+    def interrupted(job, out):
+        (out / "best.xml").write_text("<half")  # part of the model written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(openvino, "export", interrupted)
+    result = runner.invoke(app, ["export", "-w", str(weights), "--format", "openvino", "--imgsz", "64"])
+    assert result.exit_code == 130, result.output
+    out = tmp_path / "best_openvino_model"
+    assert result.output.strip().splitlines() == [f"export interrupted: nothing was written (no {out} was made)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]

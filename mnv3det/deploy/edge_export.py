@@ -34,7 +34,7 @@ from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
 from mnv3det.deploy.agreement import FLOAT_TOLERANCE, INT8_TOLERANCE, Agreement, compare_detections
 from mnv3det.deploy.backends import export_metadata
 from mnv3det.deploy.calibrate import CHUNK_BYTES
-from mnv3det.deploy.export import require_export_memory
+from mnv3det.deploy.export import interrupted_line, require_export_memory
 from mnv3det.deploy.formats import EdgeFormat
 from mnv3det.errors import Interrupted, UserError
 
@@ -294,8 +294,7 @@ def export_edge(
         with staged as out, tempfile.TemporaryDirectory(prefix=".mnv3det-export-", dir=output.parent) as tmp:
             job = _write(model, fmt, module, out, output, Path(tmp), shape, meta, options, data, verify, say)
     except KeyboardInterrupt:
-        unchanged = f"the earlier {output} is unchanged" if output.exists() else f"no {output} was made"
-        raise Interrupted(f"export interrupted: nothing was written ({unchanged})") from None
+        raise Interrupted(interrupted_line(output)) from None
     except OSError as err:  # a full disk while writing, the folder removed meanwhile
         raise unwritable(output, err) from None
     val_spec, val_records = job.val_spec, job.val_records

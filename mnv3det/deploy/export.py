@@ -172,7 +172,7 @@ def export_model(
             if not result.passed:  # kept for inspection under another name; an earlier file at `path` stays
                 staged.target = path.with_name(f"{path.stem}.unverified{path.suffix}")
     except KeyboardInterrupt:
-        raise Interrupted(f"export interrupted: nothing was written ({_unchanged(path)})") from None
+        raise Interrupted(interrupted_line(path)) from None
     except OSError as err:  # a full disk while writing, the folder removed meanwhile
         raise unwritable(path, err) from None
     result.path = staged.target
@@ -208,8 +208,10 @@ def _staged(path: Path) -> AtomicOutput:
     return staged
 
 
-def _unchanged(path: Path) -> str:
-    return f"the earlier {path} is unchanged" if path.exists() else f"no {path} was made"
+def interrupted_line(path: Path) -> str:
+    """What Ctrl-C during an export to `path` prints (the temporary is gone; `path` was never touched)."""
+    left = f"the earlier {path} is unchanged" if path.exists() else f"no {path} was made"
+    return f"export interrupted: nothing was written ({left})"
 
 
 def _size_mb(path: Path) -> float:
