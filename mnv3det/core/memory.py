@@ -1,6 +1,6 @@
 """Memory a step needs against memory the machine has: a one-line error before the work, never a kill in the middle.
 
-    require(peak_bytes, "export --format onnx-int8 at 640", "use a smaller --imgsz or free memory")
+    require(needed_bytes, "export --format onnx-int8 at 640", "use a smaller --imgsz or free memory")
 
 `available_bytes()` is the kernel's MemAvailable (what can be allocated without swapping; page cache counts as
 free), read from /proc/meminfo, else psutil, else unknown (no check). Estimates of what a step needs live with the
@@ -10,7 +10,6 @@ with the input: the float tensors one forward produces, as an exporter's or cali
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from mnv3det.errors import UserError
@@ -35,24 +34,14 @@ def available_bytes() -> int | None:
         return None
 
 
-def resident_bytes() -> int:
-    """This process's resident memory now (0 when unknown)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def gigabytes(n: int) -> str:
     return f"{n / 2**30:.1f} GB"
 
 
-def require(peak: int, step: str, remedy: str) -> None:
-    """A one-line UserError when `step`, whose process is expected to peak at `peak` bytes resident, needs more than
-    the machine has available now (beyond what this process already holds)."""
+def require(needed: int, step: str, remedy: str) -> None:
+    """A one-line UserError when `step` needs `needed` bytes more than this process holds now, and the machine has
+    less than that available."""
     available = available_bytes()
-    needed = peak - resident_bytes()
     if available is not None and needed > available:
         raise UserError(f"{step} needs about {gigabytes(needed)} of memory and {gigabytes(available)} is available; "
                         f"{remedy}")
@@ -85,4 +74,4 @@ def activation_bytes(model: Any, shape: tuple[int, int, int, int]) -> int:
     return total
 
 
-__all__ = ["MB", "activation_bytes", "available_bytes", "gigabytes", "require", "resident_bytes"]
+__all__ = ["MB", "activation_bytes", "available_bytes", "gigabytes", "require"]
