@@ -10,6 +10,10 @@ class UserError(Exception):
     """An error the user can fix; its message is shown as is."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, carrying one line that says what was (not) written; the CLI prints it and exits with status 130."""
+
+
 def error_line(err: BaseException, *, last: bool = False, limit: int | None = None) -> str:
     """One line of `err`'s message for a one-line error: the first (or `last`) non-empty line, cut to `limit`
     characters; the exception's type name when it has no message. (torch puts its "[enforce fail at ...]" location

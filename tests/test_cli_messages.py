@@ -82,3 +82,62 @@ def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr("mnv3det.cli.profile_cmd.profile_models", broken)
     result = runner.invoke(app, ["profile", "--recipe", "yolov5n", "--runs", "0"])
     assert isinstance(result.exception, RuntimeError) and "shape mismatch" in str(result.exception)
+
+
+# ---------------------------------------------------------------- user strings are printed as they are, never as markup
+
+MARKED = ["person [crowd]", "[/]dot"]  # "[/]" closes nothing: rich raises MarkupError when it reads it as markup
+
+
+def _marked_checkpoint(path: Path) -> Path:
+    from mnv3det.core.checkpoint import save_checkpoint
+    from mnv3det.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mnv3-small-min", nc=len(MARKED))
+    return save_checkpoint({"recipe": model.recipe, "nc": len(MARKED), "names": MARKED, "model": model.state_dict(),
+                            "epoch": -1}, path)
+
+
+def test_val_prints_class_names_with_markup_as_they_are(tmp_path: Path):
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for k in range(2):
+            cv2.imwrite(str(root / "images" / split / f"{k}.jpg"), np.full((64, 64, 3), 90 + 40 * k, np.uint8))
+            (root / "labels" / split / f"{k}.txt").write_text(f"{k} 0.5 0.5 0.4 0.4\n")
+    yaml = root / "data.yaml"
+    yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: '{MARKED[0]}'\n  1: '{MARKED[1]}'\n")
+    weights = _marked_checkpoint(tmp_path / "[b]w.pt")
+    result = runner.invoke(app, ["val", "-w", str(weights), "--data", str(yaml), "--imgsz", "64", "--no-plots",
+                                 "--project", str(tmp_path / "[b]runs"), "--workers", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in MARKED) and "[b]runs" in result.output
+
+
+def test_export_prints_paths_with_markup_as_they_are(tmp_path: Path):
+    folder = tmp_path / "[bold]models"  # a name cannot hold "/": markup here would vanish rather than crash
+    folder.mkdir()
+    weights = _marked_checkpoint(folder / "best.pt")
+    result = runner.invoke(app, ["export", "-w", str(weights), "--imgsz", "64", "--runs", "1"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "[bold]models" in result.output
+
+
+def test_benchmark_table_prints_paths_and_notes_as_they_are():
+    import io
+
+    from rich.console import Console
+
+    from mnv3det.cli.benchmark_cmd import benchmark_table
+    from mnv3det.deploy.benchmark import BenchReport, BenchRow
+
+    report = BenchReport("[/]w/best.pt", "data", (64, 64), 1, 1, 1,
+                         [BenchRow("model", "onnx", note="export failed: [/] in a message")])
+    out = io.StringIO()
+    Console(file=out, width=300).print(benchmark_table(report))
+    assert "[/]w/best.pt" in out.getvalue() and "export failed: [/] in a message" in out.getvalue()

@@ -316,3 +316,65 @@ def test_detect_cli_onnx_writes_the_same_labels_as_pt(weights, image_dir, tmp_pa
     for a, b in zip(outputs["pt"], outputs["onnx"]):
         assert a[:2] == b[:2]
         assert a[2:] == pytest.approx(b[2:], abs=0.02)  # json rounds boxes to 0.01 px and scores to 1e-5
+
+
+# ---------------------------------------------------------------- outputs of one run never mix or collide
+
+
+def _detect(weights, source, project, *extra):
+    args = ["detect", str(source), "-w", str(weights), "--imgsz", "96", "--conf", "0.01", "--project", str(project)]
+    return CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "200"})
+
+
+def test_exist_ok_starts_a_fresh_labels_folder(weights, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    write_image(first / "a.jpg"), write_image(first / "b.jpg", seed=1), write_image(second / "c.jpg", seed=2)
+    project = tmp_path / "runs"
+    assert _detect(weights, first, project, "--save-txt", "--exist-ok").exit_code == 0
+    result = _detect(weights, second, project, "--save-txt", "--exist-ok")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (project / "exp" / "labels").iterdir()) == ["c.txt"]
+    assert "removed 2 file(s) of an earlier run" in result.output
+
+
+def test_a_video_and_an_image_named_like_its_frame_write_separate_labels(weights, tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    write_clip(source / "a.mp4", frames=2, step=40)
+    write_image(source / "a_0.jpg", h=64, w=96)
+    project = tmp_path / "runs"
+    result = _detect(weights, source, project, "--save-txt", "--nosave")
+    assert result.exit_code == 0, result.output
+    labels = sorted(p.name for p in (project / "exp" / "labels").iterdir())
+    assert labels == ["a_0-2.txt", "a_0.txt", "a_1.txt"]  # two frames and the image: three files
+
+
+def test_a_folder_gives_its_own_files_and_says_what_its_subfolders_hold(weights, tmp_path):
+    source = tmp_path / "src"
+    (source / "sub" / "deeper").mkdir(parents=True)
+    write_image(source / "top.jpg")
+    write_image(source / "sub" / "one.jpg", seed=1)
+    write_image(source / "sub" / "deeper" / "two.jpg", seed=2)
+    result = _detect(weights, source, tmp_path / "runs", "--nosave")
+    assert result.exit_code == 0, result.output
+    assert "2 image(s)/video(s) in its subfolders are not read" in result.output and "/**/*" in result.output
+    assert "top.jpg" in result.output and "one.jpg" not in result.output
+    everything = _detect(weights, f"{source}/**/*", tmp_path / "runs", "--nosave")  # the way the note gives
+    assert everything.exit_code == 0 and "one.jpg" in everything.output and "two.jpg" in everything.output
+    assert "not read" not in everything.output
+
+
+def test_class_names_and_paths_with_console_markup_are_printed_as_they_are(weights, tmp_path):
+    from mnv3det.core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(weights)
+    ckpt.names = ["person [crowd] [/crowd]", "[/]dot", "[bold]ring"]  # unbalanced tags: rich raises MarkupError
+    marked = save_checkpoint(ckpt, tmp_path / "marked.pt")
+    source = tmp_path / "images"
+    source.mkdir()
+    write_image(source / "[red]a.jpg"), write_image(source / "b.jpg", seed=1)
+    result = _detect(marked, source, tmp_path / "runs", "--nosave")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert any(name in result.output for name in ckpt.names) and "[red]a.jpg" in result.output

@@ -89,3 +89,57 @@ def test_accumulation_schedule_and_warmup():
     assert bias["lr"] == pytest.approx(0.1) and weights["lr"] == 0.0 and weights["momentum"] == pytest.approx(0.8)
     assert warm.apply(opt, 99, 0) == 4  # ... to nbs / batch
     assert warm.apply(opt, 100, 1) is None  # warmup over
+
+
+@pytest.mark.parametrize(
+    "name, value, shown",
+    [
+        ("lr0", float("inf"), "(0, 1]"),
+        ("hsv_h", float("nan"), "[0, 1]"),
+        ("fliplr", -1, "[0, 1]"),
+        ("mosaic", 2, "[0, 1]"),
+        ("momentum", 5, "[0, 1)"),
+        ("weight_decay", float("-inf"), "[0, 1)"),
+        ("grad_clip", 0, "> 0"),
+        ("box", -0.5, ">= 0"),
+        ("seed", -1, "[0, 4294967295]"),
+    ],
+)
+def test_numeric_settings_must_be_finite_and_in_range(tmp_path, name, value, shown):
+    hyp = tmp_path / "bad.yaml"
+    hyp.write_text(f"{name}: {value!r}\n".replace("inf", ".inf").replace("nan", ".nan"))
+    with pytest.raises(UserError) as err:
+        apply_overrides(TrainConfig(), load_hyp(hyp), f"--hyp {hyp}")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1
+    assert f"--hyp {hyp}: {name} must be a finite number in {shown}" in message
+
+
+def test_every_numeric_field_has_a_range_and_the_defaults_and_presets_are_in_it():
+    from dataclasses import fields
+
+    from mnv3det.train.config import RANGES
+
+    numeric = {f.name for f in fields(TrainConfig) if any(t in str(f.type) for t in ("int", "float"))}
+    assert numeric == set(RANGES)
+    for preset in ("hyp.scratch", "hyp.small-data", "hyp.demo", "hyp.pretrain"):
+        apply_overrides(TrainConfig(), load_hyp(preset), preset)  # raises when a shipped value is out of range
+
+
+def test_fit_checks_a_config_built_directly():
+    from mnv3det.train.trainer import fit
+
+    with pytest.raises(UserError, match="lr0 must be a finite number"):
+        fit(TrainConfig(lr0=float("inf")))
+
+
+def test_config_table_prints_values_with_markup_as_they_are():
+    import io
+
+    from rich.console import Console
+
+    from mnv3det.train.config import config_table
+
+    out = io.StringIO()
+    Console(file=out, width=300).print(config_table(TrainConfig(name="run [/]1", project="[bold]p")))
+    assert "'run [/]1'" in out.getvalue() and "'[bold]p'" in out.getvalue()

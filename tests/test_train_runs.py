@@ -6,6 +6,7 @@ import io
 import shutil
 
 import pytest
+import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -173,3 +174,44 @@ def test_cli_project_under_a_file_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["train", "--device", "cpu", "--epochs", "1", "--imgsz", "64", "--batch", "4",
                                    "--max-images", "4", "--workers", "0", "--project", str(tmp_path / "file" / "runs")])
     assert res.exit_code == 2 and "--project" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_non_finite_weights_are_never_saved_and_stop_the_run(tmp_path, monkeypatch):
+    real = trainer.train_one_epoch
+
+    def diverging(state, loader, epoch, *a, **kw):
+        stats = real(state, loader, epoch, *a, **kw)
+        if epoch == 1:  # what an lr0 of inf does to the weights
+            with torch.no_grad():
+                next(state.ema.module.parameters()).fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(trainer, "train_one_epoch", diverging)
+    with pytest.raises(UserError) as err:  # no val split: best.pt would follow last.pt
+        fit(tiny(tmp_path, epochs=3, val_split="none"), show_progress=False)
+    assert "diverged in epoch 2/3" in str(err.value) and "not finite" in str(err.value)
+    weights = tmp_path / "runs" / "exp" / "weights"
+    for name in ("last.pt", "best.pt"):
+        ckpt = load_checkpoint(weights / name)
+        assert ckpt.epoch == 0 and all(t.isfinite().all() for t in ckpt.model.values() if t.is_floating_point())
+
+
+def test_detect_and_val_refuse_a_checkpoint_with_non_finite_weights(tmp_path):
+    from mnv3det.core.checkpoint import save_checkpoint
+    from mnv3det.models import build_model
+
+    model = build_model("mnv3-small-min", nc=2)
+    state = model.state_dict()
+    next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = float("inf")
+    weights = save_checkpoint({"recipe": model.recipe, "nc": 2, "names": ["a", "b"], "model": state, "epoch": -1},
+                              tmp_path / "nan.pt")
+    image = tmp_path / "im.jpg"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(image), np.full((64, 64, 3), 127, np.uint8))
+    runner = CliRunner()
+    for args in (["detect", str(image), "--project", str(tmp_path / "d")], ["val", "--project", str(tmp_path / "v")]):
+        result = runner.invoke(app, [*args, "--weights", str(weights)])
+        assert result.exit_code == 2, result.output
+        assert "1 of" in result.output and "not finite" in result.output and "Traceback" not in result.output

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mnv3det.errors import UserError, error_line
+from mnv3det.errors import Interrupted, UserError, error_line
 
 app = typer.Typer(
     name="mnv3det",
@@ -38,6 +38,9 @@ def user_errors(fn: F) -> F:
         except UserError as err:
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # user text: no markup
             raise typer.Exit(code=2) from None
+        except Interrupted as err:  # Ctrl-C where the work knows what it left behind: that one line
+            err_console.print(escape(str(err)), highlight=False, soft_wrap=True)
+            raise typer.Exit(code=130) from None
         except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(err):
                 raise

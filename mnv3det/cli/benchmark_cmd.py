@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.cli.app import command
@@ -45,13 +46,13 @@ def benchmark_command(
         reference=reference, project=project, name=name, exist_ok=exist_ok,
     )
     status = Console(stderr=True)
-    report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{text}[/]", highlight=False))
+    report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))
     if json_out:
         print(json.dumps(report.as_dict()))
         return
     console = Console()
     console.print(benchmark_table(report))
-    console.print(f"Results saved to [bold]{run_dir}[/] (benchmark.csv, benchmark.json)")
+    console.print(f"Results saved to [bold]{escape(str(run_dir))}[/] (benchmark.csv, benchmark.json)")
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -62,7 +63,7 @@ def benchmark_table(report: BenchReport) -> Table:
     h, w = report.imgsz
     best = f"yolov5n {report.reference_best}" if report.reference_best else "yolov5n (not timed)"
     table = Table(
-        title=f"{report.weights} at {h}x{w}, batch 1, {report.threads} threads; median of {report.rounds} rounds "
+        title=f"{escape(report.weights)} at {h}x{w}, batch 1, {report.threads} threads; median of {report.rounds} rounds "
         f"x {report.runs} runs, each runtime in its own process; ratio to {best}",
         title_justify="left",
     )
@@ -71,6 +72,6 @@ def benchmark_table(report: BenchReport) -> Table:
     for row in report.rows:
         table.add_row(
             row.model, row.format, _fmt(row.size_mb, ".2f"), _fmt(row.map50_95, ".4f"), _fmt(row.map50, ".4f"),
-            _fmt(row.latency_ms, ".2f"), _fmt(row.ratio, ".2f"), row.note,
+            _fmt(row.latency_ms, ".2f"), _fmt(row.ratio, ".2f"), escape(row.note),
         )
     return table

@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.cli.app import command
@@ -89,8 +90,9 @@ def export_command(
         _print_result(result, config.runs)
     if not result.passed:  # a bug, not a user error: keep the file for inspection, fail the command
         Console(stderr=True).print(
-            f"[bold red]verification failed:[/] {result.path} differs from PyTorch by up to {result.max_abs_diff:.2e} "
-            f"(tolerance {result.tolerance:g}); please report it with the checkpoint's recipe",
+            f"[bold red]verification failed:[/] {escape(str(result.path))} differs from PyTorch by up to "
+            f"{result.max_abs_diff:.2e} (tolerance {result.tolerance:g}), kept for inspection under that name; "
+            "please report it with the checkpoint's recipe",
             highlight=False,
         )
         raise typer.Exit(code=1)
@@ -99,11 +101,11 @@ def export_command(
 def _print_result(result, runs: int) -> None:
     console = Console()
     for note in result.notes:
-        console.print(note, highlight=False)
+        console.print(escape(note), highlight=False)
     table = Table(title=f"export {result.format}", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("file", str(result.path))
+    table.add_row("file", escape(str(result.path)))
     table.add_row("size", f"{result.size_mb:.2f} MB")
     shape = f"{result.batch}x3x{result.imgsz[0]}x{result.imgsz[1]}"
     shape += " (dynamic batch and size)" if result.dynamic else " (static)"

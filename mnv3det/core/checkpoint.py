@@ -25,8 +25,6 @@ only a `.NAME.*.tmp` that `remove_stale_temporaries` deletes on the next start.
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,11 +32,12 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from mnv3det.core.atomic import TMP_MARK, AtomicOutput
 from mnv3det.errors import UserError, error_line
 
 FORMAT = "mnv3det/2"
 OLD_FORMATS = ("mnv3det/1",)  # read and upgraded in memory; never written
-TMP_SUFFIX = ".tmp"
+TMP_SUFFIX = TMP_MARK  # .NAME.XXXXXXXX.tmp, as core/atomic.py names its temporaries
 _WHAT_TO_DO = "use a .pt written by `mnv3det train` (or train again)"
 
 
@@ -212,25 +211,10 @@ def save_checkpoint(ckpt: Checkpoint | Mapping[str, Any], path: str | Path) -> P
 
 
 def _write_atomically(ckpt: Checkpoint, path: Path) -> None:
-    """torch.save to a temporary beside `path`, fsync, then rename over it: a kill or a failed write at any moment
-    leaves the earlier file whole (the temporary is removed, or later by `remove_stale_temporaries`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # O_EXCL on a random name: mode 0o666 minus the umask (mkstemp would force 0600)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary beside `path`, fsync, then rename over it (core/atomic.py): a kill or a failed write
+    at any moment leaves the earlier file whole (the temporary is removed, or later by `remove_stale_temporaries`)."""
+    with AtomicOutput(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt.to_dict(), f)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
@@ -280,8 +264,30 @@ def load_state(module: nn.Module, state: Mapping[str, Tensor], source: str, what
     module.load_state_dict(state)
 
 
+def nonfinite_weights(state: Mapping[str, Tensor]) -> tuple[int, int, str]:
+    """(NaN/inf values, float values in all, the first tensor holding one or '') over a state_dict's tensors."""
+    bad, total, first = 0, 0, ""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue  # BN's num_batches_tracked and other counters
+        count = int(tensor.numel() - torch.isfinite(tensor).sum())
+        bad, total = bad + count, total + tensor.numel()
+        first = first or (name if count else "")
+    return bad, total, first
+
+
+def check_finite(state: Mapping[str, Tensor], source: str) -> None:
+    """A one-line UserError when any weight of `state` is NaN or inf: such a model predicts nothing (or noise),
+    silently; it comes from a run that diverged."""
+    bad, total, first = nonfinite_weights(state)
+    if bad:
+        raise UserError(f"{source}: {bad} of {total} weight values are not finite (NaN or inf, e.g. in {first}): the "
+                        "run that wrote it diverged. Use a checkpoint of an earlier epoch, or train again with a lower "
+                        "lr0")
+
+
 def build_checkpoint_model(ckpt: Checkpoint, source: str) -> nn.Module:
-    """The model a checkpoint describes, with its weights (`ckpt.model`) and class names; train mode."""
+    """The model a checkpoint describes, with its weights (`ckpt.model`, all finite) and class names; train mode."""
     from mnv3det.models import build_model  # local import: models import nothing from train, evaluate or deploy
 
     try:
@@ -290,6 +296,7 @@ def build_checkpoint_model(ckpt: Checkpoint, source: str) -> nn.Module:
         raise UserError(f"{source}: the recipe stored in it does not build ({type(err).__name__}: {err}); "
                         f"{_WHAT_TO_DO}") from None
     load_state(model, ckpt.model, source)
+    check_finite(ckpt.model, source)
     model.names = list(ckpt.names)
     return model
 

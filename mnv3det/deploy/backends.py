@@ -81,13 +81,58 @@ def _meta_imgsz(meta: dict[str, Any]) -> ImgSize | None:
     return ImgSize.parse(value) if value else None
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _check_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The export metadata of `path` (a file, or a folder's metadata.json), checked key by key: a file edited by
+    hand gets one line naming the file and the key, not an IndexError or ZeroDivisionError later."""
     if meta.get("mnv3det") != METADATA_FORMAT or not isinstance(meta.get("names"), list):
         raise UserError(
             f"{path} has no mnv3det export metadata (class names, strides); "
             "export it with `mnv3det export --weights CHECKPOINT.pt` so detect/val can run it alone"
         )
+
+    def bad(key: str, why: str) -> UserError:
+        return UserError(f"{path}: export metadata key '{key}' {why}; it was edited or damaged: export the checkpoint "
+                         "again with `mnv3det export` (or restore the value)")
+
+    names, strides = meta["names"], meta.get("strides")
+    if not names or not all(isinstance(n, str) for n in names):
+        raise bad("names", f"is {names!r}: it must list the model's class names, one string per class")
+    if meta.get("nc", len(names)) != len(names):
+        raise bad("nc", f"is {meta['nc']!r} but 'names' lists {len(names)} classes")
+    if not _positive_int(meta.get("stride")):
+        raise bad("stride", f"is {meta.get('stride')!r}: it must be the model's largest stride, a positive integer "
+                  "(e.g. 32)")
+    if strides is not None and (not isinstance(strides, list) or not strides or not all(map(_positive_int, strides))
+                                or max(strides) != meta["stride"]):
+        raise bad("strides", f"is {strides!r}: it must list the positive strides of the outputs, the largest equal to "
+                  f"'stride' ({meta['stride']})")
+    imgsz = meta.get("imgsz")
+    if not (isinstance(imgsz, list) and len(imgsz) == 2 and all(map(_positive_int, imgsz))):
+        raise bad("imgsz", f"is {imgsz!r}: it must be the [height, width] the file was exported at")
+    if not _positive_int(meta.get("batch", 1)):
+        raise bad("batch", f"is {meta.get('batch')!r}: it must be a positive integer")
+    if meta.get("train_imgsz") is not None and not _positive_int(meta["train_imgsz"]):
+        raise bad("train_imgsz", f"is {meta['train_imgsz']!r}: it must be a positive integer or null")
     return meta
+
+
+def check_outputs(backend: "Backend", path: Path) -> None:
+    """One forward at the smallest input the model takes: each output row must hold 5 + len(names) values, or the
+    class names (from the metadata) would be matched to the wrong columns, silently."""
+    shape = backend.fixed_shape or (1, 3, 2 * backend.stride, 2 * backend.stride)
+    out = backend(torch.zeros(shape))
+    width = int(out.shape[-1]) if out.ndim == 3 else -1
+    if width != 5 + len(backend.names):
+        source = path / "metadata.json" if path.is_dir() else path
+        raise UserError(
+            f"{source}: export metadata key 'names' lists {len(backend.names)} classes but the model outputs "
+            f"{width - 5 if width >= 5 else 'no'} class scores per box; it was edited or belongs to another model: "
+            "export the checkpoint again with `mnv3det export`"
+        )
 
 
 class TorchBackend:
@@ -314,7 +359,9 @@ def load_backend(
         loader = backend_loader(path)
     if loader is None:
         raise UserError(f"--weights {path}: unknown model file type {path.suffix.lower()!r}; use one of {_suffixes()}")
-    return loader(path, device, threads)
+    backend = loader(path, device, threads)
+    check_outputs(backend, path)
+    return backend
 
 
 def _suffixes() -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from mnv3det.errors import UserError
 
 DEFAULT_IMAGES = 300  # nncf's default subset size; ORT's calibration uses the same set
+CHUNK_BYTES = 512 * 2**20  # activations a calibrator may hold at once (formats/onnx_int8.py feeds it in chunks)
 
 
 @dataclass

@@ -80,7 +80,7 @@ class ExportConfig:
 
     def validate(self) -> None:
         """Clear errors for options that cannot work together, naming the option."""
-        from mnv3det.deploy.exporters import MIN_OPSET, get_exporter
+        from mnv3det.deploy.exporters import MIN_OPSET, get_exporter, max_opset
 
         get_exporter(self.format)
         if self.batch < 1:
@@ -89,5 +89,8 @@ class ExportConfig:
             raise UserError(f"--runs {self.runs}: must be 1 or more")
         if self.format == "onnx" and self.opset < MIN_OPSET:
             raise UserError(f"--opset {self.opset} is too old for HardSwish; use {MIN_OPSET} or newer (default 17)")
+        if self.format == "onnx" and self.opset > max_opset():
+            raise UserError(f"--opset {self.opset}: the ONNX exporter of this torch writes opsets {MIN_OPSET} to "
+                            f"{max_opset()}; use one of them (default 17)")
         if self.simplify and self.format != "onnx":
             raise UserError("--simplify applies to --format onnx only")

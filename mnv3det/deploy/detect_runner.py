@@ -6,12 +6,20 @@ Outputs in the run folder (each only when asked for):
     predictions.json          one entry per box: image, frame, class, name, score, bbox xywh (pixels, COCO-style)
     crops/<class>/<stem>.jpg  every box cut out of the original image
 One unreadable file is reported and skipped; the summary table counts objects per class and ms per image.
+
+Names: every source gets one stem, unique among the run's outputs (`_Outputs.stem`): two `img.jpg` from different
+folders become img and img-2, and a stem that a video's frame names (`clip_0`, `clip_1`, ...) would also produce
+gets a `-k` too, so no two sources ever write the same labels/ or crops/ file. With `exist_ok` (a reused run
+folder) labels/ and crops/ start empty: files of an earlier run there are removed (and counted in a note), so
+they never mix with this run's.
+Every user string printed (paths, class names, notes) is escaped: rich must not read `[crowd]` as markup.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,7 +39,7 @@ from mnv3det.deploy.annotate import crop_box, draw_detections
 from mnv3det.deploy.backends import Backend, load_backend
 from mnv3det.deploy.config import DetectConfig
 from mnv3det.deploy.predictor import NmsSettings, predict, resolve_imgsz, warmup
-from mnv3det.deploy.sources import Frame, collect_sources, frame_count, iter_frames
+from mnv3det.deploy.sources import Frame, collect_sources, frame_count, is_video, iter_frames, media_in_subfolders
 from mnv3det.errors import UserError
 
 WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # annotated images keep these; others are written as .jpg
@@ -85,6 +94,11 @@ def _yolo_lines(det: torch.Tensor, width: int, height: int, with_conf: bool) -> 
     return lines
 
 
+def _frame_name(stem: str, index: int) -> str:
+    """The output name of frame `index` of a video whose stem is `stem` (YOLOv5's `<stem>_<frame>`)."""
+    return f"{stem}_{index}"
+
+
 class _Outputs:
     """Writes annotated images/videos, labels, crops and json records for one run folder."""
 
@@ -92,19 +106,38 @@ class _Outputs:
         self.opts, self.save_dir, self.names = opts, save_dir, names
         self.writers: dict[Path, cv2.VideoWriter] = {}
         self.stems: dict[Path, str] = {}
+        self.video_stems: set[str] = set()
         self.json_records: list[dict] = []
         self.labels_dir = save_dir / "labels" if opts.save_txt else None
+        self.removed = 0  # files of an earlier run removed from labels/ and crops/ (a reused run folder)
+        for folder, asked in ((self.labels_dir, opts.save_txt), (save_dir / "crops", opts.save_crop)):
+            if asked and folder is not None and folder.exists():
+                self.removed += sum(1 for p in folder.rglob("*") if p.is_file())
+                shutil.rmtree(folder)
         if self.labels_dir:
             self.labels_dir.mkdir(parents=True, exist_ok=True)
 
+    def _taken(self, stem: str, video: bool) -> bool:
+        """True when `stem` (or, for a video, one of its frame names) could name another source's outputs."""
+        if stem in self.stems.values():
+            return True
+        frame = re.fullmatch(r"(.+)_\d+", stem)  # an image stem that reads like a frame of a video already named
+        if frame is not None and frame.group(1) in self.video_stems:
+            return True
+        if video:  # a video's frame names must not meet an image stem already named
+            return any(re.fullmatch(rf"{re.escape(stem)}_\d+", used) for used in self.stems.values())
+        return False
+
     def stem(self, path: Path) -> str:
-        """A unique output name per source file (two 'img.jpg' from different folders become img, img_2)."""
+        """The unique output name of a source file (see the module docstring): img, img-2, ..."""
         if path not in self.stems:
-            used = set(self.stems.values())
+            video = is_video(path)
             stem, k = path.stem, 2
-            while stem in used:
-                stem, k = f"{path.stem}_{k}", k + 1
+            while self._taken(stem, video):  # '-k' never reads as a frame number, so this ends
+                stem, k = f"{path.stem}-{k}", k + 1
             self.stems[path] = stem
+            if video:
+                self.video_stems.add(stem)
         return self.stems[path]
 
     def write(self, frame: Frame, det: torch.Tensor) -> Path | None:
@@ -112,7 +145,7 @@ class _Outputs:
         opts, image = self.opts, frame.image
         height, width = image.shape[:2]
         stem = self.stem(frame.path)
-        tag = f"{stem}_{frame.index}" if frame.is_video else stem
+        tag = _frame_name(stem, frame.index) if frame.is_video else stem
         out_path = None
         if opts.save_images:
             drawn = draw_detections(image, det.numpy(), self.names, not opts.hide_conf, opts.line_width)
@@ -168,16 +201,22 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
     """Detect objects in every image/frame of `opts.source`; see the module docstring for the outputs."""
     console = console or Console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
+    nested = media_in_subfolders(Path(opts.source))
+    if nested:  # read as YOLOv5 and Ultralytics read a folder: its own files only; said, with the way to include them
+        console.print(f"[yellow]note:[/] {escape(nested)}", highlight=False)
     if backend is None:
         backend = load_backend(opts.weights, select_device(opts.device), opts.threads, one_image=True)
     opts.validate(backend.names)
     size, note = resolve_imgsz(backend, opts.imgsz, opts.weights)
     if note:  # the trained size, or a static export's fixed square: said in one line
-        console.print(f"[yellow]note:[/] {note}" if backend.fixed_shape else note, highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}" if backend.fixed_shape else escape(note), highlight=False)
     warmup(backend, size)
 
     save_dir = claim_run_dir(Path(opts.project), opts.name, exist_ok=opts.exist_ok)
     outputs = _Outputs(opts, save_dir, backend.names)
+    if outputs.removed:
+        console.print(f"--exist-ok: removed {outputs.removed} file(s) of an earlier run from labels/ and crops/ in "
+                      f"{escape(str(save_dir))}, so they do not mix with this run's", highlight=False)
     try:
         summaries, skipped, speed_sum = _detect_frames(backend, size, opts.nms(), paths, outputs, console)
     finally:
@@ -220,7 +259,7 @@ def _detect_frames(
             progress.advance(task)
             if frame.error is not None:
                 skipped.append((frame.path, frame.error))
-                console.print(f"[yellow]skipped[/] {frame.path}: {frame.error}", highlight=False)
+                console.print(f"[yellow]skipped[/] {escape(f'{frame.path}: {frame.error}')}", highlight=False)
                 continue
             result = predict(backend, [frame.image], imgsz=size, nms=nms)
             det = result.detections[0]
@@ -241,11 +280,11 @@ def print_detect_report(report: DetectReport, console: Console, max_rows: int = 
     table.add_column("objects per class", overflow="fold")
     table.add_column("ms/img", justify="right")
 
-    def fmt(counts: Counter) -> str:
-        return ", ".join(f"{n} {report.names[c]}" for c, n in counts.most_common()) or "-"
+    def fmt(counts: Counter) -> str:  # class names are the user's text: escaped, never read as markup
+        return escape(", ".join(f"{n} {report.names[c]}" for c, n in counts.most_common())) or "-"
 
     for s in report.sources[:max_rows]:
-        table.add_row(s.path.name, str(s.frames), fmt(s.counts), f"{s.ms_per_image:.1f}")
+        table.add_row(escape(s.path.name), str(s.frames), fmt(s.counts), f"{s.ms_per_image:.1f}")
     if len(report.sources) > max_rows:
         table.add_row(f"... {len(report.sources) - max_rows} more", "", "", "")
     total = Counter()
@@ -264,9 +303,9 @@ def print_detect_report(report: DetectReport, console: Console, max_rows: int = 
     if report.skipped:
         console.print(f"[yellow]{len(report.skipped)} file(s) skipped:[/]", highlight=False)
         for path, reason in report.skipped:
-            console.print(f"  {path}: {reason}", highlight=False)
-    console.print(f"results saved to [bold]{report.save_dir}[/]", highlight=False)
+            console.print(escape(f"  {path}: {reason}"), highlight=False)
+    console.print(f"results saved to [bold]{escape(str(report.save_dir))}[/]", highlight=False)
     if report.labels_dir is not None:
-        console.print(f"labels: {report.labels_dir}", highlight=False)
+        console.print(escape(f"labels: {report.labels_dir}"), highlight=False)
     if report.json_path is not None:
-        console.print(f"json: {report.json_path}", highlight=False)
+        console.print(escape(f"json: {report.json_path}"), highlight=False)

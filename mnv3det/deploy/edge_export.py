@@ -18,8 +18,6 @@ Steps of `export_edge`:
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -30,10 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from rich.markup import escape
+
+from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
 from mnv3det.deploy.agreement import FLOAT_TOLERANCE, INT8_TOLERANCE, Agreement, compare_detections
 from mnv3det.deploy.backends import export_metadata
+from mnv3det.deploy.calibrate import CHUNK_BYTES
+from mnv3det.deploy.export import interrupted_line, require_export_memory
 from mnv3det.deploy.formats import EdgeFormat
-from mnv3det.errors import UserError
+from mnv3det.errors import Interrupted, UserError
 
 VERIFY_IMAGES = 8  # val images the detections are compared on
 VERIFY_CONF = 0.25  # detect's default threshold
@@ -113,18 +116,6 @@ class EdgeExportResult:
         out = asdict(self)
         out.update(path=str(self.path), passed=self.passed, agreement=self.agreement.as_dict())
         return out
-
-
-def _replace(staged: Path, final: Path) -> None:
-    """Move `staged` (file or folder) to `final`, replacing what was there only after the new one is complete."""
-    if final.is_dir() and not final.is_symlink():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
 
 
 def _verification_images(data: Any, image: np.ndarray | None, val_records: list) -> tuple[list[np.ndarray], str]:
@@ -222,6 +213,36 @@ def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: Edge
     return report
 
 
+def _write(model: torch.nn.Module, fmt: EdgeFormat, module: Any, out: Path, output: Path, scratch: Path,
+           shape: tuple[int, int, int, int], meta: dict[str, Any], options: Int8Options, data: Any, verify: bool,
+           say: Any) -> ExportJob:
+    """Steps 1-3 of the module doc into `out` (the staged file or folder that becomes `output`); scratch: a folder
+    for the fp32 ONNX."""
+    from mnv3det.deploy.exporters import write_onnx
+
+    val_spec, val_records = None, []
+    if verify and (fmt.int8 or data is not None):
+        from mnv3det.data import load_data
+
+        val_spec = load_data(data)
+        val_records = val_spec.records("val") if "val" in val_spec.splits else []
+    onnx_path = scratch / "fp32.onnx"
+    write_onnx(model, torch.zeros(shape), onnx_path, meta)
+    stem = output.name.removesuffix(fmt.folder_suffix) if fmt.folder_suffix else output.stem
+    job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records)
+    if fmt.int8:
+        from mnv3det.deploy.calibrate import calibration_set
+
+        job.calibration = calibration_set(data, shape, max(int(s) for s in model.stride), options.calib_images)
+        job.val_spec = val_spec or job.calibration.spec
+        say(f"INT8: calibrating on {len(job.calibration)} images of the training split of "
+            f"{escape(str(job.val_spec.source))}")
+    module.export(job, out)
+    if job.calibration is not None and job.calibration.skipped:
+        say(f"[yellow]{len(job.calibration.skipped)} calibration image(s) could not be read and were skipped[/]")
+    return job
+
+
 def export_edge(
     model: torch.nn.Module,
     output: str | Path,
@@ -244,8 +265,6 @@ def export_edge(
     verify=False skips the comparison with PyTorch and the mAP on val (a file written only to be timed, such as
     the untrained yolov5n reference of `mnv3det benchmark`); the result's agreement is then empty.
     """
-    from mnv3det.deploy.exporters import write_onnx
-
     module = fmt.load()  # one clear line naming the extra when a package is missing
     options = int8 or Int8Options()
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -260,30 +279,25 @@ def export_edge(
     output = Path(output)
     if fmt.file_suffix and output.suffix != fmt.file_suffix:
         output = output.with_suffix(fmt.file_suffix)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    calibration = CHUNK_BYTES if fmt.int8 else 0  # the most a calibrator's chunk of activations takes
+    require_export_memory(model, shape, f"export --format {fmt.name} at {imgsz[0]}x{imgsz[1]}", calibration)
+    # Staged beside `output` under a temporary name and renamed over it once written (core/atomic.py); made
+    # now, so an unwritable folder is a one-line error before any work.
+    staged = AtomicOutput(output, folder=fmt.folder_suffix is not None, keep_suffix=True)
+    try:
+        remove_stale(output)
+        staged.open()
+    except OSError as err:
+        raise unwritable(output, err) from None
 
-    val_spec, val_records = None, []
-    if verify and (fmt.int8 or data is not None):
-        from mnv3det.data import load_data
-
-        val_spec = load_data(data)
-        val_records = val_spec.records("val") if "val" in val_spec.splits else []
-    with tempfile.TemporaryDirectory(prefix=".mnv3det-export-", dir=output.parent) as tmp:
-        onnx_path = Path(tmp) / f"{output.stem}_fp32.onnx"
-        write_onnx(model, torch.zeros(shape), onnx_path, meta)
-        stem = output.name.removesuffix(fmt.folder_suffix) if fmt.folder_suffix else output.stem
-        job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records)
-        if fmt.int8:
-            from mnv3det.deploy.calibrate import calibration_set
-
-            job.calibration = calibration_set(data, shape, max(strides), options.calib_images)
-            val_spec = val_spec or job.calibration.spec
-            say(f"INT8: calibrating on {len(job.calibration)} images of the training split of {val_spec.source}")
-        staged = Path(tmp) / ("staged" + (fmt.file_suffix or ""))
-        module.export(job, staged)
-        if job.calibration is not None and job.calibration.skipped:
-            say(f"[yellow]{len(job.calibration.skipped)} calibration image(s) could not be read and were skipped[/]")
-        _replace(staged, output)
+    try:
+        with staged as out, tempfile.TemporaryDirectory(prefix=".mnv3det-export-", dir=output.parent) as tmp:
+            job = _write(model, fmt, module, out, output, Path(tmp), shape, meta, options, data, verify, say)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_line(output)) from None
+    except OSError as err:  # a full disk while writing, the folder removed meanwhile
+        raise unwritable(output, err) from None
+    val_spec, val_records = job.val_spec, job.val_records
 
     backend = module.Backend(output, "cpu", threads)
     result = EdgeExportResult(
@@ -348,7 +362,7 @@ def export_edge_checkpoint(
     trained = ckpt.train_imgsz
     size = check_imgsz(imgsz if imgsz is not None else (trained or 640), int(max(int(s) for s in model.stride)))
     if imgsz is None and trained and console is not None:
-        console.print(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)")
+        console.print(escape(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)"))
     return export_edge(
         model, Path(output) if output else fmt.output_for(weights), fmt, imgsz=size.hw, batch=batch, data=data,
         image=picture, int8=int8, recipe_name=str(ckpt.train_recipe or ""), train_imgsz=trained, threads=threads,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.deploy.edge_export import RAW_TOLERANCE, EdgeExportResult
@@ -27,7 +28,7 @@ def edge_table(result: EdgeExportResult) -> Table:
     table = Table(title=f"export {result.format} ({result.runtime})", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("file", str(result.path))
+    table.add_row("file", escape(str(result.path)))
     table.add_row("size", f"{result.size_mb:.2f} MB")
     table.add_row("input", f"{result.batch}x3x{result.imgsz[0]}x{result.imgsz[1]} (static)")
     if result.max_abs_diff is not None:
@@ -36,9 +37,9 @@ def edge_table(result: EdgeExportResult) -> Table:
                       f"(tolerance {RAW_TOLERANCE:g} abs + {RAW_TOLERANCE:g} rel)")
     a = result.agreement
     verdict = "[green]ok[/]" if a.passed else ("[yellow]differs[/]" if result.int8 else "[red]MISMATCH[/]")
-    table.add_row("detections", f"{verdict}: {a.summary()} on {result.verify_source}")
+    table.add_row("detections", f"{verdict}: {escape(f'{a.summary()} on {result.verify_source}')}")
     for key, value in _quantization_rows(result.quantization or {}) if result.quantization else []:
-        table.add_row(key, value)
+        table.add_row(key, escape(str(value)))
     if result.latency_ms is not None:
         table.add_row("latency", f"{result.latency_ms:.1f} ms per batch ({result.latency_engine}, this process)")
     return table

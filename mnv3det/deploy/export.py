@@ -27,13 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
+from mnv3det.core import memory
 from mnv3det.core.imgsz import check_imgsz
+from mnv3det.core.memory import MB, activation_bytes
 from mnv3det.core.threads import resolve_threads
 from mnv3det.deploy.backends import TorchBackend, export_metadata, load_backend
 from mnv3det.deploy.config import ExportConfig
 from mnv3det.deploy.exporters import ExportSettings, find_simplifier, get_exporter
 from mnv3det.deploy.predictor import DEFAULT_IMGSZ, NmsSettings, letterbox_images, run_batch
-from mnv3det.errors import UserError
+from mnv3det.errors import Interrupted, UserError
 
 VERIFY_NMS = NmsSettings(conf=0.25, iou=0.45)  # the boxes compared after NMS: detect's defaults
 
@@ -143,28 +146,73 @@ def export_model(
     strides = [int(s) for s in model.stride]
     size = check_imgsz(config.imgsz or train_imgsz or DEFAULT_IMGSZ, max(strides))
     names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
-    model = _prepared(model, device, config.half)
-    dummy = torch.zeros(config.batch, 3, *size.hw, device=device, dtype=torch.float16 if config.half else torch.float32)
-    with torch.no_grad():
-        model(dummy)  # one plain run first: builds any cached grids and catches shape errors early
-
     path = Path(output)
     path = path if path.name.endswith(exporter.suffix) else path.with_suffix(exporter.suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(names, strides, size.hw, config.batch, config.dynamic, config.half, recipe_name, train_imgsz)
-    exporter.write(model, dummy, path, meta, ExportSettings(config.dynamic, config.opset, simplify_tool))
-    backend = load_backend(path, device, threads)
-
     result = ExportResult(
         path=path, format=config.format, imgsz=size.hw, batch=config.batch, dynamic=config.dynamic,
-        half=config.half, size_mb=_size_mb(path), max_abs_diff=0.0, max_rel_diff=0.0, max_excess=float("-inf"),
+        half=config.half, size_mb=0.0, max_abs_diff=0.0, max_rel_diff=0.0, max_excess=float("-inf"),
         tolerance=1e-2 if config.half else 1e-4, checker="passed" if config.format == "onnx" else "n/a",
         simplified_with=simplify_tool,
     )
-    _verify(model, backend, picture if picture is not None else synthetic_image(), result, max(strides))
+    model = _prepared(model, device, config.half)
+    require_export_memory(model, (config.batch, 3, *size.hw), f"export --format {config.format} at {size}")
+    # Written beside `path` under a temporary name, verified, then renamed over it (core/atomic.py): a kill or
+    # Ctrl-C leaves an earlier file whole, and two exports to one file each verify their own.
+    staged = _staged(path)
+    try:
+        with staged as tmp:
+            dummy = torch.zeros(config.batch, 3, *size.hw, device=device,
+                                dtype=torch.float16 if config.half else torch.float32)
+            with torch.no_grad():
+                model(dummy)  # one plain run first: builds any cached grids and catches shape errors early
+            exporter.write(model, dummy, tmp, meta, ExportSettings(config.dynamic, config.opset, simplify_tool))
+            backend = load_backend(tmp, device, threads)
+            _verify(model, backend, picture if picture is not None else synthetic_image(), result, max(strides))
+            if not result.passed:  # kept for inspection under another name; an earlier file at `path` stays
+                staged.target = path.with_name(f"{path.stem}.unverified{path.suffix}")
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_line(path)) from None
+    except OSError as err:  # a full disk while writing, the folder removed meanwhile
+        raise unwritable(path, err) from None
+    result.path = staged.target
+    result.size_mb = _size_mb(result.path)
     shape = (config.batch, 3, *size.hw)
-    result.latency_ms, result.latency_engine = exporter.latency(path, backend, shape, config.runs, threads)
+    result.latency_ms, result.latency_engine = exporter.latency(result.path, backend, shape, config.runs, threads)
     return result
+
+
+EXPORT_BASE_BYTES = 150 * MB  # what an export adds besides activations: the runtime's session, the converter
+ACTIVATION_COPIES = 1  # one forward's activations more than the process holds at the check (which ran one)
+
+
+def require_export_memory(model: torch.nn.Module, shape: tuple[int, int, int, int], step: str,
+                          extra: int = 0) -> None:
+    """A one-line error before an export starts when the machine has less memory available than it will add:
+    EXPORT_BASE_BYTES + ACTIVATION_COPIES x one forward's activations at `shape` + `extra` (an INT8 calibrator's
+    chunk). Measured for mnv3-small at 640 (benchmarks/results/export-memory.md): the process holds 0.79 GB here and
+    peaks at 0.87-0.97 GB (float formats) or 1.15-1.21 GB (INT8); this estimate adds 0.29 and 0.79 GB: about twice
+    what was measured, to leave room."""
+    needed = EXPORT_BASE_BYTES + ACTIVATION_COPIES * activation_bytes(model, shape) + extra
+    memory.require(needed, step, "use a smaller --imgsz or --batch, or free memory")
+
+
+def _staged(path: Path) -> AtomicOutput:
+    """The atomic writer of an export at `path`, its temporary already made (a one-line error when it cannot
+    be), after removing the temporaries killed exports left there."""
+    staged = AtomicOutput(path, folder=not path.suffix, keep_suffix=True)  # a suffix-less name: a folder format
+    try:
+        remove_stale(path)
+        staged.open()
+    except OSError as err:
+        raise unwritable(path, err) from None
+    return staged
+
+
+def interrupted_line(path: Path) -> str:
+    """What Ctrl-C during an export to `path` prints (the temporary is gone; `path` was never touched)."""
+    left = f"the earlier {path} is unchanged" if path.exists() else f"no {path} was made"
+    return f"export interrupted: nothing was written ({left})"
 
 
 def _size_mb(path: Path) -> float:

@@ -32,6 +32,13 @@ from mnv3det.errors import UserError
 MIN_OPSET = 14  # HardSwish arrived in opset 14
 
 
+def max_opset() -> int:
+    """The newest opset torch's TorchScript-based ONNX exporter (the one used here, see above) can write."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET", 20)))
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     """What a writer needs beyond the model and the dummy input (a subset of ExportConfig)."""

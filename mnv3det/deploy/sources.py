@@ -2,7 +2,9 @@
 index (`0`) or a stream URL (rtsp://, rtmp://, http://, https://), the last two through cv2.VideoCapture as a `Stream`.
 
 `collect_sources(source)` turns SOURCE into a sorted list of image/video files (a clear `UserError` when
-there is nothing to read). It opens every video and decodes its first frame there and then, so a video that
+there is nothing to read). A directory gives its own files, not its subfolders', as YOLOv5's and Ultralytics'
+detect read one (training, by contrast, reads a split's subfolders); `media_in_subfolders(source)` says in one
+line what that leaves out and how to include it (a recursive glob, `'DIR/**/*'`). It opens every video and decodes its first frame there and then, so a video that
 cannot be read is a `UserError` naming it before the caller has written anything (call it before creating
 a run folder). `iter_frames(paths)` yields one `Frame` per image or video frame. An image that cannot be
 decoded becomes a `Frame` with `error` set, so the caller reports it and goes on; so does a video that ends
@@ -12,6 +14,7 @@ before the frame count its header declares (a cut-short file: the frames before 
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +126,38 @@ def collect_sources(source: str | Path) -> list[Path]:
     return paths
 
 
+MAX_WALK = 10_000  # entries looked at below a source folder before the subfolder count gives up (a huge tree)
+
+
+def _nested_media(folder: Path) -> tuple[int, bool]:
+    """(images and videos in the subfolders of `folder`, True when the walk stopped at MAX_WALK entries)."""
+    count = seen = 0
+    for root, dirs, files in os.walk(folder):
+        if Path(root) == folder:
+            continue  # the folder's own files are read
+        for name in files:
+            count += is_image(Path(name)) or is_video(Path(name))
+        seen += len(files) + len(dirs)
+        if seen >= MAX_WALK:
+            return count, True
+    return count, False
+
+
+def _nested_note(folder: Path, count: int, more: bool) -> str:
+    return (f"{folder}: {count}{'+' if more else ''} image(s)/video(s) in its subfolders are not read (a folder "
+            f"gives its own files, as in YOLOv5); to include them pass '{folder}/**/*' (quoted)")
+
+
+def media_in_subfolders(source: str | Path) -> str:
+    """One line when SOURCE is a folder whose subfolders hold images or videos that `collect_sources` leaves out
+    (and how to include them); '' otherwise."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return ""
+    count, more = _nested_media(folder)
+    return _nested_note(folder, count, more) if count else ""
+
+
 def _collect(source: str | Path) -> list[Path]:
     text = str(source)
     path = Path(text).expanduser()
@@ -131,9 +166,12 @@ def _collect(source: str | Path) -> list[Path]:
     if path.is_dir():
         files = _media_in(sorted(path.iterdir()))
         if not files:
+            count, more = _nested_media(path)
             raise UserError(
-                f"source directory {path} holds no images or videos "
+                f"source directory {path} holds no images or videos itself "
                 f"(known suffixes: {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})"
+                + (f"; its subfolders hold {count}{'+' if more else ''}: pass '{path}/**/*' (quoted) to read them"
+                   if count else "")
             )
         return files
     if path.is_file():

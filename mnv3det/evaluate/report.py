@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.data.report import cell  # a class name is user text: no markup, bounded

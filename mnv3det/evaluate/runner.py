@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.runs import claim_run_dir
@@ -37,7 +38,7 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     size, note = resolve_imgsz(backend, requested, cfg.weights)
     imgsz = size.long  # a static export that is not square gets a clear error from make_eval_loader
     if note:
-        console.print(f"[yellow]note:[/] {note}" if backend.fixed_shape else note, highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}" if backend.fixed_shape else escape(note), highlight=False)
     spec = load_data(cfg.data)
     records = spec.records(cfg.split)
     for line in source_lines(spec, [cfg.split]):
@@ -78,7 +79,7 @@ def _save_and_print(cfg: ValConfig, result: EvalResult, spec, imgsz: int, run_di
     print_eval(result, spec.names, console=console)
     console.print("\n[bold]Summary[/] (to paste; also in summary.txt):")
     console.print(summary, highlight=False, soft_wrap=True, markup=False)  # plain, never wrapped or cut
-    console.print(f"Results saved to [bold]{run_dir}[/]")
+    console.print(f"Results saved to [bold]{escape(str(run_dir))}[/]")
 
 
 __all__ = ["ValConfig", "run_val"]

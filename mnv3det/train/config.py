@@ -9,6 +9,7 @@ run as a table and saved as `run_dir/config.yaml`; checkpoints carry it as a pla
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -191,23 +192,76 @@ def load_hyp(path: str | Path) -> dict[str, Any]:
     return values
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: `low`/`high` (None: unbounded), each end open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        def num(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {num(self.low)}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{left}{num(self.low)}, {num(self.high)}{right}"
+
+
+def _at_least(low: float) -> Range:
+    return Range(low)
+
+
+def _above(low: float) -> Range:
+    return Range(low, low_open=True)
+
+
+_PROBABILITY = Range(0, 1)
+_FRACTION = Range(0, 1, high_open=True)
+
+# Every int and float field of TrainConfig, with the values that can train (a test checks that none is missing).
+# Augmentation limits follow data/augment.py: scale s draws a zoom from [1 - s, 1 + s] (s = 1 allows zero),
+# shear is an angle whose tangent is taken, translate moves the centre by up to that fraction of the image.
+RANGES: dict[str, Range] = {
+    # run length, batch, sizes, counts
+    "freeze": _at_least(0), "epochs": _at_least(1), "batch": _at_least(1), "imgsz": _at_least(32),
+    "nbs": _at_least(1), "workers": _at_least(0), "close_mosaic": _at_least(0), "max_images": _at_least(1),
+    "min_warmup_iters": _at_least(0), "val_interval": _at_least(1), "patience": _at_least(0),
+    "max_nonfinite": _at_least(0), "threads": _at_least(1), "seed": Range(0, 2**32 - 1),  # numpy's seed range
+    # optimizer and schedule
+    "lr0": Range(0, 1, low_open=True), "lrf": Range(0, 1, low_open=True), "momentum": _FRACTION,
+    "weight_decay": _FRACTION, "warmup_epochs": _at_least(0), "warmup_momentum": _FRACTION,
+    "warmup_bias_lr": Range(0, 1), "grad_clip": _above(0), "ema_decay": _FRACTION, "ema_tau": _above(0),
+    # loss
+    "box": _at_least(0), "cls": _at_least(0), "obj": _at_least(0), "cls_pw": _above(0), "obj_pw": _above(0),
+    "anchor_t": _above(1), "label_smoothing": _FRACTION,
+    # augmentation
+    "hsv_h": _PROBABILITY, "hsv_s": _PROBABILITY, "hsv_v": _PROBABILITY, "degrees": Range(0, 180),
+    "translate": _FRACTION, "scale": _FRACTION, "shear": Range(0, 45), "perspective": Range(0, 0.01),
+    "flipud": _PROBABILITY, "fliplr": _PROBABILITY, "mosaic": _PROBABILITY, "mixup": _PROBABILITY,
+    "albumentations": _PROBABILITY,
+}
+
+
 def validate(cfg: TrainConfig, source: str = "config") -> None:
-    """Range checks that give a clear message instead of a crash deep in the loop."""
+    """One-line errors instead of a crash (or a silent non-finite run) deep in the loop: every numeric field
+    finite and in its `RANGES` entry, then the few settings that are words or depend on each other."""
+    for name, allowed in RANGES.items():
+        value = getattr(cfg, name)
+        if value is not None and value not in allowed:
+            raise UserError(f"{source}: {name} must be a finite number in {allowed}, got {value!r}")
     checks = [
-        (cfg.epochs >= 1, "epochs must be >= 1"),
-        (cfg.batch >= 1, "batch must be >= 1"),
-        (cfg.nbs >= 1, "nbs must be >= 1"),
-        (cfg.workers >= 0, "workers must be >= 0"),
         (cfg.optimizer.lower() in ("sgd", "adamw"), f"optimizer must be SGD or AdamW, got {cfg.optimizer!r}"),
-        (cfg.lr0 > 0, "lr0 must be > 0"),
-        (0 < cfg.lrf <= 1, "lrf must be in (0, 1]"),
-        (cfg.val_interval >= 1, "val_interval must be >= 1"),
-        (cfg.patience >= 0, "patience must be >= 0"),
-        (cfg.freeze >= 0, "freeze must be >= 0"),
-        (cfg.max_images is None or cfg.max_images >= 1, "max_images must be >= 1"),
-        (cfg.threads is None or cfg.threads >= 1, "threads must be >= 1"),
-        (0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-        (cfg.anchor_t > 1, "anchor_t must be > 1"),
         (cfg.cache in (None, "ram"), f"cache must be 'ram' or left out, got {cfg.cache!r}"),
     ]
     for ok, message in checks:
@@ -251,4 +305,4 @@ def config_table(cfg: TrainConfig, title: str = "training config"):
     return table
 
 
-__all__ = ["TrainConfig", "AUGMENT_KEYS", "apply_overrides", "load_hyp", "save_config", "validate", "config_table"]
+__all__ = ["TrainConfig", "AUGMENT_KEYS", "RANGES", "Range", "apply_overrides", "load_hyp", "save_config", "validate", "config_table"]

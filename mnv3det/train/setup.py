@@ -8,7 +8,7 @@ from typing import Protocol
 
 from torch import Tensor, nn
 
-from mnv3det.core.checkpoint import Checkpoint, load_checkpoint, load_state
+from mnv3det.core.checkpoint import Checkpoint, check_finite, load_checkpoint, load_state
 from mnv3det.core.threads import resolve_threads
 from mnv3det.errors import UserError
 from mnv3det.train.config import TrainConfig
@@ -69,6 +69,7 @@ def _load_start(model: nn.Module, cfg: TrainConfig, log: Log) -> None:
     cfg = resolve_pretrained(cfg)  # fit() resolved it already (for config.yaml); direct callers may not have
     if cfg.weights:
         start = load_checkpoint(cfg.weights)
+        check_finite(start.model, f"--weights {cfg.weights}")
         report = transfer_detector(model, start.model, start.nc, f"--weights {cfg.weights}", strict=False)
         log.print(f"weights: {report.summary()}")
         return
@@ -84,6 +85,7 @@ def _load_start(model: nn.Module, cfg: TrainConfig, log: Log) -> None:
     except UserError as err:
         raise UserError(f"{label} cannot be used ({err}); train from scratch with --pretrained none, or reinstall "
                         "mnv3det to restore the shipped file") from None
+    check_finite(start.model, label)
     report = transfer_detector(model, start.model, start.nc, label, strict=True, recipe=start.recipe)
     log.print(f"start: {report.summary()}; made from {describe_provenance(start.provenance)}", highlight=False)
 

@@ -24,12 +24,12 @@ import torch
 from rich.console import Console
 
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
-from mnv3det.core.checkpoint import Checkpoint, DataInfo, remove_stale_temporaries, save_checkpoint
+from mnv3det.core.checkpoint import Checkpoint, DataInfo, nonfinite_weights, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
 from mnv3det.core.imgsz import check_imgsz
 from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
-from mnv3det.train.config import TrainConfig, config_table, save_config
+from mnv3det.train.config import TrainConfig, config_table, save_config, validate
 from mnv3det.train.loop import BatchHook, EpochStats, train_one_epoch
 from mnv3det.train.progress import Deferred, summary_line
 from mnv3det.train.results import append_results, log_tensorboard, open_tensorboard, results_row, trim_results
@@ -211,6 +211,7 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     Returns (results row, stop reason or ""). between_batches: passed to validation (the thread governor's poll).
     """
     cfg, parts = run.cfg, run.parts
+    _refuse_nonfinite(state, run, epoch)  # before validating or saving: such weights never become last.pt or best.pt
     final = epoch + 1 == cfg.epochs
     result = None
     if parts.val_records and ((epoch + 1) % cfg.val_interval == 0 or final):
@@ -238,6 +239,19 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     eta = (time.monotonic() - run.started) / run.epochs_run * (cfg.epochs - epoch - 1)
     run.log.print(summary_line(epoch, cfg.epochs, stats, result, state.device, eta))
     return row, stop_reason
+
+
+def _refuse_nonfinite(state: TrainState, run: RunContext, epoch: int) -> None:
+    """Stop the run with one line when the EMA weights (what last.pt and best.pt hold) hold NaN or inf: the run
+    diverged, and such a best.pt would predict nothing, silently. The files saved so far stay as they are."""
+    bad, total, first = nonfinite_weights(state.ema.module.state_dict())
+    if not bad:
+        return
+    kept = (f"{run.last} holds epoch {run.saved_epoch + 1}, best.pt is unchanged" if run.saved_epoch >= 0
+            else "no weights were saved")
+    raise UserError(f"training diverged in epoch {epoch + 1}/{run.cfg.epochs}: {bad} of {total} weight values are not "
+                    f"finite (NaN or inf, e.g. in {first}); {kept}. Lower lr0 (now {run.cfg.lr0:g}), check the labels "
+                    "with `mnv3det data check`, or on CPU drop --cpu-bf16")
 
 
 def _validate(state: TrainState, run: RunContext, between_batches: Callable[[], object] | None = None) -> Any:
@@ -353,6 +367,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
     generated: a training set made on the fly (`mnv3det pretrain`) instead of cfg.data's train split."""
     from mnv3det.core.device import select_device
 
+    validate(cfg, "training config")  # a TrainConfig built directly (Python API) gets the checks options get
     console = console or Console(stderr=True)
     device = select_device(cfg.device)
     info = ddp.init_distributed(device)

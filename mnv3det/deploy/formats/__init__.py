@@ -123,7 +123,7 @@ def read_metadata(folder: Path) -> dict[str, Any]:
         meta = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError):
         meta = {}
-    return _check_metadata(meta, folder)
+    return _check_metadata(meta, file)  # errors name the metadata.json a user may have edited
 
 
 def model_folder(path: Path, pattern: str) -> tuple[Path, Path]:

@@ -21,6 +21,14 @@ BCCD val, stem float, 205 calibration images (float 0.485 / 0.515): mnv3-small a
 int8 activations 0.508 and per-tensor weights 0.502 on yolov5n; percentile 99.99 0.485.)
 `reduce_range` keeps weights to 7 bits, which avoids overflow in the u8s8 instruction on CPUs without VNNI.
 
+Memory: onnxruntime's calibrators keep every output of every calibrated tensor of every image they are fed in one
+`collect_data` call before folding them into ranges (MinMax) or histograms (percentile); 300 images of
+mnv3-small at 512 are ~110 MB each, 33 GB in all (the out-of-memory kill of issue 21). So the images are fed in
+chunks (`CalibStridedMinMax`, which both calibrators honour: one `collect_data` per chunk, folded before the
+next), each chunk as many images as `calibrate.CHUNK_BYTES` holds (`calibration_chunk`, at least 1, at most 8): the
+calibrator holds one chunk's activations, whatever the number of calibration images. Peak memory: see
+benchmarks/results/export-memory.md.
+
 Speed (`stem_float`, the default): the first row, the conv that reads the 3-channel image, and its activation stay
 float. With 3 input channels int8 gains nothing (onnxruntime's float conv has a direct kernel for it; its
 QLinearConv took 3.2 ms of mnv3-small's 20 ms at 640, 1 thread, against about 1.9 ms in float), and quantizing it
@@ -37,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import os
 import tempfile
@@ -48,7 +55,8 @@ import numpy as np
 
 
 
-MINMAX_IMAGES = 64  # the MinMax fallback holds every image's activations in memory
+MAX_CHUNK = 8
+COPIES = 3  # the calibrator's own copies of a chunk's outputs while it folds them (stack, flatten, abs)
 
 
 def detect_scope(model: Any) -> str:
@@ -93,16 +101,62 @@ def float_nodes(proto: Any, scope: str, head_float: bool, stem: str | None = Non
     return keep
 
 
-class _Reader:
-    """onnxruntime's CalibrationDataReader interface over the calibration arrays (one pass)."""
+def activation_bytes(proto: Any) -> int:
+    """Bytes of every float tensor one image produces in `proto` (shapes inferred, batch as in the model): what
+    the calibrator's session returns per image."""
+    import onnx
 
-    def __init__(self, name: str, images: Any):
-        self.name = name
-        self.images: Iterator[np.ndarray] = iter(images)
+    total = 0
+    for info in [*proto.graph.value_info, *proto.graph.output]:
+        kind = info.type.tensor_type
+        if kind.elem_type != onnx.TensorProto.FLOAT:
+            continue
+        dims = [d.dim_value for d in kind.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            total += 4 * int(np.prod(dims))
+    return total
+
+
+def calibration_chunk(count: int, per_image: int, budget: int | None = None) -> int:
+    """Images per calibrator call: as many as `budget` holds (counting the calibrator's copies), 1..MAX_CHUNK, and
+    a divisor of `count` (onnxruntime asks for one). budget: default calibrate.CHUNK_BYTES."""
+    from mnv3det.deploy.calibrate import CHUNK_BYTES
+
+    budget = CHUNK_BYTES if budget is None else budget
+    most = max(1, min(MAX_CHUNK, budget // max(COPIES * per_image, 1), count))
+    return next(k for k in range(most, 0, -1) if count % k == 0)
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over the calibration arrays, in chunks: `set_range` starts the next
+    chunk, `get_next` gives its arrays, then None. Arrays that could not be read (skipped by the calibration set)
+    are made up by starting over, so every chunk gets its images."""
+
+    def __init__(self, name: str, images: Any, count: int):
+        self.name, self.images, self.count = name, images, count
+        self.iterator: Iterator[np.ndarray] = iter(images)
+        self.left = count  # without set_range: one call takes all
+
+    def __len__(self) -> int:
+        return self.count
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.left = end_index - start_index
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        array = next(self.images, None)
-        return None if array is None else {self.name: array}
+        if self.left <= 0:
+            return None
+        array = next(self.iterator, None)
+        if array is None:  # unreadable images were skipped: start over
+            self.iterator = iter(self.images)
+            array = next(self.iterator, None)
+            if array is None:
+                from mnv3det.errors import UserError
+
+                raise UserError("none of the INT8 calibration images could be read; check the train split with "
+                                "`mnv3det data check`")
+        self.left -= 1
+        return {self.name: array}
 
 
 def quantize(
@@ -110,7 +164,8 @@ def quantize(
     percentile: bool = True, stem: str | None = None,
 ) -> list[str]:
     """Quantize `fp32` into `out`; returns the names of the nodes left in float. percentile=False: MinMax ranges.
-    stem: the node-name prefix of the first row, kept in float (see the module docstring); None: quantized."""
+    stem: the node-name prefix of the first row, kept in float (see the module docstring); None: quantized.
+    calibration: a sized iterable of (1, 3, H, W) float32 arrays (a CalibrationSet), fed in chunks."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -122,16 +177,16 @@ def quantize(
         name_nodes(proto)
         onnx.save(proto, str(prepared))
         keep = float_nodes(proto, scope, head_float, stem)
-        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
-        if percentile:  # ORT keeps every image's activations unless told to fold them into histograms as it goes
-            extra.update(CalibPercentile=99.999, CalibMaxIntermediateOutputs=8)
-        else:  # MinMax drops (not folds) what it flushes (onnxruntime 1.2x), so it keeps all: few images only
-            calibration = itertools.islice(calibration, MINMAX_IMAGES)
+        count = len(calibration)
+        chunk = calibration_chunk(count, activation_bytes(proto))
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": chunk}
+        if percentile:
+            extra.update(CalibPercentile=99.999)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram progress
             quantize_static(
                 str(prepared),
                 str(out),
-                _Reader(proto.graph.input[0].name, calibration),
+                _Reader(proto.graph.input[0].name, calibration, count),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 reduce_range=reduce_range,
@@ -145,14 +200,18 @@ def quantize(
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
-    """Store `meta` as the file's `mnv3det` metadata_props entry (what OnnxBackend reads)."""
+    """Store `meta` as the file's `mnv3det` metadata_props entry (what OnnxBackend reads); atomic: a kill while
+    saving leaves the file as it was."""
     import onnx
+
+    from mnv3det.core.atomic import AtomicOutput
 
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mnv3det", json.dumps(meta)
-    onnx.save(proto, str(path))
+    with AtomicOutput(path) as tmp:
+        onnx.save(proto, str(tmp))
 
 
 def export(job: Any, out: Path) -> None:
