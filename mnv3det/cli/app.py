@@ -28,6 +28,23 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from mnv3det import __version__
+
+        typer.echo(f"mnv3det {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", "-V", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    """Train, evaluate, run and export YOLOv5 detectors with MobileNetV3 backbones."""
+
+
 def user_errors(fn: F) -> F:
     """Wrap a command so a `UserError` becomes a red message on stderr and exit status 2."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -15,8 +15,16 @@ from mnv3det.cli.options import THREADS_HELP
 from mnv3det.core.threads import resolve_threads
 from mnv3det.core.imgsz import parse_imgsz
 from mnv3det.errors import UserError
-from mnv3det.models import recipe_for_backbone
-from mnv3det.deploy.profile import ModelProfile, profile_models, ratios
+
+if TYPE_CHECKING:  # torch loads when the command runs, not when `mnv3det --help` registers it
+    from mnv3det.deploy.profile import ModelProfile
+
+
+def profile_models(*args, **kwargs):
+    """`mnv3det.deploy.profile.profile_models`, imported on first call (tests replace this name)."""
+    from mnv3det.deploy.profile import profile_models as run
+
+    return run(*args, **kwargs)
 
 
 @command("profile")
@@ -32,6 +40,9 @@ def profile_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only (for piping)."),
 ) -> None:
     """Show what a model costs: params, MACs and FLOPs per row, and CPU latency."""
+    from mnv3det.models import recipe_for_backbone
+    from mnv3det.deploy.profile import ratios
+
     name = recipe or recipe_for_backbone(backbone)
     size = parse_imgsz(imgsz).side(why="profile measures square inputs")
     if nc is not None and nc < 1:
@@ -98,6 +109,8 @@ def _ms(value: float | None) -> str:
 
 
 def _summary_table(prof: ModelProfile, other: ModelProfile | None) -> Table:
+    from mnv3det.deploy.profile import ratios
+
     table = Table(
         title=f"Summary (latency: median of {prof.runs} runs, {prof.threads} threads, BN fused"
         + (", timed interleaved)" if other is not None else ")")
