@@ -11,9 +11,9 @@ import functools
 from typing import Any, Callable, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from mnv3det.core.console import make_console
 from mnv3det.errors import UserError, error_line
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

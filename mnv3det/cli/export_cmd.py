@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help
 from mnv3det.deploy.config import ExportConfig
@@ -88,7 +88,7 @@ def export_command(
     else:
         _print_result(result, config.runs)
     if not result.passed:  # a bug, not a user error: keep the file for inspection, fail the command
-        Console(stderr=True).print(
+        make_console(stderr=True).print(
             f"[bold red]verification failed:[/] {result.path} differs from PyTorch by up to {result.max_abs_diff:.2e} "
             f"(tolerance {result.tolerance:g}); please report it with the checkpoint's recipe",
             highlight=False,
@@ -97,7 +97,7 @@ def export_command(
 
 
 def _print_result(result, runs: int) -> None:
-    console = Console()
+    console = make_console()
     for note in result.notes:
         console.print(note, highlight=False)
     table = Table(title=f"export {result.format}", title_justify="left", show_header=False)
@@ -134,7 +134,7 @@ def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_imag
     from mnv3det.deploy.edge_report import print_edge_result
 
     int8 = Int8Options(calib_images=calib_images, max_drop=max_drop / 100 if max_drop > 0 else None)
-    console = Console(stderr=True) if json_out else Console()
+    console = make_console(stderr=True) if json_out else make_console()
     # --json: stdout holds the JSON line only; the converters' own progress bars (nncf's) go to stderr with the log.
     with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
         result = export_edge_checkpoint(weights, fmt, int8=int8, console=console, **options)
@@ -145,7 +145,7 @@ def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_imag
     else:
         print_edge_result(result)
     if not result.passed:  # a bug, not a user error: keep the files for inspection, fail the command
-        Console(stderr=True).print(
+        make_console(stderr=True).print(
             f"[bold red]verification failed:[/] {result.path} differs from PyTorch: {result.agreement.summary()}",
             highlight=False,
         )

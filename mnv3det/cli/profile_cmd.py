@@ -7,9 +7,9 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP
 from mnv3det.core.threads import resolve_threads
@@ -47,7 +47,7 @@ def profile_cmd(
     size = parse_imgsz(imgsz).side(why="profile measures square inputs")
     if nc is not None and nc < 1:
         raise UserError(f"--nc {nc} must be >= 1")
-    console = Console(stderr=True)  # status messages never mix into --json output
+    console = make_console(stderr=True)  # status messages never mix into --json output
     with console.status(f"profiling {name} at {size}x{size}", spinner="dots") if not as_json else nullcontext():
         profiles = profile_models([name, compare] if compare else [name], size, nc, batch, resolve_threads(threads), runs)
     main, other = profiles[0], (profiles[1] if compare else None)
@@ -58,9 +58,7 @@ def profile_cmd(
             payload["ratios"] = ratios(main, other)
         typer.echo(json.dumps(payload, indent=2))
         return
-    out = Console()
-    if not out.is_terminal:  # piped or captured: do not squeeze the per-row table into 80 columns
-        out = Console(width=160)
+    out = make_console()
     out.print(_rows_table(main))
     out.print(_summary_table(main, other))
     for prof in (main, other):

@@ -8,9 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.data.records import PROBLEM_ACTIONS, Problem
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def problem_counts_table(problems: list[Problem], title: str) -> Table:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.core.device import select_device
 from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.runs import claim_run_dir
@@ -166,7 +167,7 @@ class _Outputs:
 
 def run_detect(opts: DetectConfig, console: Console | None = None, backend: Backend | None = None) -> DetectReport:
     """Detect objects in every image/frame of `opts.source`; see the module docstring for the outputs."""
-    console = console or Console()
+    console = console or make_console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
     if backend is None:
         backend = load_backend(opts.weights, select_device(opts.device), opts.threads, one_image=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.deploy.edge_export import RAW_TOLERANCE, EdgeExportResult
 
 
@@ -45,4 +46,4 @@ def edge_table(result: EdgeExportResult) -> Table:
 
 
 def print_edge_result(result: EdgeExportResult, console: Console | None = None) -> None:
-    (console or Console()).print(edge_table(result))
+    (console or make_console()).print(edge_table(result))

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from rich.console import Console
 
+from mnv3det.core.console import make_console
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.checkpoint import Checkpoint, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
@@ -325,7 +326,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
     generated: a training set made on the fly (`mnv3det pretrain`) instead of cfg.data's train split."""
     from mnv3det.core.device import select_device
 
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     device = select_device(cfg.device)
     info = ddp.init_distributed(device)
     device = ddp.ddp_device(device, info)
