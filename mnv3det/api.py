@@ -21,6 +21,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from mnv3det.core.console import make_console
 from mnv3det.core.imgsz import ImgSize, ImgSizeLike
 from mnv3det.evaluate.config import ValConfig
 
@@ -118,18 +119,17 @@ def load(
 
 
 def val(weights: str | Path | ValConfig, data: str | None = None, *, verbose: bool = False, **options: Any):
-    """Evaluate `weights` on a split of `data` (None = the built-in demo set), as `mnv3det val` does.
+    """Evaluate `weights` on a split of `data` as `mnv3det val` does (None = the data a .pt was trained on when it
+    still exists, else the built-in demo set).
 
     options: any field of `mnv3det.evaluate.config.ValConfig` (imgsz, batch, conf, iou, split, plots, save_json,
     project, name, ...); or pass a ValConfig as `weights`. Writes the run folder like the CLI; returns the
     `EvalResult` (`.map`, `.map50`, `.per_class`, ..., and `.save_dir`). verbose: print the tables.
     """
-    from rich.console import Console
-
     from mnv3det.evaluate.runner import run_val
 
     config = weights if isinstance(weights, ValConfig) else ValConfig(weights=Path(weights), data=data, **options)
-    result, _ = run_val(config, Console() if verbose else Console(quiet=True))
+    result, _ = run_val(config, make_console() if verbose else make_console(quiet=True))
     return result
 
 

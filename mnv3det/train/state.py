@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import Tensor, nn
 
+from mnv3det.core.console import make_console
 from mnv3det.core.checkpoint import Checkpoint, DataInfo, ResumeState, load_state
 from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
@@ -109,7 +110,7 @@ def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, nb: in
         if cfg.sync_bn and device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif cfg.sync_bn and info.is_main:
-            Console(stderr=True).print("[yellow]--sync-bn needs GPUs; CPU processes keep per-process BatchNorm[/]")
+            make_console(stderr=True).print("[yellow]--sync-bn needs GPUs; CPU processes keep per-process BatchNorm[/]")
         state.model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -159,6 +160,6 @@ def make_checkpoint(state: TrainState, cfg: TrainConfig, spec: Any, epoch: int, 
         stop_reason=stop_reason,
     )
     data = DataInfo(names=list(spec.names), category_ids=[int(c) for c in spec.category_ids],
-                    format=str(spec.format), source=str(spec.source))
+                    format=str(spec.format), source=str(Path(spec.source).resolve()))  # absolute: val finds it from anywhere
     return Checkpoint(recipe=net.recipe, nc=net.nc, names=list(net.names), model=_cpu_state(state.ema.module),
                       epoch=epoch, best_fitness=state.best_fitness, config=cfg.to_dict(), data=data, resume=resume)
