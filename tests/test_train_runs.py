@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import shutil
 
 import pytest
@@ -46,7 +47,7 @@ def test_exist_ok_starts_a_fresh_results_csv(tmp_path):
     first = fit(tiny(tmp_path, exist_ok=True), show_progress=False)
     again = fit(tiny(tmp_path, exist_ok=True), show_progress=False)
     assert again.run_dir == first.run_dir
-    assert _epochs(again.run_dir / "results.csv") == ["0"]  # not two "epoch 0" rows of two runs
+    assert _epochs(again.run_dir / "results.csv") == ["1"]  # not two "epoch 1" rows of two runs
 
 
 def test_resume_refuses_a_last_pt_outside_its_run_folder(tmp_path, monkeypatch):
@@ -173,3 +174,20 @@ def test_cli_project_under_a_file_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["train", "--device", "cpu", "--epochs", "1", "--imgsz", "64", "--batch", "4",
                                    "--max-images", "4", "--workers", "0", "--project", str(tmp_path / "file" / "runs")])
     assert res.exit_code == 2 and "--project" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_a_run_ends_with_the_pycocotools_result_and_three_commands_quoted_for_a_shell(tmp_path):
+    import shlex
+
+    console, out = _captured()
+    result = fit(tiny(tmp_path, project=str(tmp_path / "my runs")), console=console, show_progress=False)
+    best = tmp_path / "my runs" / "exp" / "weights" / "best.pt"
+    assert result.final_eval is not None and result.final_eval.source == "pycocotools"
+    lines = out.getvalue().splitlines()
+    closing = lines[lines.index("next:") - 1]
+    assert closing.startswith("best.pt on val (pycocotools, 8 images): mAP50-95 ")
+    assert f"mAP50-95 {result.final_eval.map:.3f}, mAP50 {result.final_eval.map50:.3f}" in closing
+    commands = [shlex.split(line) for line in lines[lines.index("next:") + 1:]]
+    assert [c[:2] for c in commands] == [["mnv3det", "val"], ["mnv3det", "detect"], ["mnv3det", "export"]]
+    assert all(c[c.index("--weights") + 1] == str(best) for c in commands)  # one argument despite the space
+    assert Path(commands[1][2]).is_file()  # a real image to try detect on

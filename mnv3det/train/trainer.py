@@ -48,7 +48,8 @@ class TrainResult:
     epochs_done: int  # epochs finished in total (including those before a resume)
     best_fitness: float | None
     stop_reason: str
-    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch run here
+    history: list[dict[str, Any]] = field(default_factory=list)  # results.csv's row per epoch run here ("epoch" from 1, as the log)
+    final_eval: Any = None  # EvalResult of best.pt on val with pycocotools (the closing line); None without val
 
 
 class GeneratedTrainSet(Protocol):
@@ -360,11 +361,11 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
             except KeyboardInterrupt:
                 console.print(_interrupted_line(run, parts.state), highlight=False, soft_wrap=True)
                 raise
-            _finish(run, parts.state, epoch, stop_reason)
+            final = _finish(run, parts.state, epoch, stop_reason)
         ddp.barrier()  # non-main ranks wait for rank 0's last save (skipped on errors: it would hang)
         best = run.best if run.best.exists() else None
         return TrainResult(run_dir, run.last, best, epoch + 1, parts.state.best_fitness,
-                           stop_reason or "all epochs done", history)
+                           stop_reason or "all epochs done", history, final)
     finally:
         ddp.cleanup()
         torch.set_num_threads(threads_before)
@@ -380,8 +381,11 @@ def _interrupted_line(run: RunContext, state: TrainState) -> str:
             f"continue with: mnv3det train --resume {run.run_dir}")
 
 
-def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) -> None:
-    """Rank 0 at the end: results plot, close tensorboard, say where things are."""
+def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) -> Any:
+    """Rank 0 at the end: results plot, close tensorboard, say where things are, then the pycocotools result of
+    best.pt on val and the next three commands (train/closing.py). Returns that EvalResult (None without val)."""
+    from mnv3det.train.closing import evaluate_best, next_commands, result_line
+
     if stop_reason:
         run.log.print(f"[yellow]{stop_reason}[/]")
     if run.cfg.plots and (run.run_dir / "results.csv").exists():
@@ -393,8 +397,19 @@ def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) ->
     best = (f", best fitness {state.best_fitness:.4f} (epoch {state.best_epoch + 1})"
             if state.best_fitness is not None else "")
     weights = run.best if run.best.exists() else run.last
-    run.log.print(f"done: {epoch + 1} epochs{best}; weights in {run.last.parent} "
-                  f"(evaluate with: mnv3det val --weights {weights})")
+    run.log.print(f"done: {epoch + 1} epochs{best}; weights in {run.last.parent}", highlight=False, soft_wrap=True)
+    parts, cfg, final = run.parts, run.cfg, None
+    if parts.val_records:
+        final = evaluate_best(weights, parts.val_records, parts.spec, cfg.imgsz, cfg.batch * 2, cfg.workers,
+                              state.device, loader=parts.val_loader)
+        run.log.print(result_line(weights, final, cfg.val_split), highlight=False, soft_wrap=True)
+    else:
+        run.log.print(f"no '{cfg.val_split}' split: no mAP to report", highlight=False, soft_wrap=True)
+    records = parts.val_records or parts.train_records
+    run.log.print("next:", highlight=False)
+    for line in next_commands(weights, cfg.data, Path(records[0].path) if records else None):
+        run.log.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    return final
 
 
 __all__ = ["TrainResult", "fit", "prepare", "end_epoch", "run_epochs", "train_one_epoch"]
