@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.core.console import make_console
@@ -61,10 +62,20 @@ class DetectReport:
     json_path: Path | None = None
     labels_dir: Path | None = None
     speed_ms: dict[str, float] = field(default_factory=dict)  # mean per image: preprocess, inference, nms
+    conf: float | None = None  # the score threshold used (for the hint when nothing was found)
 
     @property
     def images(self) -> int:
         return sum(s.frames for s in self.sources)
+
+    @property
+    def objects(self) -> int:
+        return sum(sum(s.counts.values()) for s in self.sources)
+
+    @property
+    def saved(self) -> bool:
+        """Whether anything was written (--nosave alone writes nothing; the empty run folder is removed)."""
+        return self.save_dir.is_dir() and any(self.save_dir.iterdir())
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -192,6 +203,8 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
             + "; ".join(f"{p}: {reason}" for p, reason in skipped[:5])
         )
     n = sum(s.frames for s in summaries.values())
+    if not any(save_dir.iterdir()):
+        save_dir.rmdir()  # --nosave and nothing else asked for: no empty run folder
     return DetectReport(
         save_dir=save_dir,
         names=backend.names,
@@ -200,6 +213,7 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
         json_path=json_path,
         labels_dir=outputs.labels_dir,
         speed_ms={k: v / n for k, v in speed_sum.items()},
+        conf=opts.conf,
     )
 
 
@@ -266,7 +280,16 @@ def print_detect_report(report: DetectReport, console: Console, max_rows: int = 
         console.print(f"[yellow]{len(report.skipped)} file(s) skipped:[/]", highlight=False)
         for path, reason in report.skipped:
             console.print(f"  {path}: {reason}", highlight=False)
-    console.print(f"results saved to [bold]{report.save_dir}[/]", highlight=False)
+    if report.objects == 0:
+        at = f" at --conf {report.conf:g}" if report.conf is not None else ""
+        lower = f" (e.g. --conf {max(round(report.conf / 2.5, 2), 0.01):g})" if report.conf else ""
+        console.print(f"[yellow]no objects found[/] in {report.images} image(s){at}: try a lower --conf{lower}; "
+                      "a model trained for few epochs scores low", highlight=False)
+    if report.saved:
+        console.print(f"results saved to [bold]{escape(str(report.save_dir))}[/]", highlight=False)
+    else:
+        console.print("nothing written (--nosave; add --save-txt, --save-json or --save-crop to keep results)",
+                      highlight=False)
     if report.labels_dir is not None:
         console.print(f"labels: {report.labels_dir}", highlight=False)
     if report.json_path is not None:
