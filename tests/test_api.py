@@ -144,6 +144,19 @@ def test_a_static_export_says_it_letterboxes_to_a_square(weights, tmp_path):
     assert "static export: every image is letterboxed to 96x96" in text and "export without --static" in text
 
 
+@pytest.mark.parametrize("fmt", ["openvino", "openvino-int8", "ncnn", "onnx-int8"])
+def test_the_static_note_of_an_edge_format_says_what_is_true_for_it(fmt):
+    from types import SimpleNamespace
+
+    from mnv3det.deploy.predictor import resolve_imgsz
+
+    backend = SimpleNamespace(fixed_shape=(1, 3, 96, 96), stride=32, imgsz=None, meta={"format": fmt})
+    size, note = resolve_imgsz(backend, None, "best_openvino_model")
+    assert size == ImgSize(96, 96)
+    assert "without --static" not in note  # these formats refuse --dynamic
+    assert f"{fmt} exports are always static; the .pt or a dynamic --format onnx export matches it" in note
+
+
 def test_val_runs_the_prediction_path_of_detect(monkeypatch):
     """evaluate() has no NMS or scale-back of its own: a change to the prediction path reaches val."""
     import mnv3det.deploy.predictor as predictor
