@@ -82,3 +82,25 @@ def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr("mnv3det.cli.profile_cmd.profile_models", broken)
     result = runner.invoke(app, ["profile", "--recipe", "yolov5n", "--runs", "0"])
     assert isinstance(result.exception, RuntimeError) and "shape mismatch" in str(result.exception)
+
+
+@pytest.mark.parametrize("command", ["val", "detect", "export", "benchmark"])
+def test_a_mistyped_weights_path_suggests_the_file_beside_it(command: str, tmp_path: Path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("best.pt", "last.pt", "notes.txt"):
+        (weights / name).write_bytes(b"")
+    if command == "detect":  # detect reads its source first
+        import cv2
+        import numpy as np
+
+        cv2.imwrite(str(tmp_path / "img.jpg"), np.zeros((32, 32, 3), np.uint8))
+    args = [command, *([str(tmp_path / "img.jpg")] if command == "detect" else []), "--weights", str(weights / "bset.pt")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert f"bset.pt does not exist (did you mean {weights / 'best.pt'}" in message
+    assert "notes.txt" not in message
+    if command in ("val", "detect"):  # the export suffixes are listed once each, ".pt" not among them twice
+        assert message.count(".pt") == message.count("bset.pt") + message.count("best.pt") + message.count("last.pt") + 1
