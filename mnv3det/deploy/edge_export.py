@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -67,6 +67,23 @@ class ExportJob:
     notes: list[str] = field(default_factory=list)
     stem_precision: str = "int8"  # "float" when the format kept the first row (the conv on the image) in float
     report: dict[str, Any] = field(default_factory=dict)  # format-specific entries for the quantization report
+    console: Any = None  # where progress goes (None: silent)
+
+    def say(self, text: str) -> None:
+        """One progress line (what runs now), so a long INT8 export is never silent."""
+        if self.console is not None:
+            self.console.print(text, highlight=False)
+
+    def track(self, items: Iterable[Any], total: int, what: str) -> Iterator[Any]:
+        """`items` unchanged, after a line saying `what`; on a terminal also a bar over them (transient).
+        Close the generator when the consumer may stop early (calibration takes a prefix)."""
+        self.say(f"{what} ({total} images)")  # now: the consumer may redirect stdout while it iterates
+        if self.console is None or not self.console.is_terminal:
+            return iter(items)
+        from rich.console import Console
+
+        bound = Console(file=self.console.file)  # the terminal as it is now, not a redirected sys.stdout
+        return _with_bar(items, total, what, bound)
 
     def score(self, backend: Any, records: list | None = None) -> Any:
         """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
@@ -76,6 +93,17 @@ class ExportJob:
         config = EvalConfig(imgsz=self.shape[2], batch=1, coco=False, workers=0)
         return evaluate(backend, records if records is not None else self.val_records, self.val_spec, config,
                         progress=False)
+
+
+def _with_bar(items: Iterable[Any], total: int, what: str, console: Any) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task("", total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
 
 
 @dataclass
@@ -272,7 +300,8 @@ def export_edge(
         onnx_path = Path(tmp) / f"{output.stem}_fp32.onnx"
         write_onnx(model, torch.zeros(shape), onnx_path, meta)
         stem = output.name.removesuffix(fmt.folder_suffix) if fmt.folder_suffix else output.stem
-        job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records)
+        job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records,
+                        console=console)
         if fmt.int8:
             from mnv3det.deploy.calibrate import calibration_set
 
@@ -295,14 +324,18 @@ def export_edge(
         reference = _square_torch(model, names, shape)
         pictures, result.verify_source = _verification_images(data, image, val_records)
         result.verify_images = len(pictures)
+        say(f"verifying against PyTorch on {len(pictures)} image(s)", highlight=False)
         result.agreement = agreement_with(reference, backend, pictures, INT8_TOLERANCE if fmt.int8 else FLOAT_TOLERANCE)
         if fmt.int8:
+            if job.val_records:
+                say(f"INT8: mAP of PyTorch and of {output.name} on {len(job.val_records)} val images", highlight=False)
             result.quantization = _quantization_report(job, reference, backend, fmt)
             module.update_metadata(output, {**meta, "quantization": result.quantization})
         else:
             result.max_abs_diff, result.max_excess = _raw_diff(model, backend, pictures[0], shape)
     del backend  # release the runtime (its threads) before timing a fresh one
     if latency_runs > 0:
+        say(f"timing {output.name} ({latency_runs} runs)", highlight=False)
         result.latency_ms, result.latency_engine = _latency(module, output, shape, threads, latency_runs)
         result.latency_engine = f"{fmt.runtime} CPU, {result.latency_engine}"
     return result
