@@ -29,3 +29,27 @@ def test_a_terminal_or_columns_keeps_its_width(monkeypatch):
     assert make_console(file=io.StringIO()).width == 60
     monkeypatch.delenv("COLUMNS")
     assert make_console(file=io.StringIO(), force_terminal=True, width=100).width == 100
+
+
+def test_the_problem_tables_of_a_dataset_are_shown_once_then_counted_in_one_line(tmp_path, monkeypatch):
+    import mnv3det.data.report as report
+    from mnv3det.data import load_data
+    from tests.test_data_formats import write_yolo
+
+    monkeypatch.setenv("MNV3DET_CACHE", str(tmp_path / "cache"))
+    tiny = [("a.png", 64, 48, [(0, 10, 10, 11, 11), (1, 4, 6, 30, 40)])]  # a 1x1 px box: a tiny_box problem
+    data = write_yolo(tmp_path / "set", images=tiny)
+
+    def load_and_capture() -> str:
+        out = io.StringIO()
+        monkeypatch.setattr(report, "console", make_console(file=out))
+        load_data(data).records("train")  # a fresh DataSpec, as a new command would make
+        return out.getvalue()
+
+    first = load_and_capture()
+    assert "problems in 'train'" in first and "tiny_box" in first  # the tables
+    again = load_and_capture()
+    assert len(again.strip().splitlines()) == 1, again
+    assert "1 problem(s) as before (1 tiny_box)" in again and f"mnv3det data check {data}" in again
+    write_yolo(tmp_path / "set", images=[("a.png", 64, 48, [(0, 10, 10, 11, 11), (1, 20, 20, 21, 21)])])
+    assert "problems in 'train'" in load_and_capture()  # other problems: the tables again
