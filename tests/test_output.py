@@ -53,3 +53,38 @@ def test_the_problem_tables_of_a_dataset_are_shown_once_then_counted_in_one_line
     assert "1 problem(s) as before (1 tiny_box)" in again and f"mnv3det data check {data}" in again
     write_yolo(tmp_path / "set", images=[("a.png", 64, 48, [(0, 10, 10, 11, 11), (1, 20, 20, 21, 21)])])
     assert "problems in 'train'" in load_and_capture()  # other problems: the tables again
+
+
+def test_an_int8_change_in_map_says_which_way_it_went():
+    from mnv3det.deploy.edge_report import _quantization_rows
+    from mnv3det.deploy.wording import map_change_text
+
+    assert map_change_text(0.5000, 0.4915) == "lost 0.85 points"
+    assert map_change_text(0.4915, 0.5000) == "gained 0.85 points"
+    assert map_change_text(0.5, 0.50001) == "unchanged"
+    q = {"method": "nncf", "calibration_images": 4, "calibration_split": "train", "head_convs": "float",
+         "map50_95_float": 0.5, "map50_95_int8": 0.4915, "map50_float": 0.7, "map50_int8": 0.69, "val_images": 6}
+    row = dict(_quantization_rows(q))["mAP50-95 (val)"]
+    assert "lost 0.85 points on 6 images" in row and "drop" not in row and "+0.85" not in row
+
+
+def test_a_passing_export_check_does_not_read_like_a_failure():
+    from mnv3det.deploy.wording import raw_diff_text
+
+    ok = raw_diff_text(True, 3.2e-4, 1e-4, rel_diff=1.1e-5, excess=-1e-5)
+    assert ok.startswith("[green]ok[/]: |diff| <= 0.0001 + 0.0001 x |PyTorch value| on every output")
+    assert "largest |diff| 3.2e-04, relative 1.1e-05" in ok and "tolerance" not in ok
+    bad = raw_diff_text(False, 3.2e-1, 1e-4, excess=0.3)
+    assert bad.startswith("[red]MISMATCH[/]: outputs break") and "by up to 3.0e-01" in bad
+
+
+def test_profile_explains_its_vs_std_conv_column():
+    from typer.testing import CliRunner
+
+    from mnv3det.cli import app
+
+    result = CliRunner().invoke(app, ["profile", "--imgsz", "64", "--runs", "0"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any("vs std conv*" in line for line in lines[:4])  # the header carries the mark...
+    assert any(line.startswith("* vs std conv: the block's MACs / the MACs of one standard k x k conv") for line in lines)
