@@ -81,3 +81,23 @@ def test_format_selection_errors():
     with pytest.raises(UserError, match="'tflite' is not a format"):
         choose_formats(["tflite"])
     assert choose_formats(None)[:3] == ["pytorch", "torchscript", "onnx"]
+
+
+def test_benchmark_from_python_takes_the_cli_option_names(weights, tmp_path, monkeypatch):
+    import types
+
+    import mnv3det
+
+    report = mnv3det.benchmark(weights, formats="onnx", imgsz=64, runs=1, rounds=1, reference=False,
+                               project=tmp_path / "runs")
+    assert [(r.model, r.format) for r in report.rows] == [("best.pt", "onnx")]
+    assert report.save_dir == str(tmp_path / "runs" / "exp") and (tmp_path / "runs" / "exp" / "benchmark.json").is_file()
+    payload = json.loads(report.to_json())
+    assert payload["rows"][0]["latency_ms"] > 0 and payload["save_dir"] == report.save_dir
+    pandas = types.ModuleType("pandas")
+    pandas.DataFrame = lambda rows, columns: (rows, columns)
+    monkeypatch.setitem(sys.modules, "pandas", pandas)
+    rows, columns = report.to_df()
+    assert columns[:2] == ["model", "format"] and rows[0]["format"] == "onnx"
+    with pytest.raises(UserError, match="'tflite' is not a format"):
+        mnv3det.benchmark(weights, formats=["tflite"])

@@ -156,6 +156,11 @@ def test_python_api_trains_and_returns_the_result(tmp_path):
                                                                      "device", "threads", "project", "plots")},
                            progress=False)
     assert result.epochs_done == 1 and result.last.is_file() and result.run_dir == tmp_path / "runs" / "exp"
+    import json
+
+    payload = json.loads(result.to_json())
+    assert payload["last"] == str(result.last) and [row["epoch"] for row in payload["history"]] == [1]
+    assert payload["final_eval"]["source"] == "pycocotools"
     with pytest.raises(UserError, match="unknown setting"):
         mnv3det.train(epoch=3)
 

@@ -19,7 +19,6 @@ from mnv3det.core.console import make_console
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help
 from mnv3det.deploy.config import ExportConfig
-from mnv3det.errors import UserError
 
 
 def _help(name: str, text: str) -> str:
@@ -65,11 +64,9 @@ def export_command(
     from mnv3det.deploy.formats import edge_format
 
     if format and edge_format(format) is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.edge_export
-        for flag, value in (("--dynamic", dynamic), ("--half", half), ("--simplify", simplify)):
-            if value:
-                raise UserError(f"{flag} applies to --format onnx/torchscript; {format} exports are static")
-        if device not in (None, "cpu"):
-            raise UserError(f"--device {device}: {format} runs on the CPU; use --device cpu")
+        from mnv3det.api import check_edge_options
+
+        check_edge_options(format, dynamic=dynamic, half=half, simplify=simplify, device=device)
         _export_edge(
             weights, edge_format(format), json_out, max_drop, imgsz=imgsz, batch=batch or 1, output=output,
             image=image, data=data, runs=runs or 10, threads=threads, calib_images=calib_images,

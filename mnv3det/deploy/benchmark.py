@@ -20,7 +20,7 @@ import csv
 import importlib.util
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,22 @@ class BenchReport:
     rounds: int
     rows: list[BenchRow]
     reference_best: str = ""  # yolov5n's fastest format
+    save_dir: str = ""  # the run folder (benchmark.csv, benchmark.json, the exported files)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The report as json (what `mnv3det benchmark --json` prints)."""
+        from mnv3det.core.tables import to_json
+
+        return to_json(self.as_dict(), indent)
+
+    def to_df(self) -> Any:
+        """One row per model and format (the table `mnv3det benchmark` prints) as a pandas DataFrame."""
+        from mnv3det.core.tables import to_dataframe
+
+        return to_dataframe([asdict(r) for r in self.rows], [f.name for f in fields(BenchRow)], "BenchReport")
 
 
 def available_formats() -> list[str]:
@@ -260,6 +273,6 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
             row.ratio = round(row.latency_ms / best.latency_ms, 3)
         row.latency_ms = round(row.latency_ms, 3) if row.latency_ms else None
     report = BenchReport(str(opts.weights), str(spec.source), imgsz, opts.threads, opts.runs, opts.rounds, all_rows,
-                         best.format if best else "")
+                         best.format if best else "", str(run_dir))
     write_outputs(report, run_dir)
     return report, run_dir

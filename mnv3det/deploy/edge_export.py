@@ -137,6 +137,12 @@ class EdgeExportResult:
             return True  # judged by the mAP drop, which is printed and stored
         return self.agreement.passed and (self.max_excess is None or self.max_excess <= 0)
 
+    def to_json(self, indent: int | None = None) -> str:
+        """The result as json (what `mnv3det export --format FMT --json` prints)."""
+        from mnv3det.core.tables import to_json
+
+        return to_json(self.as_dict(), indent)
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out.update(path=str(self.path), passed=self.passed, agreement=self.agreement.as_dict())

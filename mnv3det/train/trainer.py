@@ -51,6 +51,22 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # results.csv's row per epoch run here ("epoch" from 1, as the log)
     final_eval: Any = None  # EvalResult of best.pt on val with pycocotools (the closing line); None without val
 
+    def to_json(self, indent: int | None = None) -> str:
+        """Where the run is, how it ended, each epoch's row and the final pycocotools result, as json."""
+        from mnv3det.core.tables import to_json
+
+        payload = {k: getattr(self, k) for k in ("run_dir", "last", "best", "epochs_done", "best_fitness",
+                                                 "stop_reason", "history")}
+        payload["final_eval"] = self.final_eval.as_dict() if self.final_eval is not None else None
+        return to_json(payload, indent)
+
+    def to_df(self) -> Any:
+        """`history` (results.csv's rows, epoch from 1) as a pandas DataFrame."""
+        from mnv3det.core.tables import to_dataframe
+        from mnv3det.train.results import CSV_FIELDS
+
+        return to_dataframe(self.history, CSV_FIELDS, "TrainResult")
+
 
 class GeneratedTrainSet(Protocol):
     """A training set made on the fly (pretraining) that stands in for the data's train split.
