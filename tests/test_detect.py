@@ -204,7 +204,7 @@ def test_detect_cli_directory_with_corrupt_file(weights, image_dir, tmp_path):
     again = CliRunner().invoke(app, args + ["--nosave"])
     assert again.exit_code == 0, again.output
     assert not (project / "exp2").exists()
-    assert "results saved to" not in again.output and "nothing written (--nosave" in again.output
+    assert "results saved to" not in again.output and "no files written (--nosave" in again.output
 
 
 def test_detect_that_finds_nothing_says_so_and_suggests_a_lower_conf(weights, image_dir, tmp_path):

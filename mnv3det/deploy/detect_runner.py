@@ -288,8 +288,7 @@ def print_detect_report(report: DetectReport, console: Console, max_rows: int = 
     if report.saved:
         console.print(f"results saved to [bold]{escape(str(report.save_dir))}[/]", highlight=False)
     else:
-        console.print("nothing written (--nosave; add --save-txt, --save-json or --save-crop to keep results)",
-                      highlight=False)
+        console.print("no files written (--nosave, and nothing found to keep as labels or crops)", highlight=False)
     if report.labels_dir is not None:
         console.print(f"labels: {report.labels_dir}", highlight=False)
     if report.json_path is not None:
