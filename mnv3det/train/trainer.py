@@ -421,6 +421,8 @@ def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) ->
         run.log.print(result_line(weights, final, cfg.val_split), highlight=False, soft_wrap=True)
     else:
         run.log.print(f"no '{cfg.val_split}' split: no mAP to report", highlight=False, soft_wrap=True)
+    if parts.generated is not None:  # pretraining says its own next step (train --pretrained)
+        return final
     records = parts.val_records or parts.train_records
     run.log.print("next:", highlight=False)
     for line in next_commands(weights, cfg.data, Path(records[0].path) if records else None):
