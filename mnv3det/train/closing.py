@@ -14,21 +14,23 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 
 def evaluate_best(weights: Path, records: Sequence[Any], spec: Any, imgsz: int, batch: int, workers: int,
-                  device: torch.device, loader: Any = None) -> Any:
-    """EvalResult of the checkpoint `weights` (BN fused) on `records` with pycocotools, at the training size."""
+                  device: torch.device, loader: Any = None, between_batches: Callable[[], object] | None = None) -> Any:
+    """EvalResult of the checkpoint `weights` (BN fused) on `records` with pycocotools, at the training size.
+    between_batches: the run's thread-governor poll (core/cpu_share.py), as per-epoch validation gets it."""
     from mnv3det.core.checkpoint import load_model
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
 
     model, _ = load_model(weights, device=device, fuse=True)
     config = EvalConfig(imgsz=imgsz, batch=batch, coco=True, workers=workers)
-    return evaluate(model, list(records), spec, config, device=device, progress=False, loader=loader)
+    return evaluate(model, list(records), spec, config, device=device, progress=False, loader=loader,
+                    between_batches=between_batches)
 
 
 def result_line(weights: Path, result: Any, split: str) -> str:

@@ -110,6 +110,7 @@ class RunContext:
     log: Console  # rank 0's console (end_epoch runs on rank 0 only)
     writer: Any = None  # tensorboard SummaryWriter or None
     saved_epoch: int = -1  # the epoch last.pt holds (-1: none yet)
+    poll: Callable[[], object] | None = None  # the thread governor's poll, for the closing evaluation too
 
     @property
     def last(self) -> Path:
@@ -317,6 +318,8 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
     epoch = start_epoch - 1
     governor = _thread_governor(run, state, cfg)
     poll = governor.poll if governor is not None else None
+    if run is not None:
+        run.poll = poll
     for epoch in range(start_epoch, cfg.epochs):
         if close_at is not None and epoch == max(close_at, start_epoch):
             loader.dataset.set_mosaic(False)  # a shared flag: running workers see it too
@@ -417,7 +420,7 @@ def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) ->
     parts, cfg, final = run.parts, run.cfg, None
     if parts.val_records:
         final = evaluate_best(weights, parts.val_records, parts.spec, cfg.imgsz, cfg.batch * 2, cfg.workers,
-                              state.device, loader=parts.val_loader)
+                              state.device, loader=parts.val_loader, between_batches=run.poll)
         run.log.print(result_line(weights, final, cfg.val_split), highlight=False, soft_wrap=True)
     else:
         run.log.print(f"no '{cfg.val_split}' split: no mAP to report", highlight=False, soft_wrap=True)
