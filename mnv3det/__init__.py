@@ -1,8 +1,10 @@
 """mnv3det: YOLOv5 detectors with MobileNetV3 backbones.
 
-Python API (see README "Python API"; imported on first use, so `import mnv3det` stays light):
+Python API (docs/python-api.md; imported on first use, so `import mnv3det` stays light):
     mnv3det.load(weights) -> Detector; Detector.predict(images) -> Detections   (mnv3det.api)
     mnv3det.val(weights, data, **options) -> EvalResult                        (mnv3det.api)
+    mnv3det.export(weights, format="onnx", **options) -> ExportResult          (mnv3det.api)
+    mnv3det.benchmark(weights, formats=..., **options) -> BenchReport          (mnv3det.api)
     mnv3det.train(data=..., epochs=..., ...) -> TrainResult                      (mnv3det.train.api.train)
 """
 
@@ -13,7 +15,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"load": "mnv3det.api", "val": "mnv3det.api", "Detector": "mnv3det.api", "Detections": "mnv3det.api"}
+_API = {name: "mnv3det.api" for name in ("load", "val", "export", "benchmark", "Detector", "Detections")}
 
 
 def __getattr__(name: str) -> Any:

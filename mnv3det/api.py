@@ -3,11 +3,14 @@
     import mnv3det
 
     detector = mnv3det.load("runs/train/exp/weights/best.pt")      # or best.onnx, best.torchscript
-    result = detector.predict("bus.jpg")                            # a path, a BGR array, a PIL image, or a list
+    result = detector.predict("street.jpg")                         # a path, a BGR array, a PIL image, or a list
+    result.save("street_pred.jpg")                                  # .plot() -> the annotated BGR array
     for box, score, name in zip(result.boxes, result.scores, result.labels):
         print(name, round(float(score), 2), box)                    # box: x1, y1, x2, y2 in image pixels
 
     metrics = mnv3det.val("best.pt", data="data.yaml")              # EvalResult: .map, .map50, .per_class, ...
+    exported = mnv3det.export("best.pt", format="onnx")             # ExportResult: .path, .passed, .to_json()
+    report = mnv3det.benchmark("best.pt", formats="onnx,openvino")  # BenchReport: .rows, .to_df()
 
 Arrays are taken as OpenCV gives them (H, W, 3) uint8 BGR; a PIL image is converted from RGB. Every call goes
 through the same prediction path as `mnv3det detect` and `mnv3det val`, so the numbers agree with the CLI.
@@ -15,12 +18,13 @@ through the same prediction path as `mnv3det detect` and `mnv3det val`, so the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
 import numpy as np
 
+from mnv3det.core.console import make_console
 from mnv3det.core.imgsz import ImgSize, ImgSizeLike
 from mnv3det.evaluate.config import ValConfig
 
@@ -29,7 +33,7 @@ ImageInput = Union[str, Path, np.ndarray, Any]  # a path, a BGR uint8 array (H, 
 
 @dataclass
 class Detections:
-    """The boxes found in one image (numpy arrays, original-image pixels)."""
+    """The boxes found in one image (numpy arrays, original-image pixels), with the image they were found in."""
 
     boxes: np.ndarray  # float32 (n, 4) x1, y1, x2, y2
     scores: np.ndarray  # float32 (n,) obj x class probability
@@ -37,6 +41,8 @@ class Detections:
     names: list[str]  # the model's class names (index -> name)
     image_shape: tuple[int, int]  # (height, width) of the image
     speed_ms: dict[str, float]  # preprocess, inference, nms for this image
+    image: np.ndarray | None = field(default=None, repr=False)  # the BGR uint8 (H, W, 3) image, for plot/save
+    path: Path | None = None  # the image file, when predict was given a path
 
     @property
     def labels(self) -> list[str]:
@@ -45,6 +51,52 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per box: x1, y1, x2, y2 (pixels), score, class (index), name."""
+        return [{"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2), "score": float(score),
+                 "class": int(cls), "name": self.names[int(cls)]}
+                for (x1, y1, x2, y2), score, cls in zip(self.boxes, self.scores, self.classes)]
+
+    def plot(self, *, conf: bool = True, line_width: int | None = None) -> np.ndarray:
+        """The image with every box drawn as `mnv3det detect` draws it: a new BGR uint8 (H, W, 3) array.
+        conf=False labels boxes with the class name only."""
+        from mnv3det.deploy.annotate import draw_detections
+        from mnv3det.errors import UserError
+
+        if self.image is None:
+            raise UserError("these Detections hold no image to draw on; get them from Detector.predict(...)")
+        rows = np.c_[self.boxes, self.scores, self.classes].astype(np.float64)  # (n, 6) as detect draws them
+        return draw_detections(self.image, rows, self.names, show_conf=conf, line_width=line_width)
+
+    def save(self, path: str | Path, **plot_options: Any) -> Path:
+        """Write `plot()` to `path` (.jpg, .jpeg, .png or .bmp; folders are made); returns the path."""
+        import cv2
+
+        from mnv3det.errors import UserError
+
+        path = Path(path)
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp"):
+            raise UserError(f"save({str(path)!r}): give a .jpg, .jpeg, .png or .bmp file name")
+        ok, data = cv2.imencode(path.suffix, self.plot(**plot_options))
+        if not ok:
+            raise UserError(f"save({str(path)!r}): OpenCV could not encode the image")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data.tofile(str(path))  # tofile handles non-ASCII paths, unlike cv2.imwrite
+        return path
+
+    def to_json(self, indent: int | None = None) -> str:
+        """{"path", "image_shape": [h, w], "speed_ms", "detections": rows()} as json."""
+        from mnv3det.core.tables import to_json
+
+        return to_json({"path": self.path, "image_shape": list(self.image_shape), "speed_ms": self.speed_ms,
+                        "detections": self.rows()}, indent)
+
+    def to_df(self) -> Any:
+        """`rows()` as a pandas DataFrame: x1, y1, x2, y2, score, class, name (needs pandas)."""
+        from mnv3det.core.tables import to_dataframe
+
+        return to_dataframe(self.rows(), ["x1", "y1", "x2", "y2", "score", "class", "name"], "Detections")
 
 
 class Detector:
@@ -82,7 +134,8 @@ class Detector:
             out.append(Detections(
                 boxes=det[:, :4].astype(np.float32), scores=det[:, 4].astype(np.float32),
                 classes=det[:, 5].astype(np.int64), names=self.names, image_shape=array.shape[:2],
-                speed_ms=prediction.speed_ms,
+                speed_ms=prediction.speed_ms, image=array,
+                path=Path(image) if isinstance(image, (str, Path)) else None,
             ))
         return out[0] if single else out
 
@@ -118,19 +171,116 @@ def load(
 
 
 def val(weights: str | Path | ValConfig, data: str | None = None, *, verbose: bool = False, **options: Any):
-    """Evaluate `weights` on a split of `data` (None = the built-in demo set), as `mnv3det val` does.
+    """Evaluate `weights` on a split of `data` as `mnv3det val` does (None = the data a .pt was trained on when it
+    still exists, else the built-in demo set).
 
     options: any field of `mnv3det.evaluate.config.ValConfig` (imgsz, batch, conf, iou, split, plots, save_json,
     project, name, ...); or pass a ValConfig as `weights`. Writes the run folder like the CLI; returns the
     `EvalResult` (`.map`, `.map50`, `.per_class`, ..., and `.save_dir`). verbose: print the tables.
     """
-    from rich.console import Console
-
     from mnv3det.evaluate.runner import run_val
 
     config = weights if isinstance(weights, ValConfig) else ValConfig(weights=Path(weights), data=data, **options)
-    result, _ = run_val(config, Console() if verbose else Console(quiet=True))
+    result, _ = run_val(config, make_console() if verbose else make_console(quiet=True))
     return result
+
+
+def export(
+    weights: str | Path,
+    *,
+    format: str = "onnx",  # noqa: A002 (the CLI's option name)
+    imgsz: ImgSizeLike | None = None,
+    batch: int | None = None,
+    dynamic: bool | None = None,
+    opset: int | None = None,
+    simplify: bool | None = None,
+    half: bool | None = None,
+    device: str | None = None,
+    output: str | Path | None = None,
+    image: str | Path | None = None,
+    runs: int | None = None,
+    threads: int | None = None,
+    data: str | Path | None = None,
+    calib_images: int = 300,
+    int8_max_drop: float = 1.0,
+    verbose: bool = False,
+) -> Any:
+    """Export a .pt checkpoint as `mnv3det export` does, with its option names; returns the verified result.
+
+    format: onnx, torchscript, or an edge format (openvino, openvino-int8, ncnn, onnx-int8). Options left as None
+    keep the CLI's defaults (a dynamic file at the trained size for onnx/torchscript; edge formats are static).
+    data, calib_images, int8_max_drop (mAP50-95 points, 0 = off): edge formats and INT8 only. verbose: print
+    progress lines (edge formats). Returns an ExportResult (onnx/torchscript) or EdgeExportResult (edge formats);
+    both have `.path`, `.passed`, `.as_dict()` and `.to_json()`.
+    """
+    from mnv3det.deploy.formats import edge_format
+
+    fmt = edge_format(format)
+    if fmt is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.edge_export
+        from mnv3det.deploy.edge_export import Int8Options, export_edge_checkpoint
+
+        check_edge_options(fmt.name, dynamic=dynamic, half=half, simplify=simplify, device=device)
+        int8 = Int8Options(calib_images=calib_images, max_drop=int8_max_drop / 100 if int8_max_drop > 0 else None)
+        return export_edge_checkpoint(weights, fmt, imgsz=imgsz, batch=batch or 1, output=output, image=image,
+                                      data=data, int8=int8, runs=runs or 10, threads=threads,
+                                      console=make_console() if verbose else None)
+    from mnv3det.deploy.config import ExportConfig
+    from mnv3det.deploy.export import export_checkpoint
+
+    given = dict(format=format.lower(), imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset, simplify=simplify,
+                 half=half, device=device, output=Path(output) if output else None,
+                 image=Path(image) if image else None, runs=runs, threads=threads)
+    return export_checkpoint(weights, ExportConfig(**{k: v for k, v in given.items() if v is not None}))
+
+
+def check_edge_options(fmt: str, *, dynamic: bool | None, half: bool | None, simplify: bool | None,
+                       device: str | None) -> None:
+    """The onnx/torchscript options an edge format cannot take, each a one-line error naming it."""
+    from mnv3det.errors import UserError
+
+    for flag, value in (("--dynamic", dynamic), ("--half", half), ("--simplify", simplify)):
+        if value:
+            raise UserError(f"{flag} applies to --format onnx/torchscript; {fmt} exports are static")
+    if device not in (None, "cpu"):
+        raise UserError(f"--device {device}: {fmt} runs on the CPU; use --device cpu")
+
+
+def benchmark(
+    weights: str | Path,
+    *,
+    data: str | Path | None = None,
+    formats: str | Sequence[str] | None = None,
+    imgsz: int | None = None,
+    threads: int | None = None,
+    runs: int | None = None,
+    rounds: int | None = None,
+    calib_images: int | None = None,
+    reference: bool = True,
+    project: str | Path | None = None,
+    name: str | None = None,
+    exist_ok: bool = False,
+    verbose: bool = False,
+) -> Any:
+    """Export `weights` to every format (or `formats`), score each on val and time it, as `mnv3det benchmark` does.
+
+    formats: a list or the CLI's comma-separated text (None: every available one); the other options as in the
+    CLI, None keeping its defaults. Writes the run folder; returns the BenchReport (`.rows`, `.save_dir`,
+    `.to_json()`, `.to_df()`). verbose: print what runs.
+    """
+    from dataclasses import replace
+
+    from mnv3det.deploy.benchmark import BenchOptions, run_benchmark
+
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    given = {"threads": threads, "runs": runs, "rounds": rounds, "calib_images": calib_images,
+             "project": Path(project) if project is not None else None, "name": name}
+    opts = replace(BenchOptions(weights=Path(weights)), data=str(data) if data is not None else None,
+                   formats=[f.strip().lower() for f in formats if f.strip()] if formats else None, imgsz=imgsz,
+                   reference=reference, exist_ok=exist_ok, **{k: v for k, v in given.items() if v is not None})
+    say = (lambda text: make_console(stderr=True).print(text, highlight=False)) if verbose else (lambda text: None)
+    report, _ = run_benchmark(opts, say=say)
+    return report
 
 
 def _as_bgr(image: ImageInput) -> np.ndarray:
@@ -154,4 +304,4 @@ def _as_bgr(image: ImageInput) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3])
 
 
-__all__ = ["load", "val", "Detector", "Detections"]
+__all__ = ["load", "val", "export", "benchmark", "Detector", "Detections"]

@@ -3,6 +3,10 @@ boxes from a .pt and its default export, one prediction path under val, one colo
 
 from __future__ import annotations
 
+import json
+import sys
+import types
+
 import cv2
 import numpy as np
 import pytest
@@ -17,6 +21,67 @@ from mnv3det.errors import UserError
 from tests.test_detect import NAMES, _same_boxes, make_checkpoint, write_image
 
 runner = CliRunner()
+
+
+class _FakeFrame:
+    """Stands in for pandas.DataFrame (pandas is not a dependency): keeps what it was given."""
+
+    def __init__(self, rows, columns):
+        self.rows, self.columns = rows, columns
+
+
+@pytest.fixture
+def fake_pandas(monkeypatch):
+    module = types.ModuleType("pandas")
+    module.DataFrame = _FakeFrame
+    monkeypatch.setitem(sys.modules, "pandas", module)
+    return module
+
+
+@pytest.fixture
+def no_pandas(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` raises ImportError
+
+
+def test_detections_plot_save_and_convert(weights, tmp_path, fake_pandas, monkeypatch):
+    detector = mnv3det.load(weights, device="cpu", conf=0.32)
+    path = write_image(tmp_path / "a.jpg", 96, 160, seed=3)
+    result = detector.predict(path)
+    assert len(result) > 0 and result.path == path
+    drawn = result.plot()
+    original = cv2.imread(str(path))
+    assert drawn.shape == original.shape and drawn.dtype == np.uint8 and not np.array_equal(drawn, original)
+    assert np.array_equal(result.image, original)  # plot draws on a copy
+    saved = result.save(tmp_path / "out" / "a_pred.png")
+    assert np.array_equal(cv2.imread(str(saved)), drawn)  # png: lossless, the same pixels
+    with pytest.raises(UserError, match="give a .jpg"):
+        result.save(tmp_path / "a_pred.txt")
+
+    payload = json.loads(result.to_json())
+    assert payload["path"] == str(path) and payload["image_shape"] == [96, 160]
+    first = payload["detections"][0]
+    assert set(first) == {"x1", "y1", "x2", "y2", "score", "class", "name"} and first["name"] in NAMES
+    assert first["x1"] == pytest.approx(float(result.boxes[0, 0]))
+    frame = result.to_df()
+    assert frame.columns == ["x1", "y1", "x2", "y2", "score", "class", "name"] and frame.rows == result.rows()
+
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(UserError, match=r"Detections.to_df\(\) needs pandas, which is not installed: pip install pandas"):
+        result.to_df()
+    array = detector.predict(original)  # from an array: drawn the same, no path
+    assert array.path is None and np.array_equal(array.plot(), drawn)
+
+
+def test_export_from_python_takes_the_cli_option_names(weights, tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = mnv3det.export(weights, format="onnx", imgsz=96, dynamic=False, output=tmp_path / "m.onnx", runs=1)
+    assert result.passed and result.path == tmp_path / "m.onnx" and result.path.is_file()
+    payload = json.loads(result.to_json())
+    assert payload["format"] == "onnx" and payload["dynamic"] is False and payload["path"] == str(tmp_path / "m.onnx")
+    with pytest.raises(UserError, match="--dynamic applies to --format onnx/torchscript; openvino exports are static"):
+        mnv3det.export(weights, format="openvino", dynamic=True)
+    with pytest.raises(UserError, match="'tflite'"):
+        mnv3det.export(weights, format="tflite")
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +135,24 @@ def test_val_returns_its_result_and_run_folder(tmp_path):
     assert result.save_dir == str(tmp_path / "runs" / "exp") and (tmp_path / "runs" / "exp" / "results.json").is_file()
     with pytest.raises(TypeError, match="confidence"):  # a misspelt option is an error, never silently ignored
         mnv3det.val(path, confidence=0.1)
+    saved = json.loads((tmp_path / "runs" / "exp" / "results.json").read_text())
+    as_json = json.loads(result.to_json())
+    assert as_json["map"] == saved["map"] and [c["name"] for c in as_json["per_class"]] == list(names)
+
+
+def test_val_result_as_a_dataframe(tmp_path, fake_pandas):
+    from mnv3det.evaluate.score import ClassResult, EvalResult
+
+    nan = float("nan")
+    result = EvalResult(map50=0.5, map=0.3, map75=0.2, ap_small=nan, ap_medium=nan, ap_large=nan, ar1=nan, ar10=nan,
+                        ar100=nan, precision=0.6, recall=0.4,
+                        per_class=[ClassResult("cat", 3, 2, 5, 0.6, 0.4, 0.5, 0.3)], images=2, instances=5,
+                        detections=9, speed_ms={}, source="fast", fast_map50=0.5, fast_map=0.3, best_conf=0.2)
+    frame = result.to_df()
+    assert frame.columns == ["name", "category_id", "images", "instances", "precision", "recall", "ap50", "ap"]
+    assert frame.rows == [{"name": "cat", "category_id": 3, "images": 2, "instances": 5, "precision": 0.6,
+                           "recall": 0.4, "ap50": 0.5, "ap": 0.3}]
+    assert json.loads(result.to_json())["ap_small"] is None  # NaN is null in json
 
 
 def test_val_scores_a_pt_and_its_default_export_alike(tmp_path):
@@ -142,6 +225,19 @@ def test_a_static_export_says_it_letterboxes_to_a_square(weights, tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "static export: every image is letterboxed to 96x96" in text and "export without --static" in text
+
+
+@pytest.mark.parametrize("fmt", ["openvino", "openvino-int8", "ncnn", "onnx-int8"])
+def test_the_static_note_of_an_edge_format_says_what_is_true_for_it(fmt):
+    from types import SimpleNamespace
+
+    from mnv3det.deploy.predictor import resolve_imgsz
+
+    backend = SimpleNamespace(fixed_shape=(1, 3, 96, 96), stride=32, imgsz=None, meta={"format": fmt})
+    size, note = resolve_imgsz(backend, None, "best_openvino_model")
+    assert size == ImgSize(96, 96)
+    assert "without --static" not in note  # these formats refuse --dynamic
+    assert f"{fmt} exports are always static; the .pt or a dynamic --format onnx export matches it" in note
 
 
 def test_val_runs_the_prediction_path_of_detect(monkeypatch):

@@ -141,3 +141,25 @@ def test_benchmark_table_prints_paths_and_notes_as_they_are():
     out = io.StringIO()
     Console(file=out, width=300).print(benchmark_table(report))
     assert "[/]w/best.pt" in out.getvalue() and "export failed: [/] in a message" in out.getvalue()
+
+
+@pytest.mark.parametrize("command", ["val", "detect", "export", "benchmark"])
+def test_a_mistyped_weights_path_suggests_the_file_beside_it(command: str, tmp_path: Path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("best.pt", "last.pt", "notes.txt"):
+        (weights / name).write_bytes(b"")
+    if command == "detect":  # detect reads its source first
+        import cv2
+        import numpy as np
+
+        cv2.imwrite(str(tmp_path / "img.jpg"), np.zeros((32, 32, 3), np.uint8))
+    args = [command, *([str(tmp_path / "img.jpg")] if command == "detect" else []), "--weights", str(weights / "bset.pt")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert f"bset.pt does not exist (did you mean {weights / 'best.pt'}" in message
+    assert "notes.txt" not in message
+    if command in ("val", "detect"):  # the export suffixes are listed once each, ".pt" not among them twice
+        assert message.count(".pt") == message.count("bset.pt") + message.count("best.pt") + message.count("last.pt") + 1

@@ -200,10 +200,21 @@ def test_detect_cli_directory_with_corrupt_file(weights, image_dir, tmp_path):
     assert len(crops) == len(records)
     assert {p.parent.name for p in crops} <= set(NAMES)
 
-    # A second run goes to exp2, and --nosave writes no images.
+    # --nosave alone writes nothing: no empty exp2 folder, and no "results saved to" pointing at one.
     again = CliRunner().invoke(app, args + ["--nosave"])
     assert again.exit_code == 0, again.output
-    assert (project / "exp2").is_dir() and not list((project / "exp2").glob("*.jpg"))
+    assert not (project / "exp2").exists()
+    assert "results saved to" not in again.output and "no files written (--nosave" in again.output
+
+
+def test_detect_that_finds_nothing_says_so_and_suggests_a_lower_conf(weights, image_dir, tmp_path):
+    args = ["detect", str(image_dir), "-w", str(weights), "--imgsz", "128", "--conf", "0.99", "--project", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "no objects found in 2 image(s) at --conf 0.99: try a lower --conf (e.g. --conf 0.4)" in text
+    found = CliRunner().invoke(app, [*args[:-4], "--conf", "0.32", "--project", str(tmp_path)])
+    assert found.exit_code == 0 and "no objects found" not in found.output, found.output
 
 
 def test_detect_cli_missing_source_exit_2(weights, tmp_path):

@@ -35,7 +35,8 @@ def test_benchmark_two_formats_on_the_demo_set(weights, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     rows = {(r["model"], r["format"]): r for r in report["rows"]}
-    assert set(rows) == {("model", "onnx"), ("model", "openvino"), ("yolov5n", "onnx"), ("yolov5n", "openvino")}
+    # the user's model by its file name, beside the reference
+    assert set(rows) == {("best.pt", "onnx"), ("best.pt", "openvino"), ("yolov5n", "onnx"), ("yolov5n", "openvino")}
     for (model, _), row in rows.items():
         assert row["note"] == "" and row["size_mb"] > 0 and len(row["rounds_ms"]) == 2 and row["latency_ms"] > 0
         assert (row["map50_95"] is None) == (model == "yolov5n")
@@ -46,7 +47,15 @@ def test_benchmark_two_formats_on_the_demo_set(weights, tmp_path):
     with (tmp_path / "exp" / "benchmark.csv").open() as f:
         lines = list(csv.DictReader(f))
     assert [(r["model"], r["format"]) for r in lines] == [(r["model"], r["format"]) for r in report["rows"]]
-    assert rows[("model", "onnx")]["map50_95"] == pytest.approx(rows[("model", "openvino")]["map50_95"], abs=5e-3)
+    assert rows[("best.pt", "onnx")]["map50_95"] == pytest.approx(rows[("best.pt", "openvino")]["map50_95"], abs=5e-3)
+    assert (tmp_path / "exp" / "weights" / "best.onnx").is_file()  # exports keep the file's stem
+
+
+def test_a_model_named_like_the_reference_keeps_its_files_apart():
+    from mnv3det.deploy.benchmark import model_label
+
+    assert model_label(Path("runs/exp/weights/best.pt")) == ("best.pt", "best")
+    assert model_label(Path("yolov5n.pt")) == ("yolov5n.pt", "yolov5n_yours")
 
 
 def test_timing_worker_runs_in_its_own_process(weights, tmp_path):
@@ -72,3 +81,23 @@ def test_format_selection_errors():
     with pytest.raises(UserError, match="'tflite' is not a format"):
         choose_formats(["tflite"])
     assert choose_formats(None)[:3] == ["pytorch", "torchscript", "onnx"]
+
+
+def test_benchmark_from_python_takes_the_cli_option_names(weights, tmp_path, monkeypatch):
+    import types
+
+    import mnv3det
+
+    report = mnv3det.benchmark(weights, formats="onnx", imgsz=64, runs=1, rounds=1, reference=False,
+                               project=tmp_path / "runs")
+    assert [(r.model, r.format) for r in report.rows] == [("best.pt", "onnx")]
+    assert report.save_dir == str(tmp_path / "runs" / "exp") and (tmp_path / "runs" / "exp" / "benchmark.json").is_file()
+    payload = json.loads(report.to_json())
+    assert payload["rows"][0]["latency_ms"] > 0 and payload["save_dir"] == report.save_dir
+    pandas = types.ModuleType("pandas")
+    pandas.DataFrame = lambda rows, columns: (rows, columns)
+    monkeypatch.setitem(sys.modules, "pandas", pandas)
+    rows, columns = report.to_df()
+    assert columns[:2] == ["model", "format"] and rows[0]["format"] == "onnx"
+    with pytest.raises(UserError, match="'tflite' is not a format"):
+        mnv3det.benchmark(weights, formats=["tflite"])

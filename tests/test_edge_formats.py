@@ -275,3 +275,36 @@ def test_int8_export_json_keeps_stdout_json_only(weights, data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)  # the whole of stdout, not its last line
     assert report["path"] == str(out) and report["quantization"]["calibration_images"] == 4
+    # nncf imports torch.utils.cpp_extension, which logs this on a machine with a CUDA toolkit and no GPU
+    assert "No CUDA runtime is found" not in done.stderr
+
+
+def test_onnx_int8_export_says_what_it_is_doing(weights, data, tmp_path):
+    result = CliRunner().invoke(app, ["export", "-w", str(weights), "--format", "onnx-int8", "--data", str(data),
+                                      "--calib-images", "4", "--imgsz", str(SIZE), "-o", str(tmp_path / "q.onnx"),
+                                      "--runs", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    steps = ["INT8: calibrating on 4 images", "onnx-int8: percentile calibration (1/2) (4 images)",
+             "onnx-int8: scoring the percentile model on 6 val images", "onnx-int8: MinMax calibration (2/2) (4 images)",
+             "verifying against PyTorch on", "INT8: mAP of PyTorch and of q.onnx on 6 val images", "timing q.onnx"]
+    at = [next((i for i, line in enumerate(lines) if line.startswith(step)), -1) for step in steps]
+    assert -1 not in at and at == sorted(at), "\n".join(lines)  # every step, in order, before the table
+
+
+def test_calibration_progress_passes_every_image_through_and_ends_on_a_prefix(weights):
+    import io
+    import itertools
+
+    from rich.console import Console
+
+    from mnv3det.deploy.edge_export import ExportJob
+
+    out = io.StringIO()
+    job = ExportJob(None, Path("x.onnx"), (1, 3, SIZE, SIZE), "x", {}, Int8Options(),
+                    console=Console(file=out, force_terminal=True, width=100))
+    assert list(job.track(range(5), 5, "calibration")) == list(range(5))
+    prefix = job.track(range(10), 3, "MinMax")
+    assert list(itertools.islice(prefix, 3)) == [0, 1, 2]  # the consumer stops early...
+    prefix.close()  # ...and closing ends the bar
+    assert "calibration (5 images)" in out.getvalue() and "MinMax (3 images)" in out.getvalue()

@@ -46,6 +46,6 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     final = load_checkpoint(last)
     assert final.epoch == 2 and final.resume.finished
     with (tmp_path / "exp" / "results.csv").open() as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
     assert not (tmp_path / "exp2").exists()  # resumed in place, no new run folder
 

@@ -39,7 +39,8 @@ def test_train_two_epochs_writes_run_and_checkpoints_load(tmp_path):
     for name in ("config.yaml", "results.csv", "results.png", "labels.png", "weights/last.pt", "weights/best.pt"):
         assert (run / name).is_file(), name
     rows = _csv_rows(run / "results.csv")
-    assert [r["epoch"] for r in rows] == ["0", "1"] and all(r["metrics/mAP50-95"] != "" for r in rows)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["metrics/mAP50-95"] != "" for r in rows)
+    assert [h["epoch"] for h in result.history] == [1, 2]  # counted as the log counts ("epoch 1/2")
     assert all(float(r["train/box_loss"]) > 0 for r in rows)
 
     last = load_checkpoint(run / "weights/last.pt")  # weights_only=True
@@ -94,7 +95,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert after.epoch == 2 and after.resume.finished
     assert after.resume.ema_updates == before.resume.ema_updates + 4  # 2 epochs x (16 images / nbs 8) steps
     resumed_rows = _csv_rows(last.parent.parent / "results.csv")
-    assert [r["epoch"] for r in resumed_rows] == ["0", "1", "2"]
+    assert [r["epoch"] for r in resumed_rows] == ["1", "2", "3"]
     # The lr schedule continues as in a run that was never interrupted.
     unbroken = fit(tiny(tmp_path, imgsz=64, epochs=3, nbs=8, warmup_epochs=0, name="unbroken"), show_progress=False)
     reference = _csv_rows(unbroken.run_dir / "results.csv")
@@ -196,11 +197,27 @@ def test_a_nan_gradient_under_a_finite_loss_skips_the_step_and_leaves_the_weight
 
 def test_resume_trims_results_rows_it_will_redo(tmp_path):
     path = tmp_path / "results.csv"
-    for epoch in range(3):
+    for epoch in range(3):  # loop indices 0..2 -> rows "epoch" 1..3
+        results.append_results(path, results_row_for(epoch, 0.1 * epoch))
+    results.trim_results(path, first_epoch=2)  # two epochs done: rows 1 and 2 stay
+    assert [r["epoch"] for r in _csv_rows(path)] == ["1", "2"]
+    assert float(_csv_rows(path)[1]["train/box_loss"]) == pytest.approx(0.1)
+
+
+def test_resume_renumbers_a_results_csv_that_counted_from_0(tmp_path):
+    path = tmp_path / "results.csv"
+    for epoch in range(3):  # the layout before: "epoch" 0..2
         results.append_results(path, {"epoch": epoch, "train/box_loss": 0.1 * epoch})
     results.trim_results(path, first_epoch=2)
-    assert [r["epoch"] for r in _csv_rows(path)] == ["0", "1"]
+    assert [r["epoch"] for r in _csv_rows(path)] == ["1", "2"]
     assert float(_csv_rows(path)[1]["train/box_loss"]) == pytest.approx(0.1)
+
+
+def results_row_for(epoch: int, box_loss: float) -> dict:
+    from types import SimpleNamespace
+
+    stats = SimpleNamespace(losses=(box_loss, 0.0, 0.0), images_per_s=1.0, seconds=1.0, skipped=0)
+    return results.results_row(epoch, stats, None, {})
 
 
 def test_backbone_weights_and_freeze_reach_the_training_model(tmp_path):

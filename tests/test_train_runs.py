@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import shutil
 
 import pytest
@@ -47,7 +48,7 @@ def test_exist_ok_starts_a_fresh_results_csv(tmp_path):
     first = fit(tiny(tmp_path, exist_ok=True), show_progress=False)
     again = fit(tiny(tmp_path, exist_ok=True), show_progress=False)
     assert again.run_dir == first.run_dir
-    assert _epochs(again.run_dir / "results.csv") == ["0"]  # not two "epoch 0" rows of two runs
+    assert _epochs(again.run_dir / "results.csv") == ["1"]  # not two "epoch 1" rows of two runs
 
 
 def test_resume_refuses_a_last_pt_outside_its_run_folder(tmp_path, monkeypatch):
@@ -156,6 +157,11 @@ def test_python_api_trains_and_returns_the_result(tmp_path):
                                                                      "device", "threads", "project", "plots")},
                            progress=False)
     assert result.epochs_done == 1 and result.last.is_file() and result.run_dir == tmp_path / "runs" / "exp"
+    import json
+
+    payload = json.loads(result.to_json())
+    assert payload["last"] == str(result.last) and [row["epoch"] for row in payload["history"]] == [1]
+    assert payload["final_eval"]["source"] == "pycocotools"
     with pytest.raises(UserError, match="unknown setting"):
         mnv3det.train(epoch=3)
 
@@ -215,3 +221,20 @@ def test_detect_and_val_refuse_a_checkpoint_with_non_finite_weights(tmp_path):
         result = runner.invoke(app, [*args, "--weights", str(weights)])
         assert result.exit_code == 2, result.output
         assert "1 of" in result.output and "not finite" in result.output and "Traceback" not in result.output
+
+
+def test_a_run_ends_with_the_pycocotools_result_and_three_commands_quoted_for_a_shell(tmp_path):
+    import shlex
+
+    console, out = _captured()
+    result = fit(tiny(tmp_path, project=str(tmp_path / "my runs")), console=console, show_progress=False)
+    best = tmp_path / "my runs" / "exp" / "weights" / "best.pt"
+    assert result.final_eval is not None and result.final_eval.source == "pycocotools"
+    lines = out.getvalue().splitlines()
+    closing = lines[lines.index("next:") - 1]
+    assert closing.startswith("best.pt on val (pycocotools, 8 images): mAP50-95 ")
+    assert f"mAP50-95 {result.final_eval.map:.3f}, mAP50 {result.final_eval.map50:.3f}" in closing
+    commands = [shlex.split(line) for line in lines[lines.index("next:") + 1:]]
+    assert [c[:2] for c in commands] == [["mnv3det", "val"], ["mnv3det", "detect"], ["mnv3det", "export"]]
+    assert all(c[c.index("--weights") + 1] == str(best) for c in commands)  # one argument despite the space
+    assert Path(commands[1][2]).is_file()  # a real image to try detect on

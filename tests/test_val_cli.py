@@ -105,7 +105,7 @@ def test_val_static_onnx_export(checkpoint: Path, tmp_path: Path):
     "extra, message",
     [
         (["--conf", "2"], "--conf"),
-        (["--split", "train"], "--split"),
+        (["--split", "nope"], "--split"),
         (["--imgsz", "100"], "multiple"),
     ],
 )
@@ -118,3 +118,62 @@ def test_val_bad_options_are_clear_errors(checkpoint: Path, tmp_path: Path, extr
 def test_val_missing_weights(tmp_path: Path):
     result = runner.invoke(app, ["val", "--weights", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2 and "nope.pt" in result.output
+
+
+def _with_data(checkpoint: Path, out: Path, source: Path, config_data: str | None) -> Path:
+    """`checkpoint` as if `mnv3det train --data config_data` had written it on the data at `source`."""
+    from mnv3det.core.checkpoint import load_checkpoint, save_checkpoint
+
+    spec = load_data(None)
+    data = {"names": list(spec.names), "category_ids": list(spec.category_ids), "format": "yolo", "source": str(source)}
+    return save_checkpoint({**load_checkpoint(checkpoint).to_dict(), "config": {"imgsz": 64, "data": config_data},
+                            "data": data}, out)
+
+
+def test_val_without_data_uses_the_data_the_checkpoint_was_trained_on(checkpoint: Path, tmp_path: Path):
+    demo_yaml = load_data(None).source
+    trained = _with_data(checkpoint, tmp_path / "best.pt", demo_yaml, config_data=str(demo_yaml))
+    args = ["val", "--weights", str(trained), "--workers", "0", "--no-plots", "--project", str(tmp_path / "runs"),
+            "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"no --data: evaluating on {demo_yaml}, the data best.pt was trained on" in result.output
+    assert json.loads((tmp_path / "runs" / "exp" / "results.json").read_text())["data"] == str(demo_yaml)
+
+    gone = _with_data(checkpoint, tmp_path / "gone.pt", tmp_path / "moved" / "data.yaml", config_data="data.yaml")
+    missing = runner.invoke(app, [*args[:2], str(gone), *args[3:]])
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1, missing.output
+    assert "moved/data.yaml, the data" in missing.output and "no longer exists; pass --data" in missing.output
+
+    demo_run = _with_data(checkpoint, tmp_path / "demo.pt", demo_yaml, config_data=None)  # `mnv3det train` alone
+    on_demo = runner.invoke(app, [*args[:2], str(demo_run), *args[3:]])
+    assert on_demo.exit_code == 0, on_demo.output
+    assert "the built-in demo set, which demo.pt was trained on" in on_demo.output
+
+
+def test_val_split_train_is_allowed_with_a_note(checkpoint: Path, tmp_path: Path):
+    result = runner.invoke(app, ["val", "--weights", str(checkpoint), "--split", "train", "--imgsz", "64",
+                                 "--workers", "0", "--no-plots", "--project", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "--split train measures how well the model fits" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "exp" / "results.json").read_text())["split"] == "train"
+
+
+def test_val_on_a_coco_json_with_only_a_train_split(tmp_path: Path):
+    from mnv3det.core.checkpoint import save_checkpoint
+    from mnv3det.models import build_model
+    from tests.test_data_formats import NAMES, write_coco
+
+    root = write_coco(tmp_path / "coco")  # annotations/instances_train.json only
+    model = build_model("mnv3-small", nc=len(NAMES))
+    weights = save_checkpoint({"recipe": model.recipe, "nc": len(NAMES), "names": NAMES, "model": model.state_dict(),
+                               "epoch": -1}, tmp_path / "two.pt")
+    args = ["val", "--weights", str(weights), "--data", str(root), "--imgsz", "64", "--workers", "0", "--no-plots",
+            "--project", str(tmp_path / "runs"), "--device", "cpu"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert "no 'val' split (it has: train); evaluate one of them with --split train" in refused.output
+    result = runner.invoke(app, [*args, "--split", "train"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "runs" / "exp" / "results.json").read_text())
+    assert results["split"] == "train" and results["images"] == 3 and results["source"] == "pycocotools"

@@ -11,9 +11,9 @@ import functools
 from typing import Any, Callable, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from mnv3det.core.console import make_console
 from mnv3det.errors import Interrupted, UserError, error_line
 
 app = typer.Typer(
@@ -24,8 +24,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mnv3det import __version__
+
+        typer.echo(f"mnv3det {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", "-V", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    """Train, evaluate, run and export YOLOv5 detectors with MobileNetV3 backbones."""
 
 
 def user_errors(fn: F) -> F:

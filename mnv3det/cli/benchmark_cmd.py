@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.cli.app import command
 from mnv3det.deploy.benchmark import BenchOptions, BenchReport, run_benchmark
 
@@ -45,12 +45,12 @@ def benchmark_command(
         else None, imgsz=imgsz, threads=threads, runs=runs, rounds=rounds, calib_images=calib_images,
         reference=reference, project=project, name=name, exist_ok=exist_ok,
     )
-    status = Console(stderr=True)
+    status = make_console(stderr=True)
     report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))
     if json_out:
         print(json.dumps(report.as_dict()))
         return
-    console = Console()
+    console = make_console()
     console.print(benchmark_table(report))
     console.print(f"Results saved to [bold]{escape(str(run_dir))}[/] (benchmark.csv, benchmark.json)")
 

@@ -6,8 +6,8 @@ import json
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from mnv3det.core.console import make_console
 from mnv3det.cli.app import app, user_errors
 
 data_app = typer.Typer(help="Inspect datasets: formats, counts and problems.", no_args_is_help=True)
@@ -39,6 +39,6 @@ def check(
                    "splits": splits}
         typer.echo(json.dumps(payload, indent=1))
     else:
-        print_reports(spec, reports, Console(), limit=limit or None)
+        print_reports(spec, reports, make_console(), limit=limit or None)
     if any(r.mismatch for r in reports) or (strict and any(r.problems for r in reports)):
         raise typer.Exit(code=1)

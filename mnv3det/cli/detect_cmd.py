@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from mnv3det.core.console import make_console
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help, parse_ints
 from mnv3det.deploy.config import DetectConfig
@@ -77,6 +77,6 @@ def detect_command(
         save_crop=save_crop, hide_conf=hide_conf, line_width=line_width, project=project, name=name,
         exist_ok=exist_ok, threads=threads,
     )
-    console = Console()
+    console = make_console()
     report = run_detect(config, console)
     print_detect_report(report, console)

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help
 from mnv3det.deploy.config import ExportConfig
-from mnv3det.errors import UserError
 
 
 def _help(name: str, text: str) -> str:
@@ -66,11 +65,9 @@ def export_command(
     from mnv3det.deploy.formats import edge_format
 
     if format and edge_format(format) is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.edge_export
-        for flag, value in (("--dynamic", dynamic), ("--half", half), ("--simplify", simplify)):
-            if value:
-                raise UserError(f"{flag} applies to --format onnx/torchscript; {format} exports are static")
-        if device not in (None, "cpu"):
-            raise UserError(f"--device {device}: {format} runs on the CPU; use --device cpu")
+        from mnv3det.api import check_edge_options
+
+        check_edge_options(format, dynamic=dynamic, half=half, simplify=simplify, device=device)
         _export_edge(
             weights, edge_format(format), json_out, max_drop, imgsz=imgsz, batch=batch or 1, output=output,
             image=image, data=data, runs=runs or 10, threads=threads, calib_images=calib_images,
@@ -89,7 +86,7 @@ def export_command(
     else:
         _print_result(result, config.runs)
     if not result.passed:  # a bug, not a user error: keep the file for inspection, fail the command
-        Console(stderr=True).print(
+        make_console(stderr=True).print(
             f"[bold red]verification failed:[/] {escape(str(result.path))} differs from PyTorch by up to "
             f"{result.max_abs_diff:.2e} (tolerance {result.tolerance:g}), kept for inspection under that name; "
             "please report it with the checkpoint's recipe",
@@ -99,7 +96,7 @@ def export_command(
 
 
 def _print_result(result, runs: int) -> None:
-    console = Console()
+    console = make_console()
     for note in result.notes:
         console.print(escape(note), highlight=False)
     table = Table(title=f"export {result.format}", title_justify="left", show_header=False)
@@ -113,13 +110,11 @@ def _print_result(result, runs: int) -> None:
     if result.simplified_with:
         table.add_row("simplified", result.simplified_with)
     table.add_row("onnx.checker", result.checker)
-    verdict = "[green]ok[/]" if result.passed else "[red]MISMATCH[/]"
+    from mnv3det.deploy.wording import raw_diff_text
+
     checked = ", ".join("x".join(map(str, s)) for s in result.checked_shapes)
-    table.add_row(
-        "vs PyTorch",
-        f"{verdict}: max |diff| {result.max_abs_diff:.1e}, relative {result.max_rel_diff:.1e} "
-        f"(tolerance {result.tolerance:g} abs + {result.tolerance:g} rel) on {checked}",
-    )
+    verdict = raw_diff_text(result.passed, result.max_abs_diff, result.tolerance, result.max_rel_diff, result.max_excess)
+    table.add_row("vs PyTorch", f"{verdict} on {checked}")
     torch_boxes, file_boxes = result.boxes
     table.add_row(
         "boxes (conf 0.25)",
@@ -136,7 +131,7 @@ def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_imag
     from mnv3det.deploy.edge_report import print_edge_result
 
     int8 = Int8Options(calib_images=calib_images, max_drop=max_drop / 100 if max_drop > 0 else None)
-    console = Console(stderr=True) if json_out else Console()
+    console = make_console(stderr=True) if json_out else make_console()
     # --json: stdout holds the JSON line only; the converters' own progress bars (nncf's) go to stderr with the log.
     with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
         result = export_edge_checkpoint(weights, fmt, int8=int8, console=console, **options)
@@ -147,7 +142,7 @@ def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_imag
     else:
         print_edge_result(result)
     if not result.passed:  # a bug, not a user error: keep the files for inspection, fail the command
-        Console(stderr=True).print(
+        make_console(stderr=True).print(
             f"[bold red]verification failed:[/] {result.path} differs from PyTorch: {result.agreement.summary()}",
             highlight=False,
         )

@@ -25,7 +25,8 @@ def val_command(
         ..., "--weights", "-w",
         help="A .pt checkpoint, an exported .onnx/.torchscript file, or an *_openvino_model / *_ncnn_model folder.",
     ),
-    data: Optional[str] = typer.Option(None, "--data", help="Data yaml or dataset folder (default: the built-in demo set)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data yaml or dataset folder (default: the data a .pt was trained "
+                                      "on, when it still exists; else the built-in demo set)."),
     imgsz: Optional[str] = typer.Option(
         None, "--imgsz", help="Inference size (long side), a multiple of the stride (default: the training size, else 640)."
     ),
@@ -38,7 +39,7 @@ def val_command(
     plots: Optional[bool] = typer.Option(
         None, "--plots/--no-plots", help=_help("plots", "PR/F1 curves, confusion matrix, image mosaics.")
     ),
-    split: Optional[str] = typer.Option(None, "--split", help=_help("split", "Which split to evaluate: val or test.")),
+    split: Optional[str] = typer.Option(None, "--split", help=_help("split", "Which split to evaluate: val, test, or train (measures fit).")),
     project: Optional[Path] = typer.Option(None, "--project", help=_help("project", "Folder that holds the run folders.")),
     name: Optional[str] = typer.Option(None, "--name", help=_help("name", "Run folder name; exp, exp2, ... when taken.")),
     exist_ok: Optional[bool] = typer.Option(None, "--exist-ok", help="Reuse project/name instead of a new folder."),

@@ -81,3 +81,19 @@ def save_cache(path: Path, key: str, records: list[ImageRecord], problems: list[
         os.replace(tmp, path)
     except OSError as err:
         log.warning("could not write records cache %s: %s", path, err)
+
+
+def first_report(description: str, problems: list[Problem]) -> bool:
+    """True the first time these `problems` of the split `description` are to be shown (then remembered beside
+    the records cache), False when the same list was shown before: later commands print a one-line count instead
+    of the same tables again. A changed list (the data was edited) counts as new."""
+    digest = hashlib.sha1(json.dumps([p.to_json() for p in problems], sort_keys=True).encode("utf-8", "surrogateescape"))
+    marker = cache_path(description).with_suffix(".reported")
+    try:
+        if marker.is_file() and marker.read_text() == digest.hexdigest():
+            return False
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(digest.hexdigest())
+    except OSError as err:  # a read-only cache: show the tables every time
+        log.warning("could not remember shown problems in %s: %s", marker, err)
+    return True

@@ -14,9 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from mnv3det.core.console import make_console
 from mnv3det.data.records import PROBLEM_ACTIONS, Problem, printable
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 CELL_CHARS = 200  # what one user string may print: a path or a name fits; a 10 MB "class name" does not
 
 
@@ -76,12 +77,21 @@ def problem_rows_table(problems: list[Problem], title: str, limit: int | None = 
 
 
 def print_load_summary(
-    problems: list[Problem], split: str, n_records: int, root: Path | None = None, out: Console | None = None
+    problems: list[Problem], split: str, n_records: int, root: Path | None = None, out: Console | None = None,
+    brief: bool = False, source: Path | None = None,
 ) -> None:
-    """What loading `split` skipped, dropped or changed: counts per kind, then the first rows."""
+    """What loading `split` skipped, dropped or changed: counts per kind, then the first rows.
+
+    brief: the same problems were shown before (data/cache.first_report): one line with the counts only."""
     if not problems:
         return
     out = out or console
+    if brief:
+        counts = ", ".join(f"{n} {kind}" for kind, n in Counter(p.kind for p in problems).most_common())
+        where = f"`mnv3det data check {source}`" if source is not None else "`mnv3det data check`"
+        out.print(f"[yellow]data:[/] split '{safe(split)}': {n_records} images usable, {len(problems)} problem(s) as "
+                  f"before ({counts}); {escape(where)} lists them", highlight=False, soft_wrap=True)
+        return
     out.print(f"[yellow]data:[/] split '{safe(split)}': {n_records} images usable, {len(problems)} problem(s) found")
     out.print(problem_counts_table(problems, f"problems in '{safe(split)}'"))
     out.print(problem_rows_table(problems, f"first problems in '{safe(split)}'", limit=10, root=root))

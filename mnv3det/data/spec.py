@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mnv3det.core.yamlio import nearest_key, read_yaml
+from mnv3det.data.cache import first_report
 from mnv3det.data.formats_coco import CocoSplit, coco_categories
 from mnv3det.data.formats_voc import VocSplit, voc_class_names
 from mnv3det.data.formats_yolo import YoloSplit
@@ -73,10 +74,14 @@ class DataSpec:
             raise UserError(f"dataset {self.source} has no '{split}' split (it has: {have}); add `{split}:` to the data yaml")
         return self.splits[split]
 
+    def _description(self, split: str) -> str:
+        """A stable text naming the split (format, files, names): it keys the records cache."""
+        return f"{self.format}|{split}|{self._split(split)!r}|{self.names}"
+
     def check(self, split: str, *, use_cache: bool = True, progress: bool | None = None) -> tuple[list[ImageRecord], list[Problem]]:
         """All usable records of `split` and every problem found (no printing; the doctor uses this)."""
         source = self._split(split)
-        description = f"{self.format}|{split}|{source!r}|{self.names}"
+        description = self._description(split)
         progress = console.is_terminal if progress is None else progress and console.is_terminal
         return scan_split(source, self.nc, description=description, use_cache=use_cache, progress=progress)
 
@@ -88,8 +93,9 @@ class DataSpec:
         """
         if split not in self._loaded:
             records, problems = self.check(split)
-            if report:
-                print_load_summary(problems, split, len(records), root=self.root)
+            if report:  # the tables once per dataset; a one-line count when the same problems were shown before
+                brief = bool(problems) and not first_report(self._description(split), problems)
+                print_load_summary(problems, split, len(records), root=self.root, brief=brief, source=self.source)
             if not records:
                 raise UserError(
                     f"split '{split}' of {self.source} has no usable image left after the checks; "

@@ -20,7 +20,7 @@ import csv
 import importlib.util
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ REFERENCE_CALIB_IMAGES = 32  # yolov5n is untrained: its INT8 files exist to be 
 class BenchRow:
     """One (model, format) of the table."""
 
-    model: str  # "model" (the checkpoint) or "yolov5n"
+    model: str  # the checkpoint's file name (e.g. "best.pt") or "yolov5n"
     format: str
     path: str = ""
     size_mb: float | None = None
@@ -58,9 +58,22 @@ class BenchReport:
     rounds: int
     rows: list[BenchRow]
     reference_best: str = ""  # yolov5n's fastest format
+    save_dir: str = ""  # the run folder (benchmark.csv, benchmark.json, the exported files)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The report as json (what `mnv3det benchmark --json` prints)."""
+        from mnv3det.core.tables import to_json
+
+        return to_json(self.as_dict(), indent)
+
+    def to_df(self) -> Any:
+        """One row per model and format (the table `mnv3det benchmark` prints) as a pandas DataFrame."""
+        from mnv3det.core.tables import to_dataframe
+
+        return to_dataframe([asdict(r) for r in self.rows], [f.name for f in fields(BenchRow)], "BenchReport")
 
 
 def available_formats() -> list[str]:
@@ -177,8 +190,9 @@ class BenchOptions:
 
 
 def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts: BenchOptions, imgsz: tuple,
-                 verify: bool, say: Any) -> list[tuple[BenchRow, str, Path, dict]]:
-    """Export `model` to each format (a failure becomes the row's note); (row, format, path, INT8 figures)."""
+                 verify: bool, say: Any, stem: str | None = None) -> list[tuple[BenchRow, str, Path, dict]]:
+    """Export `model` to each format (a failure becomes the row's note); (row, format, path, INT8 figures).
+    label: the model's name in the rows; stem: the exported files' stem (default: label)."""
     out = []
     for fmt in formats:
         row = BenchRow(label, fmt)
@@ -188,8 +202,8 @@ def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts:
             else:
                 say(f"exporting {label} to {fmt}")
                 calib = opts.calib_images if verify else REFERENCE_CALIB_IMAGES
-                path, quant = export_one(model, fmt, folder, label, imgsz, opts.data, calib, opts.threads, verify,
-                                         None)
+                path, quant = export_one(model, fmt, folder, stem or label, imgsz, opts.data, calib, opts.threads,
+                                         verify, None)
         except UserError:
             raise
         except Exception as err:  # one runtime failing must not cost the others' figures
@@ -199,6 +213,13 @@ def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts:
         row.path, row.size_mb = str(path), round(_size_mb(path), 3)
         out.append((row, fmt, path, quant))
     return out
+
+
+def model_label(weights: Path) -> tuple[str, str]:
+    """(the name rows give the user's model: its file name, the stem of its exports); a stem that would collide with
+    the reference's files gets a suffix."""
+    stem = weights.stem if weights.stem != REFERENCE else f"{weights.stem}_yours"
+    return weights.name, stem
 
 
 def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Path]:
@@ -226,7 +247,8 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
     folder = run_dir / "weights"
     folder.mkdir(exist_ok=True)
 
-    rows = _export_rows(model, "model", formats, folder, opts, imgsz, True, say)
+    label, stem = model_label(Path(opts.weights))
+    rows = _export_rows(model, label, formats, folder, opts, imgsz, True, say, stem=stem)
     for row, fmt, path, quant in rows:
         if row.note:
             continue
@@ -251,6 +273,6 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
             row.ratio = round(row.latency_ms / best.latency_ms, 3)
         row.latency_ms = round(row.latency_ms, 3) if row.latency_ms else None
     report = BenchReport(str(opts.weights), str(spec.source), imgsz, opts.threads, opts.runs, opts.rounds, all_rows,
-                         best.format if best else "")
+                         best.format if best else "", str(run_dir))
     write_outputs(report, run_dir)
     return report, run_dir

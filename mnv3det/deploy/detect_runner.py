@@ -32,6 +32,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.core.device import select_device
 from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.runs import claim_run_dir
@@ -69,10 +70,20 @@ class DetectReport:
     json_path: Path | None = None
     labels_dir: Path | None = None
     speed_ms: dict[str, float] = field(default_factory=dict)  # mean per image: preprocess, inference, nms
+    conf: float | None = None  # the score threshold used (for the hint when nothing was found)
 
     @property
     def images(self) -> int:
         return sum(s.frames for s in self.sources)
+
+    @property
+    def objects(self) -> int:
+        return sum(sum(s.counts.values()) for s in self.sources)
+
+    @property
+    def saved(self) -> bool:
+        """Whether anything was written (--nosave alone writes nothing; the empty run folder is removed)."""
+        return self.save_dir.is_dir() and any(self.save_dir.iterdir())
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -199,7 +210,7 @@ class _Outputs:
 
 def run_detect(opts: DetectConfig, console: Console | None = None, backend: Backend | None = None) -> DetectReport:
     """Detect objects in every image/frame of `opts.source`; see the module docstring for the outputs."""
-    console = console or Console()
+    console = console or make_console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
     nested = media_in_subfolders(Path(opts.source))
     if nested:  # read as YOLOv5 and Ultralytics read a folder: its own files only; said, with the way to include them
@@ -230,6 +241,8 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
             + "; ".join(f"{p}: {reason}" for p, reason in skipped[:5])
         )
     n = sum(s.frames for s in summaries.values())
+    if not any(save_dir.iterdir()):
+        save_dir.rmdir()  # --nosave and nothing else asked for: no empty run folder
     return DetectReport(
         save_dir=save_dir,
         names=backend.names,
@@ -238,6 +251,7 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
         json_path=json_path,
         labels_dir=outputs.labels_dir,
         speed_ms={k: v / n for k, v in speed_sum.items()},
+        conf=opts.conf,
     )
 
 
@@ -304,7 +318,15 @@ def print_detect_report(report: DetectReport, console: Console, max_rows: int = 
         console.print(f"[yellow]{len(report.skipped)} file(s) skipped:[/]", highlight=False)
         for path, reason in report.skipped:
             console.print(escape(f"  {path}: {reason}"), highlight=False)
-    console.print(f"results saved to [bold]{escape(str(report.save_dir))}[/]", highlight=False)
+    if report.objects == 0:
+        at = f" at --conf {report.conf:g}" if report.conf is not None else ""
+        lower = f" (e.g. --conf {max(round(report.conf / 2.5, 2), 0.01):g})" if report.conf else ""
+        console.print(f"[yellow]no objects found[/] in {report.images} image(s){at}: try a lower --conf{lower}; "
+                      "a model trained for few epochs scores low", highlight=False)
+    if report.saved:
+        console.print(f"results saved to [bold]{escape(str(report.save_dir))}[/]", highlight=False)
+    else:
+        console.print("no files written (--nosave, and nothing found to keep as labels or crops)", highlight=False)
     if report.labels_dir is not None:
         console.print(escape(f"labels: {report.labels_dir}"), highlight=False)
     if report.json_path is not None:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -70,6 +70,23 @@ class ExportJob:
     notes: list[str] = field(default_factory=list)
     stem_precision: str = "int8"  # "float" when the format kept the first row (the conv on the image) in float
     report: dict[str, Any] = field(default_factory=dict)  # format-specific entries for the quantization report
+    console: Any = None  # where progress goes (None: silent)
+
+    def say(self, text: str) -> None:
+        """One progress line (what runs now), so a long INT8 export is never silent."""
+        if self.console is not None:
+            self.console.print(text, highlight=False)
+
+    def track(self, items: Iterable[Any], total: int, what: str) -> Iterator[Any]:
+        """`items` unchanged, after a line saying `what`; on a terminal also a bar over them (transient).
+        Close the generator when the consumer may stop early (calibration takes a prefix)."""
+        self.say(f"{what} ({total} images)")  # now: the consumer may redirect stdout while it iterates
+        if self.console is None or not self.console.is_terminal:
+            return iter(items)
+        from rich.console import Console
+
+        bound = Console(file=self.console.file)  # the terminal as it is now, not a redirected sys.stdout
+        return _with_bar(items, total, what, bound)
 
     def score(self, backend: Any, records: list | None = None) -> Any:
         """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
@@ -79,6 +96,17 @@ class ExportJob:
         config = EvalConfig(imgsz=self.shape[2], batch=1, coco=False, workers=0)
         return evaluate(backend, records if records is not None else self.val_records, self.val_spec, config,
                         progress=False)
+
+
+def _with_bar(items: Iterable[Any], total: int, what: str, console: Any) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task("", total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
 
 
 @dataclass
@@ -111,6 +139,12 @@ class EdgeExportResult:
         if self.int8:
             return True  # judged by the mAP drop, which is printed and stored
         return self.agreement.passed and (self.max_excess is None or self.max_excess <= 0)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The result as json (what `mnv3det export --format FMT --json` prints)."""
+        from mnv3det.core.tables import to_json
+
+        return to_json(self.as_dict(), indent)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -215,7 +249,7 @@ def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: Edge
 
 def _write(model: torch.nn.Module, fmt: EdgeFormat, module: Any, out: Path, output: Path, scratch: Path,
            shape: tuple[int, int, int, int], meta: dict[str, Any], options: Int8Options, data: Any, verify: bool,
-           say: Any) -> ExportJob:
+           say: Any, console: Any = None) -> ExportJob:
     """Steps 1-3 of the module doc into `out` (the staged file or folder that becomes `output`); scratch: a folder
     for the fp32 ONNX."""
     from mnv3det.deploy.exporters import write_onnx
@@ -229,7 +263,8 @@ def _write(model: torch.nn.Module, fmt: EdgeFormat, module: Any, out: Path, outp
     onnx_path = scratch / "fp32.onnx"
     write_onnx(model, torch.zeros(shape), onnx_path, meta)
     stem = output.name.removesuffix(fmt.folder_suffix) if fmt.folder_suffix else output.stem
-    job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records)
+    job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records,
+                    console=console)
     if fmt.int8:
         from mnv3det.deploy.calibrate import calibration_set
 
@@ -292,12 +327,12 @@ def export_edge(
 
     try:
         with staged as out, tempfile.TemporaryDirectory(prefix=".mnv3det-export-", dir=output.parent) as tmp:
-            job = _write(model, fmt, module, out, output, Path(tmp), shape, meta, options, data, verify, say)
+            job = _write(model, fmt, module, out, output, Path(tmp), shape, meta, options, data, verify, say, console)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_line(output)) from None
     except OSError as err:  # a full disk while writing, the folder removed meanwhile
         raise unwritable(output, err) from None
-    val_spec, val_records = job.val_spec, job.val_records
+    val_records = job.val_records
 
     backend = module.Backend(output, "cpu", threads)
     result = EdgeExportResult(
@@ -309,14 +344,18 @@ def export_edge(
         reference = _square_torch(model, names, shape)
         pictures, result.verify_source = _verification_images(data, image, val_records)
         result.verify_images = len(pictures)
+        say(f"verifying against PyTorch on {len(pictures)} image(s)", highlight=False)
         result.agreement = agreement_with(reference, backend, pictures, INT8_TOLERANCE if fmt.int8 else FLOAT_TOLERANCE)
         if fmt.int8:
+            if job.val_records:
+                say(f"INT8: mAP of PyTorch and of {output.name} on {len(job.val_records)} val images", highlight=False)
             result.quantization = _quantization_report(job, reference, backend, fmt)
             module.update_metadata(output, {**meta, "quantization": result.quantization})
         else:
             result.max_abs_diff, result.max_excess = _raw_diff(model, backend, pictures[0], shape)
     del backend  # release the runtime (its threads) before timing a fresh one
     if latency_runs > 0:
+        say(f"timing {output.name} ({latency_runs} runs)", highlight=False)
         result.latency_ms, result.latency_engine = _latency(module, output, shape, threads, latency_runs)
         result.latency_engine = f"{fmt.runtime} CPU, {result.latency_engine}"
     return result

@@ -6,7 +6,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mnv3det.core.console import make_console
 from mnv3det.deploy.edge_export import RAW_TOLERANCE, EdgeExportResult
+from mnv3det.deploy.wording import map_change_text, raw_diff_text
 
 
 def _quantization_rows(q: dict) -> list[tuple[str, str]]:
@@ -16,7 +18,8 @@ def _quantization_rows(q: dict) -> list[tuple[str, str]]:
         rows.append((
             "mAP50-95 (val)",
             f"{q['map50_95_float']:.4f} float32 -> {q['map50_95_int8']:.4f} INT8 "
-            f"(drop {q['map50_95_drop'] * 100:+.2f} points on {q['val_images']} images; stored in the metadata)",
+            f"({map_change_text(q['map50_95_float'], q['map50_95_int8'])} on {q['val_images']} images; stored in the "
+            "metadata)",
         ))
         rows.append(("mAP50 (val)", f"{q['map50_float']:.4f} float32 -> {q['map50_int8']:.4f} INT8"))
     else:
@@ -32,9 +35,8 @@ def edge_table(result: EdgeExportResult) -> Table:
     table.add_row("size", f"{result.size_mb:.2f} MB")
     table.add_row("input", f"{result.batch}x3x{result.imgsz[0]}x{result.imgsz[1]} (static)")
     if result.max_abs_diff is not None:
-        ok = "[green]ok[/]" if (result.max_excess or 0) <= 0 else "[red]MISMATCH[/]"
-        table.add_row("raw output", f"{ok}: max |diff| {result.max_abs_diff:.1e} vs PyTorch "
-                      f"(tolerance {RAW_TOLERANCE:g} abs + {RAW_TOLERANCE:g} rel)")
+        passed = (result.max_excess or 0) <= 0
+        table.add_row("raw output", raw_diff_text(passed, result.max_abs_diff, RAW_TOLERANCE, excess=result.max_excess))
     a = result.agreement
     verdict = "[green]ok[/]" if a.passed else ("[yellow]differs[/]" if result.int8 else "[red]MISMATCH[/]")
     table.add_row("detections", f"{verdict}: {escape(f'{a.summary()} on {result.verify_source}')}")
@@ -46,4 +48,4 @@ def edge_table(result: EdgeExportResult) -> Table:
 
 
 def print_edge_result(result: EdgeExportResult, console: Console | None = None) -> None:
-    (console or Console()).print(edge_table(result))
+    (console or make_console()).print(edge_table(result))

@@ -69,6 +69,12 @@ class ExportResult:
     def passed(self) -> bool:
         return self.max_excess <= 0
 
+    def to_json(self, indent: int | None = None) -> str:
+        """The result as json (what `mnv3det export --json` prints)."""
+        from mnv3det.core.tables import to_json
+
+        return to_json(self.as_dict(), indent)
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out["path"] = str(self.path)

@@ -65,8 +65,7 @@ def resolve_imgsz(backend: Backend, requested: ImgSizeLike | None, weights: obje
         fixed = ImgSize(int(backend.fixed_shape[2]), int(backend.fixed_shape[3]))
         asked = check_imgsz(requested, backend.stride) if requested is not None else fixed
         note = (f"{weights} is a static export: every image is letterboxed to {fixed.h}x{fixed.w} "
-                "(a .pt pads each image only to the stride, so boxes can differ slightly; export without --static "
-                "to match it)")
+                f"(a .pt pads each image only to the stride, so boxes can differ slightly; {_static_remedy(backend)})")
         if asked != fixed:
             note += f"; --imgsz {asked} is ignored"
         return fixed, note
@@ -76,6 +75,15 @@ def resolve_imgsz(backend: Backend, requested: ImgSizeLike | None, weights: obje
         size = backend.imgsz.check(backend.stride)
         return size, f"imgsz {size}: the size {weights} was trained at (set --imgsz to change it)"
     return check_imgsz(DEFAULT_IMGSZ, backend.stride), ""
+
+
+def _static_remedy(backend: Backend) -> str:
+    """What gets the .pt's boxes instead: onnx/torchscript can be exported dynamic; the edge formats (OpenVINO,
+    ncnn, INT8) are static by design, so only the .pt or a dynamic ONNX export matches it."""
+    fmt = getattr(backend, "meta", {}).get("format")  # edge exports record their --format; onnx/torchscript do not
+    if fmt in (None, "onnx", "torchscript"):
+        return "export without --static to match it"
+    return f"{fmt} exports are always static; the .pt or a dynamic --format onnx export matches it"
 
 
 def letterbox_images(

@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from mnv3det.core.threads import openmp_defaults_for
 
 TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")
@@ -61,6 +59,8 @@ def runner_for(fmt: str, path: Path, threads: int, imgsz: tuple[int, int]) -> tu
         runner = FORMATS[fmt].load().runner
     run, fixed = runner(path, threads)
     fixed = tuple(d if isinstance(d, int) and d > 0 else s for d, s in zip(fixed, shape)) if fixed else shape
+    import numpy as np
+
     return run, np.random.default_rng(0).random(fixed, dtype=np.float32)
 
 

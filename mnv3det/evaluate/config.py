@@ -15,7 +15,7 @@ from mnv3det.errors import UserError
 if TYPE_CHECKING:
     from mnv3det.deploy.predictor import NmsSettings
 
-SPLITS = ("val", "test")
+SPLITS = ("val", "test", "train")  # train measures fit, not generalisation (val says so)
 
 
 @dataclass(kw_only=True)
@@ -53,8 +53,8 @@ class ValConfig(EvalConfig):
     """Every option of `mnv3det val`: the EvalConfig fields plus what to open and where to write."""
 
     weights: Path  # a .pt checkpoint or an exported file
-    data: str | None = None  # data yaml or dataset folder; None = the built-in demo set
-    split: str = "val"  # val or test
+    data: str | None = None  # data yaml or dataset folder; None = the checkpoint's own data, else the demo set
+    split: str = "val"  # val, test, or train (how well it fits its training images)
     device: str | None = None  # cpu, 0, cuda:0; None = a GPU when there is one
     threads: int | None = None  # CPU threads; None = the cores this process may use
     save_json: bool = False  # predictions.json in COCO results format

@@ -55,16 +55,19 @@ def plot_pr_curves(
 
 
 def plot_metric_curve(
-    conf: np.ndarray, values: np.ndarray, names: Sequence[str], path: str | Path, ylabel: str = "F1"
+    conf: np.ndarray, values: np.ndarray, names: Sequence[str], path: str | Path, ylabel: str = "F1",
+    present: np.ndarray | None = None,
 ) -> Path:
     """A metric (F1, precision or recall) against confidence: one line per class, the mean in bold.
 
-    conf: (P,) axis; values: (nc, P) with rows of classes without ground truth all zero (skipped).
+    conf: (P,) axis; values: (nc, P); present: bool (nc,), the classes with ground truth. A present class the
+    model never finds (AP 0) is drawn at zero and counts in the mean; classes without ground truth are skipped.
+    None: the rows that are not all zero (a class with AP 0 then goes missing).
     """
     plt = _pyplot()
     path = Path(path)
     fig, ax = plt.subplots(figsize=(9, 6), tight_layout=True)
-    present = values.any(1)
+    present = values.any(1) if present is None else np.asarray(present, bool)
     show_legend = present.sum() <= 20
     for c in np.flatnonzero(present):
         ax.plot(conf, values[c], linewidth=1, label=str(names[c]) if show_legend else None)
@@ -105,6 +108,25 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     return path
 
 
+MIN_TILE = 480  # tiles are drawn at least this long, so labels and boxes stay readable on small inputs
+TILES_BY_SIZE = ((320, 4), (480, 9))  # (longest side up to, most tiles): small inputs get fewer, larger tiles
+
+
+def mosaic_layout(count: int, h: int, w: int, max_images: int = 16, max_size: int = 1920) -> tuple[int, int, int, float]:
+    """(images shown, columns, rows, scale) of a mosaic of `count` images of h x w.
+
+    At most `max_images`, fewer for small inputs (TILES_BY_SIZE: 4 at 256 px, 9 at 416, 16 at 640); each tile scaled
+    up to MIN_TILE when smaller, and down so the mosaic fits `max_size`."""
+    long = max(h, w)
+    most = next((n for limit, n in TILES_BY_SIZE if long <= limit), max_images)
+    shown = max(1, min(count, max_images, most))
+    cols = int(np.ceil(np.sqrt(shown)))
+    rows = int(np.ceil(shown / cols))
+    scale = max(1.0, MIN_TILE / long)
+    scale = min(scale, max_size / max(cols * w, rows * h))
+    return shown, cols, rows, scale
+
+
 def plot_image_mosaic(
     images: np.ndarray,
     boxes: Sequence[np.ndarray],
@@ -124,17 +146,16 @@ def plot_image_mosaic(
     from mnv3det.deploy.annotate import class_color  # the same colour per class as `detect` images
 
     path = Path(path)
-    images = np.asarray(images)[:max_images]
-    b, _, h, w = images.shape
-    cols = int(np.ceil(np.sqrt(b)))
-    rows = int(np.ceil(b / cols))
-    scale = min(1.0, max_size / max(cols * w, rows * h))
+    images = np.asarray(images)
+    _, _, h, w = images.shape
+    b, cols, rows, scale = mosaic_layout(len(images), h, w, max_images, max_size)
+    images = images[:b]
     th, tw = int(h * scale), int(w * scale)
     mosaic = np.full((rows * th, cols * tw, 3), 255, np.uint8)
     for i in range(b):
         tile = np.ascontiguousarray(images[i].transpose(1, 2, 0))
-        if scale < 1:
-            tile = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA)
+        if scale != 1:
+            tile = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         tile = np.ascontiguousarray(tile)
         det = np.asarray(boxes[i], np.float64).reshape(-1, boxes[i].shape[-1] if len(boxes[i]) else 5)
         for row in det:

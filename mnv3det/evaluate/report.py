@@ -6,10 +6,10 @@ import math
 from typing import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.data.report import cell  # a class name is user text: no markup, bounded
+from mnv3det.core.console import make_console
 from mnv3det.evaluate.evaluator import EvalResult
 
 MAX_CLASS_ROWS = 100  # COCO's 80 classes fit; beyond that the table is cut with a note
@@ -54,7 +54,7 @@ def coco_table(result: EvalResult) -> Table:
 
 def print_eval(result: EvalResult, names: Sequence[str] | None = None, console: Console | None = None) -> None:
     """Print the per-class table, the COCO metrics (when computed) and the speed line."""
-    console = console or Console()
+    console = console or make_console()
     console.print(eval_table(result, names))
     if result.source == "pycocotools":
         console.print(coco_table(result))

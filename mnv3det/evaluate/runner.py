@@ -14,8 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from mnv3det.core.console import make_console
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.runs import claim_run_dir
+from mnv3det.errors import UserError
+from mnv3det.evaluate.default_data import data_for_weights
 from mnv3det.evaluate.config import ValConfig
 from mnv3det.evaluate.evaluator import EvalResult, evaluate
 from mnv3det.evaluate.report import print_eval, summary_text
@@ -30,8 +33,9 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     from mnv3det.deploy.backends import load_backend
     from mnv3det.deploy.predictor import resolve_imgsz
 
-    console = console or Console()
+    console = console or make_console()
     cfg.validate()
+    data, why = (cfg.data, "") if cfg.data is not None else data_for_weights(cfg.weights)  # before any work
     requested = ImgSize.parse(cfg.imgsz).side(why="val scales each image's long side to it") if cfg.imgsz else None
     device = select_device(cfg.device)
     backend = load_backend(cfg.weights, device, cfg.threads)
@@ -39,7 +43,13 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     imgsz = size.long  # a static export that is not square gets a clear error from make_eval_loader
     if note:
         console.print(f"[yellow]note:[/] {escape(note)}" if backend.fixed_shape else escape(note), highlight=False)
-    spec = load_data(cfg.data)
+    if why:  # no --data: the checkpoint's own data when it still exists (evaluate/default_data.py)
+        console.print(why, highlight=False, markup=False)
+    spec = load_data(data)
+    _check_split(spec, cfg.split)
+    if cfg.split == "train":
+        console.print("[yellow]note:[/] --split train measures how well the model fits the images it was trained "
+                      "on, not how it does on new ones (use val or test for that)", highlight=False)
     records = spec.records(cfg.split)
     for line in source_lines(spec, [cfg.split]):
         console.print(line, highlight=False, soft_wrap=True)
@@ -57,6 +67,15 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     result.save_dir = str(run_dir)
     _save_and_print(cfg, result, spec, imgsz, run_dir, console)
     return result, run_dir
+
+
+def _check_split(spec: Any, split: str) -> None:
+    """A split the data does not have: one line naming the ones it has (a train-only COCO json: --split train)."""
+    if split in spec.splits:
+        return
+    have = ", ".join(spec.splits) or "none"
+    hint = f"; evaluate one of them with --split {next(iter(spec.splits))}" if spec.splits else ""
+    raise UserError(f"--split {split}: {spec.source} has no {split!r} split (it has: {have}){hint}")
 
 
 def _thread_governor(cfg: ValConfig, device: Any) -> ThreadGovernor | None:

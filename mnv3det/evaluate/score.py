@@ -11,7 +11,7 @@ from the fast path.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,19 @@ class EvalResult:
         d = asdict(self)
         d["fitness"] = self.fitness
         return _json_safe(d)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Every number (per class too) as json, as results.json holds them."""
+        from mnv3det.core.tables import to_json
+
+        return to_json(self.as_dict(), indent)
+
+    def to_df(self) -> Any:
+        """The per-class table as a pandas DataFrame (one row per class; needs pandas)."""
+        from mnv3det.core.tables import to_dataframe
+
+        columns = [f.name for f in fields(ClassResult)]
+        return to_dataframe([asdict(c) for c in self.per_class], columns, "EvalResult")
 
 
 @dataclass

@@ -66,8 +66,8 @@ def _plot_metrics(fast: FastMetrics, confusion: ConfusionMatrix, names: list[str
     ap50 = np.where(fast.present, fast.ap50, np.nan)
     return [
         str(plot_pr_curves(CURVE_POINTS, fast.pr_curve, ap50, names, folder / "PR_curve.png")),
-        str(plot_metric_curve(CURVE_POINTS, fast.f1_curve, names, folder / "F1_curve.png", "F1")),
-        str(plot_metric_curve(CURVE_POINTS, fast.p_curve, names, folder / "P_curve.png", "Precision")),
-        str(plot_metric_curve(CURVE_POINTS, fast.r_curve, names, folder / "R_curve.png", "Recall")),
+        str(plot_metric_curve(CURVE_POINTS, fast.f1_curve, names, folder / "F1_curve.png", "F1", fast.present)),
+        str(plot_metric_curve(CURVE_POINTS, fast.p_curve, names, folder / "P_curve.png", "Precision", fast.present)),
+        str(plot_metric_curve(CURVE_POINTS, fast.r_curve, names, folder / "R_curve.png", "Recall", fast.present)),
         str(plot_confusion_matrix(confusion.normalized(), names, folder / "confusion_matrix.png")),
     ]

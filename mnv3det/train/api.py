@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mnv3det.core.console import make_console
 from mnv3det.errors import UserError
 from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp
 from mnv3det.train.trainer import TrainResult, fit
@@ -30,7 +31,7 @@ def train(*, hyp: str | Path | None = None, backbone: str | None = None, resume:
     True for the newest run under `project`; with resume only device, workers and threads may be given.
     overrides: TrainConfig fields; None values are ignored (as an option left out on the command line).
     """
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     given = {k: v for k, v in overrides.items() if v is not None}
     if backbone is not None and "recipe" in given:
         raise UserError("give either --backbone (small|large) or --recipe, not both")

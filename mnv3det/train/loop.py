@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
+from mnv3det.core.console import make_console
 from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
 from mnv3det.train.config import TrainConfig
@@ -98,7 +99,7 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
     nonfinite_before = state.nonfinite_steps  # this epoch's skipped batches = the run's count's growth
     t_data = t_fwd = t_bwd = 0.0
     start = last_refresh = time.perf_counter()
-    with EpochProgress(console or Console(stderr=True), show_progress, epoch, cfg.epochs, nb) as progress:
+    with EpochProgress(console or make_console(stderr=True), show_progress, epoch, cfg.epochs, nb) as progress:
         batches: Iterator = iter(loader)
         try:
             for i in range(nb):

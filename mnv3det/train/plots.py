@@ -30,7 +30,7 @@ def results_series(csv_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
         rows = list(csv.DictReader(f))
     keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
     panels = [k for k in keys if k.startswith(("train/", "metrics/", "lr/"))] or keys
-    epochs = np.array([int(float(r["epoch"])) + 1 for r in rows])  # the file counts from 0, the log from 1
+    epochs = np.array([int(float(r["epoch"])) for r in rows])  # from 1, as the log
     return {key: (epochs, np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows]))
             for key in panels}
 

@@ -29,6 +29,7 @@ import torch
 from rich.console import Console
 
 import mnv3det
+from mnv3det.core.console import make_console
 from mnv3det.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mnv3det.data.synth import FAMILIES, SceneConfig
 from mnv3det.data.synth.dataset import SceneStream, validation_set
@@ -196,7 +197,7 @@ def _resumed_run(opts: PretrainOptions) -> tuple[Path, TrainConfig, PretrainStre
 
 def pretrain(opts: PretrainOptions, console: Console | None = None, progress: bool = True) -> TrainResult:
     """Run (or resume) a pretraining run; writes `weights/pretrained.pt` when it ends."""
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     if opts.resume not in (False, None):
         last, cfg, stream = _resumed_run(opts)
         result = fit(cfg, resume=last, console=console, show_progress=progress, generated=stream)

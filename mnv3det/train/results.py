@@ -2,6 +2,8 @@
 
 The row of an epoch is appended before that epoch's last.pt is written; a resumed run first trims
 the rows it will redo (and a half-written row a kill left), so the file always matches last.pt.
+`epoch` counts from 1, as the log does ("epoch 3/30" is the row with epoch 3; files written before counted from 0
+and are renumbered when a resume trims them).
 """
 
 from __future__ import annotations
@@ -44,10 +46,15 @@ def _complete_rows(path: Path) -> list[dict[str, str]]:
 
 
 def trim_results(path: Path, first_epoch: int) -> None:
-    """Keep only the rows of epochs before `first_epoch` (a resume redoes the rest); atomic rewrite."""
+    """Keep only the rows of the `first_epoch` epochs done before a resume (it redoes the rest); atomic rewrite.
+
+    first_epoch: the 0-based index of the first epoch to redo, i.e. the number of epochs kept."""
     if not path.exists():
         return
-    rows = [r for r in _complete_rows(path) if int(r["epoch"]) < first_epoch]
+    rows = _complete_rows(path)
+    if any(r["epoch"] == "0" for r in rows):  # written when the file counted from 0: renumber from 1
+        rows = [{**r, "epoch": str(int(r["epoch"]) + 1)} for r in rows]
+    rows = [r for r in rows if int(r["epoch"]) <= first_epoch]
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -57,9 +64,11 @@ def trim_results(path: Path, first_epoch: int) -> None:
 
 
 def results_row(epoch: int, stats: Any, result: Any, lrs: dict[str, float]) -> dict[str, Any]:
-    """One results.csv row from the epoch's stats (EpochStats), validation (EvalResult or None) and lrs."""
+    """One results.csv row from the epoch's stats (EpochStats), validation (EvalResult or None) and lrs.
+
+    epoch: the 0-based loop index; the row says epoch + 1, the number the log shows."""
     row: dict[str, Any] = {
-        "epoch": epoch,
+        "epoch": epoch + 1,
         "train/box_loss": round(stats.losses[0], 6),
         "train/obj_loss": round(stats.losses[1], 6),
         "train/cls_loss": round(stats.losses[2], 6),

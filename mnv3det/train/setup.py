@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Protocol
 
-from torch import Tensor, nn
+from torch import nn
 
 from mnv3det.core.checkpoint import Checkpoint, check_finite, load_checkpoint, load_state
 from mnv3det.core.threads import resolve_threads

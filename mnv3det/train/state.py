@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import Tensor, nn
 
+from mnv3det.core.console import make_console
 from mnv3det.core.checkpoint import Checkpoint, DataInfo, ResumeState, load_state
 from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
@@ -109,7 +109,7 @@ def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, nb: in
         if cfg.sync_bn and device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif cfg.sync_bn and info.is_main:
-            Console(stderr=True).print("[yellow]--sync-bn needs GPUs; CPU processes keep per-process BatchNorm[/]")
+            make_console(stderr=True).print("[yellow]--sync-bn needs GPUs; CPU processes keep per-process BatchNorm[/]")
         state.model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from rich.console import Console
 
+from mnv3det.core.console import make_console
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.checkpoint import Checkpoint, DataInfo, nonfinite_weights, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
@@ -48,7 +49,24 @@ class TrainResult:
     epochs_done: int  # epochs finished in total (including those before a resume)
     best_fitness: float | None
     stop_reason: str
-    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch run here
+    history: list[dict[str, Any]] = field(default_factory=list)  # results.csv's row per epoch run here ("epoch" from 1, as the log)
+    final_eval: Any = None  # EvalResult of best.pt on val with pycocotools (the closing line); None without val
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Where the run is, how it ended, each epoch's row and the final pycocotools result, as json."""
+        from mnv3det.core.tables import to_json
+
+        payload = {k: getattr(self, k) for k in ("run_dir", "last", "best", "epochs_done", "best_fitness",
+                                                 "stop_reason", "history")}
+        payload["final_eval"] = self.final_eval.as_dict() if self.final_eval is not None else None
+        return to_json(payload, indent)
+
+    def to_df(self) -> Any:
+        """`history` (results.csv's rows, epoch from 1) as a pandas DataFrame."""
+        from mnv3det.core.tables import to_dataframe
+        from mnv3det.train.results import CSV_FIELDS
+
+        return to_dataframe(self.history, CSV_FIELDS, "TrainResult")
 
 
 class GeneratedTrainSet(Protocol):
@@ -96,6 +114,7 @@ class RunContext:
     saved_epoch: int = -1  # the epoch last.pt holds (-1: none yet)
     started: float = field(default_factory=time.monotonic)  # when this sitting's first epoch began (for the ETA)
     epochs_run: int = 0  # epochs finished in this sitting
+    poll: Callable[[], object] | None = None  # the thread governor's poll, for the closing evaluation too
 
     @property
     def last(self) -> Path:
@@ -341,6 +360,8 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
     epoch = start_epoch - 1
     governor = _thread_governor(run, state, cfg)
     poll = governor.poll if governor is not None else None
+    if run is not None:
+        run.poll = poll
     for epoch in range(start_epoch, cfg.epochs):
         if close_at is not None and epoch == max(close_at, start_epoch):
             loader.dataset.set_mosaic(False)  # a shared flag: running workers see it too
@@ -368,7 +389,7 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
     from mnv3det.core.device import select_device
 
     validate(cfg, "training config")  # a TrainConfig built directly (Python API) gets the checks options get
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     device = select_device(cfg.device)
     info = ddp.init_distributed(device)
     device = ddp.ddp_device(device, info)
@@ -403,11 +424,11 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console 
             except KeyboardInterrupt:
                 console.print(_interrupted_line(run, parts.state), highlight=False, soft_wrap=True)
                 raise
-            _finish(run, parts.state, epoch, stop_reason)
+            final = _finish(run, parts.state, epoch, stop_reason)
         ddp.barrier()  # non-main ranks wait for rank 0's last save (skipped on errors: it would hang)
         best = run.best if run.best.exists() else None
         return TrainResult(run_dir, run.last, best, epoch + 1, parts.state.best_fitness,
-                           stop_reason or "all epochs done", history)
+                           stop_reason or "all epochs done", history, final)
     finally:
         ddp.cleanup()
         torch.set_num_threads(threads_before)
@@ -423,8 +444,11 @@ def _interrupted_line(run: RunContext, state: TrainState) -> str:
             f"continue with: mnv3det train --resume {run.run_dir}")
 
 
-def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) -> None:
-    """Rank 0 at the end: results plot, close tensorboard, say where things are."""
+def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) -> Any:
+    """Rank 0 at the end: results plot, close tensorboard, say where things are, then the pycocotools result of
+    best.pt on val and the next three commands (train/closing.py). Returns that EvalResult (None without val)."""
+    from mnv3det.train.closing import evaluate_best, next_commands, result_line
+
     if stop_reason:
         run.log.print(f"[yellow]{stop_reason}[/]")
     if run.cfg.plots and (run.run_dir / "results.csv").exists():
@@ -436,8 +460,21 @@ def _finish(run: RunContext, state: TrainState, epoch: int, stop_reason: str) ->
     best = (f", best fitness {state.best_fitness:.4f} (epoch {state.best_epoch + 1})"
             if state.best_fitness is not None else "")
     weights = run.best if run.best.exists() else run.last
-    run.log.print(f"done: {epoch + 1} epochs{best}; weights in {run.last.parent} "
-                  f"(evaluate with: mnv3det val --weights {weights})")
+    run.log.print(f"done: {epoch + 1} epochs{best}; weights in {run.last.parent}", highlight=False, soft_wrap=True)
+    parts, cfg, final = run.parts, run.cfg, None
+    if parts.val_records:
+        final = evaluate_best(weights, parts.val_records, parts.spec, cfg.imgsz, cfg.batch * 2, cfg.workers,
+                              state.device, loader=parts.val_loader, between_batches=run.poll)
+        run.log.print(result_line(weights, final, cfg.val_split), highlight=False, soft_wrap=True)
+    else:
+        run.log.print(f"no '{cfg.val_split}' split: no mAP to report", highlight=False, soft_wrap=True)
+    if parts.generated is not None:  # pretraining says its own next step (train --pretrained)
+        return final
+    records = parts.val_records or parts.train_records
+    run.log.print("next:", highlight=False)
+    for line in next_commands(weights, cfg.data, Path(records[0].path) if records else None):
+        run.log.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    return final
 
 
 __all__ = ["TrainResult", "fit", "prepare", "end_epoch", "run_epochs", "train_one_epoch"]

@@ -226,15 +226,18 @@ def export(job: Any, out: Path) -> None:
     scores: dict[str, float] = {}  # calibration method -> val mAP50-95 of its INT8 model (0.0 without val)
     constant = "an activation was constant, so no percentile histogram"
     with tempfile.TemporaryDirectory(prefix=".mnv3det-int8-", dir=out.parent) as tmp:
-        for method in ("percentile", "MinMax"):
+        for step, method in enumerate(("percentile", "MinMax"), 1):
             path = Path(tmp) / f"{method}.onnx"
-            try:
+            job.say(f"onnx-int8: {method} calibration ({step}/2) on {len(job.calibration)} images")
+            try:  # quantize() feeds the calibrator in chunks (it needs the set's length, so no progress wrapper)
                 quantize(job.onnx_path, path, job.calibration, scope, percentile=method == "percentile", **options)
             except ValueError as err:  # a constant activation (untrained models) has no histogram: "Too many bins"
                 if method != "percentile" or "bins" not in str(err):
                     raise
                 continue  # MinMax next
             set_metadata(path, job.meta)  # the backend that scores it reads the metadata
+            if job.val_records:
+                job.say(f"onnx-int8: scoring the {method} model on {len(job.val_records)} val images")
             scores[method] = job.score(Backend(path)).map if job.val_records else 0.0
             if not job.val_records:
                 break  # no val split to choose by: the first that worked

@@ -30,9 +30,27 @@ from mnv3det.deploy.formats.openvino import (  # noqa: F401 (the same runtime as
 from mnv3det.deploy.formats.onnx_int8 import detect_scope
 
 
+def import_nncf() -> Any:
+    """nncf, without torch's "No CUDA runtime is found, using CUDA_HOME=..." line.
+
+    nncf imports torch.utils.cpp_extension, whose import looks for a CUDA toolkit and logs that warning on a
+    machine that has the toolkit but no usable GPU. Nothing here compiles CUDA code, so the line only confuses: its
+    logger is muted for that one import (a later import of the module is cached and logs nothing)."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension  # noqa: F401
+    finally:
+        log.setLevel(level)
+    import nncf
+
+    return nncf
+
+
 def ignored_scope(scope: str, head_float: bool) -> Any:
     """nncf IgnoredScope for every op under the Detect module (its 1x1 convs too when `head_float`)."""
-    import nncf
+    nncf = import_nncf()
 
     prefix = re.escape(scope)
     pattern = f"^{prefix}.*" if head_float else rf"^{prefix}(?!m\.\d+/Conv).*"
@@ -40,8 +58,9 @@ def ignored_scope(scope: str, head_float: bool) -> Any:
 
 
 def export(job: Any, out: Path) -> None:
-    import nncf
     import openvino as ov
+
+    nncf = import_nncf()
 
     logging.getLogger("nncf").setLevel(logging.WARNING)  # its INFO lines would mix into our table (and --json)
     model = ov.convert_model(str(job.onnx_path))
