@@ -26,9 +26,9 @@ RUNS = ROOT / "runs" / "pretrain"
 
 # What each shipped file was made with: `mnv3det pretrain` options (the rest are hyp.pretrain's defaults).
 SHIPPED: dict[str, list[str]] = {
-    "mnv3-small-min": ["--samples", "61440"],
-    "mnv3-small": ["--samples", "61440"],
-    "yolov5n": ["--samples", "61440"],
+    "mnv3-small-min": ["--samples", "49152"],
+    "mnv3-small": ["--samples", "49152"],
+    "yolov5n": ["--samples", "49152"],
 }
 COMMON = ["--imgsz", "416", "--seed", "0", "--batch", "16"]
 EVAL_POINTS = "mnv3-small-min@416,yolov5n@320"
