@@ -49,7 +49,8 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "mnv3det", "recipes"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                "mnv3det", "recipes"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return f"{commit}{'+dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
