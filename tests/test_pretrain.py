@@ -270,3 +270,20 @@ def test_a_time_budget_becomes_a_sample_budget_from_measured_training_steps(tmp_
                       progress=False)
     made = load_checkpoint(result.last).provenance
     assert made["samples_budget"] == 24 and made["samples_seen"] == 24  # 23 rounded up to whole epochs of 8
+
+
+def test_every_shipped_file_fits_its_recipe_and_says_how_it_was_made():
+    """The weights in mnv3det/weights/ load strictly into today's recipe (a recipe edit that breaks them fails
+    here, not in a user's run) and carry their provenance."""
+    from mnv3det.models.shipped import shipped_recipes, shipped_weights_path
+
+    recipes = shipped_recipes()
+    assert {"mnv3-small-min", "mnv3-small", "yolov5n"} <= set(recipes)
+    for recipe in recipes:
+        ckpt = load_checkpoint(shipped_weights_path(recipe))
+        made = ckpt.provenance
+        assert made["kind"] == "synthetic-detection-pretraining" and made["samples_seen"] >= 10_000
+        assert made["commit"] and "dirty" not in made["commit"] and made["wall_s"] > 0
+        model = build_model(recipe, nc=3)
+        report = transfer_detector(model, ckpt.model, ckpt.nc, recipe, strict=True, recipe=ckpt.recipe)
+        assert report.skipped == [] and len(report.class_rows) == 6  # 3 levels x (weight, bias)
