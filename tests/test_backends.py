@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnv3det.deploy.backends import _run_fixed_batch, load_backend
+from mnv3det.deploy.runtime.backends import _run_fixed_batch, load_backend
 from mnv3det.errors import UserError
 
 

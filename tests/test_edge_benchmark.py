@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.deploy.benchmark import choose_formats
-from mnv3det.deploy.timing import time_in_subprocess
+from mnv3det.deploy.runtime.timing import time_in_subprocess
 from mnv3det.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,7 +61,7 @@ def test_a_model_named_like_the_reference_keeps_its_files_apart():
 def test_timing_worker_runs_in_its_own_process(weights, tmp_path):
     from mnv3det.core.checkpoint import load_model
     from mnv3det.deploy.config import ExportConfig
-    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.export.pipeline import export_model
 
     model, _ = load_model(weights)
     path = export_model(model, tmp_path / "m.onnx", ExportConfig(imgsz=64, dynamic=False, runs=1)).path

@@ -9,11 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy.backends import load_backend
+from mnv3det.deploy.runtime.backends import load_backend
 from mnv3det.core.checkpoint import save_checkpoint
-from mnv3det.deploy.predictor import letterbox_images
+from mnv3det.deploy.runtime.predictor import letterbox_images
 from mnv3det.errors import UserError
-from mnv3det.deploy.export import export_model, synthetic_image
+from mnv3det.deploy.export.pipeline import export_model, synthetic_image
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

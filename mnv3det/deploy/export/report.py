@@ -1,4 +1,4 @@
-"""What `mnv3det export --format openvino|ncnn|onnx-int8|openvino-int8` prints: one rich table per export."""
+"""What `mnv3det export --format openvino|ncnn|onnx-int8|openvino-int8` (edge.py) prints: one rich table per export."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.core.console import make_console
-from mnv3det.deploy.edge_export import RAW_TOLERANCE, EdgeExportResult
-from mnv3det.deploy.wording import map_change_text, raw_diff_text
+from mnv3det.deploy.export.edge import RAW_TOLERANCE, EdgeExportResult
+from mnv3det.deploy.export.wording import map_change_text, raw_diff_text
 
 
 def _quantization_rows(q: dict) -> list[tuple[str, str]]:
