@@ -286,8 +286,8 @@ def test_onnx_int8_export_says_what_it_is_doing(weights, data, tmp_path):
                                       "--runs", "1"])
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.output.splitlines()]
-    steps = ["INT8: calibrating on 4 images", "onnx-int8: percentile calibration (1/2) (4 images)",
-             "onnx-int8: scoring the percentile model on 6 val images", "onnx-int8: MinMax calibration (2/2) (4 images)",
+    steps = ["INT8: calibrating on 4 images", "onnx-int8: percentile calibration (1/2) on 4 images",
+             "onnx-int8: scoring the percentile model on 6 val images", "onnx-int8: MinMax calibration (2/2) on 4 images",
              "verifying against PyTorch on", "INT8: mAP of PyTorch and of q.onnx on 6 val images", "timing q.onnx"]
     at = [next((i for i, line in enumerate(lines) if line.startswith(step)), -1) for step in steps]
     assert -1 not in at and at == sorted(at), "\n".join(lines)  # every step, in order, before the table
