@@ -80,8 +80,8 @@ def test_export_from_python_takes_the_cli_option_names(weights, tmp_path):
     assert payload["format"] == "onnx" and payload["dynamic"] is False and payload["path"] == str(tmp_path / "m.onnx")
     with pytest.raises(UserError, match="--dynamic applies to --format onnx/torchscript; openvino exports are static"):
         mnv3det.export(weights, format="openvino", dynamic=True)
-    with pytest.raises(UserError, match="'tflite'"):
-        mnv3det.export(weights, format="tflite")
+    with pytest.raises(UserError, match="'paddle'"):
+        mnv3det.export(weights, format="paddle")
 
 
 @pytest.fixture(scope="module")

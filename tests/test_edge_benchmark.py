@@ -78,8 +78,8 @@ def test_a_model_for_other_classes_is_refused_before_any_export(tmp_path):
 
 
 def test_format_selection_errors():
-    with pytest.raises(UserError, match="'tflite' is not a format"):
-        choose_formats(["tflite"])
+    with pytest.raises(UserError, match="'paddle' is not a format"):
+        choose_formats(["paddle"])
     assert choose_formats(None)[:3] == ["pytorch", "torchscript", "onnx"]
 
 
@@ -99,5 +99,5 @@ def test_benchmark_from_python_takes_the_cli_option_names(weights, tmp_path, mon
     monkeypatch.setitem(sys.modules, "pandas", pandas)
     rows, columns = report.to_df()
     assert columns[:2] == ["model", "format"] and rows[0]["format"] == "onnx"
-    with pytest.raises(UserError, match="'tflite' is not a format"):
-        mnv3det.benchmark(weights, formats=["tflite"])
+    with pytest.raises(UserError, match="'paddle' is not a format"):
+        mnv3det.benchmark(weights, formats=["paddle"])

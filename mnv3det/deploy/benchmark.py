@@ -1,7 +1,7 @@
 """`mnv3det benchmark`: export a checkpoint to every available format, score and time each, against yolov5n.
 
-For each format (PyTorch, TorchScript, ONNX, ONNX INT8, OpenVINO, OpenVINO INT8, ncnn; those whose packages are
-installed, or the ones asked for):
+For each format (PyTorch, TorchScript, ONNX, ONNX INT8, OpenVINO, OpenVINO INT8, ncnn, LiteRT, LiteRT INT8; those
+whose packages are installed, or the ones asked for):
 - export at the trained size, static batch 1 (the edge exports are verified against PyTorch as `export` does);
 - mAP50-95 and mAP50 on the val split through `val`'s evaluator (the fast COCO-matching mAP; INT8 rows reuse the
   figures their export measured on the same split);
@@ -27,9 +27,10 @@ from typing import Any
 from mnv3det.deploy.runtime.timing import time_in_subprocess
 from mnv3det.errors import UserError
 
-TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")
+TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert",
+                 "litert-int8")
 REFERENCE = "yolov5n"
-REFERENCE_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")  # its candidates for "fastest"
+REFERENCE_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert", "litert-int8")  # its candidates for "fastest"
 REFERENCE_CALIB_IMAGES = 32  # yolov5n is untrained: its INT8 files exist to be timed, not scored
 
 
@@ -91,15 +92,22 @@ def available_formats() -> list[str]:
 
 def choose_formats(requested: list[str] | None) -> list[str]:
     """The formats to run: all available ones, or `requested` (each known, each installed; clear errors)."""
+    from mnv3det.core.extras import require
+    from mnv3det.deploy.export.registry import export_format
+
     available = available_formats()
     if not requested:
         return available
+    names = []
     for name in requested:
+        fmt = export_format(name) if name != "pytorch" else None  # aliases: tflite -> litert
+        name = fmt.name if fmt is not None else name
         if name not in TIMED_FORMATS:
             raise UserError(f"--formats {name!r} is not a format; use some of {', '.join(TIMED_FORMATS)}")
-        if name not in available:
-            raise UserError(f"--formats {name}: its packages are not installed here: pip install 'mnv3det[edge]'")
-    return [f for f in TIMED_FORMATS if f in requested]
+        if name not in available:  # one line naming the extra
+            require(fmt.packages, f"--formats {name}")
+        names.append(name)
+    return [f for f in TIMED_FORMATS if f in names]
 
 
 def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, int], data: Any, calib: int,

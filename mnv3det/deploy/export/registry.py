@@ -7,6 +7,8 @@
     openvino-int8   best_int8_openvino_model/             OpenVINO (CPU)       openvino, nncf (edge)
     ncnn            best_ncnn_model/model.ncnn.param+.bin ncnn (CPU)           ncnn, pnnx (edge)
     onnx-int8       best_int8.onnx                        onnxruntime (CPU)    onnx, onnxruntime (export)
+    litert          best.tflite (alias tflite)            LiteRT interpreter   litert-torch, ai-edge-litert (litert)
+    litert-int8     best_int8.tflite                      LiteRT interpreter   + ai-edge-quantizer (litert)
 
 Every format runs the whole graph, Detect decode included, so its output is the decoded Tensor (B, N, 5 + nc)
 that `val` and `detect` read from any backend, and it carries the export metadata (deploy/runtime/metadata.py).
@@ -67,6 +69,7 @@ class ExportSettings:
 
 
 _ONNX = (("onnx", "export"), ("onnxruntime", "export"))
+_LITERT = (("litert_torch", "litert"), ("ai_edge_litert", "litert"))
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
@@ -80,9 +83,12 @@ FORMATS: dict[str, ExportFormat] = {
         ),
         ExportFormat("ncnn", "ncnn", (("ncnn", "edge"), ("pnnx", "edge")), "ncnn", folder_suffix="_ncnn_model"),
         ExportFormat("onnx-int8", "onnx_int8", _ONNX, "onnxruntime", True, file_suffix=".onnx"),
+        ExportFormat("litert", "litert", _LITERT, "LiteRT", file_suffix=".tflite"),
+        ExportFormat("litert-int8", "litert_int8", (*_LITERT, ("ai_edge_quantizer", "litert")), "LiteRT", True,
+                     file_suffix=".tflite"),
     )
 }
-ALIASES: dict[str, str] = {}  # another name -> the format's name
+ALIASES: dict[str, str] = {"tflite": "litert", "tflite-int8": "litert-int8"}  # another name -> the format's name
 
 
 def export_format(name: str) -> ExportFormat | None:

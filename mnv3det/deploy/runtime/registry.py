@@ -45,6 +45,7 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("onnx", "onnxruntime", (("onnxruntime", "export"),), (".onnx",)),
         Runtime("openvino", "OpenVINO", (("openvino", "edge"),), (".xml",), "*.xml"),
         Runtime("ncnn", "ncnn", (("ncnn", "edge"),), (".param",), "*.ncnn.param"),
+        Runtime("litert", "LiteRT", (("ai_edge_litert", "litert"),), (".tflite",)),
     )
 }
 
