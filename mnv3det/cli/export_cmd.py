@@ -31,7 +31,8 @@ def export_command(
     weights: Path = typer.Option(..., "--weights", "-w", help="The .pt checkpoint to export."),
     format: Optional[str] = typer.Option(
         None, "--format", "-f",
-        help=_help("format", "onnx, torchscript, or an edge format: openvino, openvino-int8, ncnn, onnx-int8."),
+        help=_help("format", "onnx, torchscript, or a static format: openvino, openvino-int8, ncnn, onnx-int8, "
+                   "litert (alias tflite), litert-int8, coreml, coreml-int8."),
     ),
     imgsz: Optional[str] = typer.Option(
         None, "--imgsz", help="Input size: 640, or height,width, multiples of the stride (default: the training size)."
@@ -126,7 +127,7 @@ def _print_result(result, runs: int) -> None:
 
 
 def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_images: int, **options) -> None:
-    """`--format openvino | openvino-int8 | ncnn | onnx-int8`: static float32 or INT8 exports, verified."""
+    """A static format (openvino, ncnn, litert, coreml, the INT8 ones): float32 or INT8 exports, verified."""
     from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
     from mnv3det.deploy.export.report import print_edge_result
 

@@ -130,6 +130,8 @@ class EdgeExportResult:
     latency_ms: float | None = None
     latency_engine: str = ""
     notes: list[str] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=dict)  # what was checked without running the file (Core ML)
+    unverified: bool = False  # True when this machine cannot run the file: no comparison with PyTorch was made
     # Shared with ExportResult so callers can treat both alike.
     dynamic: bool = False
     half: bool = False
@@ -336,6 +338,13 @@ def export_edge(
     val_records = job.val_records
 
     runtime = runtime_for(output).load()  # the runtime `detect`/`val` will open the file with
+    if not runtime.runs_here():  # Core ML off macOS: the module's own checks (job.report), no numbers
+        return EdgeExportResult(
+            path=output, format=fmt.name, runtime=fmt.runtime, imgsz=tuple(imgsz), batch=batch,
+            size_mb=_size_mb(output), int8=fmt.int8, agreement=compare_detections([], [], VERIFY_CONF),
+            verify_images=0, verify_source=f"not run: {fmt.runtime} predicts on macOS/iOS only", notes=job.notes,
+            checks=dict(job.report), unverified=True,
+        )
     backend = runtime.Backend(output, "cpu", threads)
     result = EdgeExportResult(
         path=output, format=fmt.name, runtime=fmt.runtime, imgsz=tuple(imgsz), batch=batch, size_mb=_size_mb(output),

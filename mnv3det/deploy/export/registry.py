@@ -9,6 +9,8 @@
     onnx-int8       best_int8.onnx                        onnxruntime (CPU)    onnx, onnxruntime (export)
     litert          best.tflite (alias tflite)            LiteRT interpreter   litert-torch, ai-edge-litert (litert)
     litert-int8     best_int8.tflite                      LiteRT interpreter   + ai-edge-quantizer (litert)
+    coreml          best.mlpackage (ML Program, fp16)     Core ML (macOS/iOS)  coremltools (coreml)
+    coreml-int8     best_int8.mlpackage (int8 weights)    Core ML (macOS/iOS)  coremltools (coreml)
 
 Every format runs the whole graph, Detect decode included, so its output is the decoded Tensor (B, N, 5 + nc)
 that `val` and `detect` read from any backend, and it carries the export metadata (deploy/runtime/metadata.py).
@@ -70,6 +72,7 @@ class ExportSettings:
 
 _ONNX = (("onnx", "export"), ("onnxruntime", "export"))
 _LITERT = (("litert_torch", "litert"), ("ai_edge_litert", "litert"))
+_COREML = (("coremltools", "coreml"),)
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
@@ -86,6 +89,8 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("litert", "litert", _LITERT, "LiteRT", file_suffix=".tflite"),
         ExportFormat("litert-int8", "litert_int8", (*_LITERT, ("ai_edge_quantizer", "litert")), "LiteRT", True,
                      file_suffix=".tflite"),
+        ExportFormat("coreml", "coreml", _COREML, "Core ML", folder_suffix=".mlpackage"),
+        ExportFormat("coreml-int8", "coreml", _COREML, "Core ML", folder_suffix="_int8.mlpackage"),  # weight-only
     )
 }
 ALIASES: dict[str, str] = {"tflite": "litert", "tflite-int8": "litert-int8"}  # another name -> the format's name

@@ -17,3 +17,8 @@ from mnv3det.deploy.runtime.backends import onnx_runner as runner  # noqa: F401 
 def Backend(path: str | Path, device: Any = "cpu", threads: int | None = None) -> OnnxBackend:  # noqa: N802
     """The .onnx Backend every ONNX file uses (INT8 needs nothing else)."""
     return OnnxBackend(path, torch.device(device), threads)
+
+
+def runs_here() -> bool:
+    """This runtime runs on every system mnv3det supports."""
+    return True

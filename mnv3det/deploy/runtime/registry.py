@@ -46,6 +46,7 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("openvino", "OpenVINO", (("openvino", "edge"),), (".xml",), "*.xml"),
         Runtime("ncnn", "ncnn", (("ncnn", "edge"),), (".param",), "*.ncnn.param"),
         Runtime("litert", "LiteRT", (("ai_edge_litert", "litert"),), (".tflite",)),
+        Runtime("coreml", "Core ML", (("coremltools", "coreml"),), (".mlpackage",)),
     )
 }
 
