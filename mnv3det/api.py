@@ -207,7 +207,8 @@ def export(
 ) -> Any:
     """Export a .pt checkpoint as `mnv3det export` does, with its option names; returns the verified result.
 
-    format: onnx, torchscript, or an edge format (openvino, openvino-int8, ncnn, onnx-int8). Options left as None
+    format: onnx, torchscript, or a static format (openvino, openvino-int8, ncnn, onnx-int8, litert (alias tflite),
+    litert-int8, coreml, coreml-int8). Options left as None
     keep the CLI's defaults (a dynamic file at the trained size for onnx/torchscript; edge formats are static).
     data, calib_images, int8_max_drop (mAP50-95 points, 0 = off): edge formats and INT8 only. verbose: print
     progress lines (edge formats). Returns an ExportResult (onnx/torchscript) or EdgeExportResult (edge formats);
