@@ -36,8 +36,8 @@ COCO128 = Path(os.environ.get("MNV3DET_SHARED_DATASETS", REPO.parent / "shared" 
 
 
 def ort_latencies(recipes: list[str], sizes: list[int], runs: int, workdir: Path, console: Console) -> list[dict]:
-    from mnv3det.deploy.export import export_model
-    from mnv3det.deploy.exporters import onnx_latency_ms
+    from mnv3det.deploy.export.pipeline import export_model
+    from mnv3det.deploy.runtime.timing import onnx_latency_ms
     from mnv3det.models import build_model
 
     rows = []
@@ -65,7 +65,7 @@ def detect_throughput(n_images: int, imgsz: int, workdir: Path, console: Console
     from mnv3det.core.checkpoint import save_checkpoint
     from mnv3det.deploy.config import DetectConfig
     from mnv3det.deploy.detect_runner import run_detect
-    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.export.pipeline import export_model
     from mnv3det.models import build_model
 
     images = sorted((COCO128 / "images" / "train2017").glob("*.jpg"))[:n_images]

@@ -7,11 +7,11 @@
    with mnv3det's own exporters at batch 1, static square input: ONNX fp32 (`export_model`), ONNX INT8, OpenVINO
    fp32, OpenVINO INT8 and ncnn (`export_edge`, not verified: untrained). INT8 calibrates on --calib-images
    images of BCCD's train split (the demo set when BCCD is absent).
-2. Timing: every (model, size, runtime) runs in its own fresh process (`mnv3det.deploy.timing`), which times the
+2. Timing: every (model, size, runtime) runs in its own fresh process (`mnv3det.deploy.runtime.timing`), which times the
    runtime's forward call alone on a random input: --threads threads, 5 warm-up calls, --runs timed calls, median.
    --rounds rounds go over all pairs in turn; the table shows the median of the round medians. ncnn runs on
    --ncnn-threads threads (default 1, its default in mnv3det: with 2 under a passive OpenMP wait policy, its threads
-   slept between its ~400 parallel regions per forward; see deploy/formats/ncnn.py).
+   slept between its ~400 parallel regions per forward; see deploy/runtime/ncnn.py).
 3. Ratios, for every model other than yolov5n: its fastest runtime over yolov5n's fastest, per size (the issue's
    goal: <= 0.5), and its fastest over yolov5n in ORT fp32 at each size (goal <= 0.35 at 640). The first is also
    given as the median of per-round ratios, steadier when the machine's speed drifts between rounds.
@@ -48,9 +48,9 @@ def export(recipe: str, size: int, fmt: str, folder: Path, calib_data: str | Non
     import torch
 
     from mnv3det.deploy.config import ExportConfig
-    from mnv3det.deploy.edge_export import Int8Options, export_edge
-    from mnv3det.deploy.export import export_model
-    from mnv3det.deploy.formats import FORMATS
+    from mnv3det.deploy.export.edge import Int8Options, export_edge
+    from mnv3det.deploy.export.pipeline import export_model
+    from mnv3det.deploy.export.registry import FORMATS
     from mnv3det.models import build_model
 
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from mnv3det.deploy.benchmark import available_formats
-    from mnv3det.deploy.timing import time_in_subprocess
+    from mnv3det.deploy.runtime.timing import time_in_subprocess
 
     have = set(available_formats())
     runtimes = [r for r in args.runtimes if RUNTIMES[r] in have]

@@ -26,7 +26,7 @@ import statistics, sys, time, numpy as np, onnxruntime as ort
 path, imgsz, spin, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 if spin == "adaptive":  # mnv3det's default: the backend picks its session per call (mnv3det/core/cpu_share.py)
     import torch
-    from mnv3det.deploy.backends import OnnxBackend
+    from mnv3det.deploy.runtime.backends import OnnxBackend
     backend = OnnxBackend(path, torch.device("cpu"))
     session = backend.active_session
 else:
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.export.pipeline import export_model
     from mnv3det.models import build_model
 
     cells: dict[tuple[str, str], list[float]] = {}

@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def ort_latency(onnx_path: Path, imgsz: int, threads: int, runs: int) -> float:
     """Median ms of one ORT run, measured in a fresh process (its pool is the only one alive) by mnv3det's timing
     worker, with mnv3det's session settings."""
-    from mnv3det.deploy.timing import time_in_subprocess
+    from mnv3det.deploy.runtime.timing import time_in_subprocess
 
     timed = time_in_subprocess("onnx", onnx_path, (imgsz, imgsz), threads, runs)
     if "error" in timed:
@@ -191,7 +191,7 @@ def cmd_time(args: argparse.Namespace) -> None:
 def cmd_int8(args: argparse.Namespace) -> None:
     """Export every (recipe, size) to OpenVINO INT8 (seed 0's weights; kept in the store, so `--export-only` can
     run on a busy machine first), then time each in turn on an idle one."""
-    from mnv3det.deploy.timing import time_in_subprocess
+    from mnv3det.deploy.runtime.timing import time_in_subprocess
 
     store = load_store()
     for point in store["points"].values():

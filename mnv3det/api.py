@@ -61,7 +61,7 @@ class Detections:
     def plot(self, *, conf: bool = True, line_width: int | None = None) -> np.ndarray:
         """The image with every box drawn as `mnv3det detect` draws it: a new BGR uint8 (H, W, 3) array.
         conf=False labels boxes with the class name only."""
-        from mnv3det.deploy.annotate import draw_detections
+        from mnv3det.deploy.runtime.annotate import draw_detections
         from mnv3det.errors import UserError
 
         if self.image is None:
@@ -121,7 +121,7 @@ class Detector:
         classes: Sequence[int] | None = None,
     ) -> Detections | list[Detections]:
         """Detections for one image, or a list of them for a list of images (each run on its own, as `detect` does)."""
-        from mnv3det.deploy.predictor import NmsSettings, predict
+        from mnv3det.deploy.runtime.predictor import NmsSettings, predict
 
         single = not isinstance(images, (list, tuple))
         nms = NmsSettings(conf=self.conf if conf is None else conf, iou=self.iou if iou is None else iou,
@@ -161,8 +161,8 @@ def load(
     one image per forward is fastest on one thread, see `mnv3det.core.threads`).
     """
     from mnv3det.core.device import select_device
-    from mnv3det.deploy.backends import load_backend
-    from mnv3det.deploy.predictor import resolve_imgsz, warmup
+    from mnv3det.deploy.runtime.backends import load_backend
+    from mnv3det.deploy.runtime.predictor import resolve_imgsz, warmup
 
     backend = load_backend(weights, select_device(device), threads, one_image=True)
     size, _ = resolve_imgsz(backend, imgsz, weights)
@@ -207,17 +207,18 @@ def export(
 ) -> Any:
     """Export a .pt checkpoint as `mnv3det export` does, with its option names; returns the verified result.
 
-    format: onnx, torchscript, or an edge format (openvino, openvino-int8, ncnn, onnx-int8). Options left as None
+    format: onnx, torchscript, or a static format (openvino, openvino-int8, ncnn, onnx-int8, litert (alias tflite),
+    litert-int8, coreml, coreml-int8). Options left as None
     keep the CLI's defaults (a dynamic file at the trained size for onnx/torchscript; edge formats are static).
     data, calib_images, int8_max_drop (mAP50-95 points, 0 = off): edge formats and INT8 only. verbose: print
     progress lines (edge formats). Returns an ExportResult (onnx/torchscript) or EdgeExportResult (edge formats);
     both have `.path`, `.passed`, `.as_dict()` and `.to_json()`.
     """
-    from mnv3det.deploy.formats import edge_format
+    from mnv3det.deploy.export.registry import edge_format
 
     fmt = edge_format(format)
-    if fmt is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.edge_export
-        from mnv3det.deploy.edge_export import Int8Options, export_edge_checkpoint
+    if fmt is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.export.edge
+        from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
 
         check_edge_options(fmt.name, dynamic=dynamic, half=half, simplify=simplify, device=device)
         int8 = Int8Options(calib_images=calib_images, max_drop=int8_max_drop / 100 if int8_max_drop > 0 else None)
@@ -225,7 +226,7 @@ def export(
                                       data=data, int8=int8, runs=runs or 10, threads=threads,
                                       console=make_console() if verbose else None)
     from mnv3det.deploy.config import ExportConfig
-    from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.export.pipeline import export_checkpoint
 
     given = dict(format=format.lower(), imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset, simplify=simplify,
                  half=half, device=device, output=Path(output) if output else None,
@@ -288,7 +289,7 @@ def _as_bgr(image: ImageInput) -> np.ndarray:
     from mnv3det.errors import UserError
 
     if isinstance(image, (str, Path)):
-        from mnv3det.deploy.sources import UnreadableImage, read_image
+        from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
 
         try:
             return read_image(Path(image))

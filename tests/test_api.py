@@ -80,8 +80,8 @@ def test_export_from_python_takes_the_cli_option_names(weights, tmp_path):
     assert payload["format"] == "onnx" and payload["dynamic"] is False and payload["path"] == str(tmp_path / "m.onnx")
     with pytest.raises(UserError, match="--dynamic applies to --format onnx/torchscript; openvino exports are static"):
         mnv3det.export(weights, format="openvino", dynamic=True)
-    with pytest.raises(UserError, match="'tflite'"):
-        mnv3det.export(weights, format="tflite")
+    with pytest.raises(UserError, match="'paddle'"):
+        mnv3det.export(weights, format="paddle")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_val_result_as_a_dataframe(tmp_path, fake_pandas):
 def test_val_scores_a_pt_and_its_default_export_alike(tmp_path):
     pytest.importorskip("onnxruntime")
     from mnv3det.data import load_data
-    from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.export.pipeline import export_checkpoint
     from mnv3det.models import build_model
 
     names = load_data(None).names
@@ -181,7 +181,7 @@ def test_val_scores_a_pt_and_its_default_export_alike(tmp_path):
 
 
 def test_detect_defaults_to_the_trained_size_and_says_so(weights, tmp_path, monkeypatch):
-    import mnv3det.deploy.predictor as predictor
+    import mnv3det.deploy.runtime.predictor as predictor
 
     seen = []
     real = predictor.run_batch
@@ -198,7 +198,7 @@ def test_detect_defaults_to_the_trained_size_and_says_so(weights, tmp_path, monk
 
 def test_pt_and_its_default_export_give_the_same_boxes_on_a_non_square_image(weights, tmp_path):
     pytest.importorskip("onnxruntime")
-    from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.export.pipeline import export_checkpoint
 
     result = export_checkpoint(weights, output=tmp_path / "best.onnx", runs=1)  # every option at its default
     assert result.imgsz == (96, 96) and result.dynamic  # the trained size; any input shape
@@ -217,7 +217,7 @@ def test_pt_and_its_default_export_give_the_same_boxes_on_a_non_square_image(wei
 
 def test_a_static_export_says_it_letterboxes_to_a_square(weights, tmp_path):
     pytest.importorskip("onnxruntime")
-    from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.export.pipeline import export_checkpoint
 
     path = export_checkpoint(weights, output=tmp_path / "static.onnx", dynamic=False, runs=1).path
     image = write_image(tmp_path / "a.jpg", 96, 160)
@@ -231,7 +231,7 @@ def test_a_static_export_says_it_letterboxes_to_a_square(weights, tmp_path):
 def test_the_static_note_of_an_edge_format_says_what_is_true_for_it(fmt):
     from types import SimpleNamespace
 
-    from mnv3det.deploy.predictor import resolve_imgsz
+    from mnv3det.deploy.runtime.predictor import resolve_imgsz
 
     backend = SimpleNamespace(fixed_shape=(1, 3, 96, 96), stride=32, imgsz=None, meta={"format": fmt})
     size, note = resolve_imgsz(backend, None, "best_openvino_model")
@@ -242,7 +242,7 @@ def test_the_static_note_of_an_edge_format_says_what_is_true_for_it(fmt):
 
 def test_val_runs_the_prediction_path_of_detect(monkeypatch):
     """evaluate() has no NMS or scale-back of its own: a change to the prediction path reaches val."""
-    import mnv3det.deploy.predictor as predictor
+    import mnv3det.deploy.runtime.predictor as predictor
     from mnv3det.data import load_data
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
@@ -260,7 +260,7 @@ def test_val_runs_the_prediction_path_of_detect(monkeypatch):
 
 
 def test_one_colour_per_class_in_val_mosaics_and_detect_images(tmp_path):
-    from mnv3det.deploy.annotate import class_color, draw_detections
+    from mnv3det.deploy.runtime.annotate import class_color, draw_detections
     from mnv3det.evaluate.plots import plot_image_mosaic
 
     rgb = np.full((1, 3, 64, 64), 255, np.uint8)
@@ -276,7 +276,7 @@ def test_one_colour_per_class_in_val_mosaics_and_detect_images(tmp_path):
 @pytest.mark.parametrize(
     ("command", "module", "config"),
     [("val", "mnv3det.api", "ValConfig"), ("detect", "mnv3det.deploy.detect_runner", "DetectConfig"),
-     ("export", "mnv3det.deploy.export", "ExportConfig")],
+     ("export", "mnv3det.deploy.export.pipeline", "ExportConfig")],
 )
 def test_cli_options_left_out_keep_the_config_defaults(command, module, config, weights, tmp_path, monkeypatch):
     import dataclasses

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnv3det.deploy.backends import _run_fixed_batch, load_backend
+from mnv3det.deploy.runtime.backends import _run_fixed_batch, load_backend
 from mnv3det.errors import UserError
 
 
@@ -16,7 +16,7 @@ def test_missing_weights_is_a_clear_error(tmp_path):
 
 
 def test_unknown_suffix_is_a_clear_error(tmp_path):
-    path = tmp_path / "model.tflite"
+    path = tmp_path / "model.paddle"
     path.write_bytes(b"x")
     with pytest.raises(UserError, match="unknown model file type"):
         load_backend(path)

@@ -223,8 +223,8 @@ class _FixedPoll:
 
 
 def test_onnx_backend_switches_to_a_smaller_non_spinning_session_under_contention(tmp_path: Path, monkeypatch):
-    from mnv3det.deploy.backends import load_backend
-    from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.runtime.backends import load_backend
+    from mnv3det.deploy.export.pipeline import export_checkpoint
     from tests.test_detect import make_checkpoint
 
     monkeypatch.delenv("MNV3DET_ADAPT_THREADS", raising=False)

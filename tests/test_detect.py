@@ -12,11 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy.annotate import class_color, draw_detections, text_color
-from mnv3det.deploy.backends import load_backend
+from mnv3det.deploy.runtime.annotate import class_color, draw_detections, text_color
+from mnv3det.deploy.runtime.backends import load_backend
 from mnv3det.core.checkpoint import save_checkpoint
-from mnv3det.deploy.predictor import predict
-from mnv3det.deploy.sources import collect_sources, iter_frames
+from mnv3det.deploy.runtime.predictor import predict
+from mnv3det.deploy.runtime.sources import collect_sources, iter_frames
 from mnv3det.errors import UserError
 
 NAMES = ["cell", "dot", "ring"]
@@ -291,7 +291,7 @@ def _same_boxes(a: torch.Tensor, b: torch.Tensor) -> None:
 def test_pt_and_exported_give_the_same_boxes(weights, tmp_path, format, dynamic):
     pytest.importorskip("onnxruntime")
     from mnv3det.core.checkpoint import load_model
-    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.export.pipeline import export_model
 
     model, _ = load_model(weights)
     path = export_model(model, tmp_path / "m", format=format, imgsz=128, dynamic=dynamic, runs=1).path
@@ -310,7 +310,7 @@ def test_pt_and_exported_give_the_same_boxes(weights, tmp_path, format, dynamic)
 def test_detect_cli_onnx_writes_the_same_labels_as_pt(weights, image_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     from mnv3det.core.checkpoint import load_model
-    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.export.pipeline import export_model
 
     model, _ = load_model(weights)
     onnx_path = export_model(model, tmp_path / "m.onnx", imgsz=128, dynamic=True, runs=1).path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnv3det.deploy.agreement import compare_detections
+from mnv3det.deploy.export.agreement import compare_detections
 
 
 def dets(*rows):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.deploy.benchmark import choose_formats
-from mnv3det.deploy.timing import time_in_subprocess
+from mnv3det.deploy.runtime.timing import time_in_subprocess
 from mnv3det.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,7 +61,7 @@ def test_a_model_named_like_the_reference_keeps_its_files_apart():
 def test_timing_worker_runs_in_its_own_process(weights, tmp_path):
     from mnv3det.core.checkpoint import load_model
     from mnv3det.deploy.config import ExportConfig
-    from mnv3det.deploy.export import export_model
+    from mnv3det.deploy.export.pipeline import export_model
 
     model, _ = load_model(weights)
     path = export_model(model, tmp_path / "m.onnx", ExportConfig(imgsz=64, dynamic=False, runs=1)).path
@@ -78,8 +78,8 @@ def test_a_model_for_other_classes_is_refused_before_any_export(tmp_path):
 
 
 def test_format_selection_errors():
-    with pytest.raises(UserError, match="'tflite' is not a format"):
-        choose_formats(["tflite"])
+    with pytest.raises(UserError, match="'paddle' is not a format"):
+        choose_formats(["paddle"])
     assert choose_formats(None)[:3] == ["pytorch", "torchscript", "onnx"]
 
 
@@ -99,5 +99,5 @@ def test_benchmark_from_python_takes_the_cli_option_names(weights, tmp_path, mon
     monkeypatch.setitem(sys.modules, "pandas", pandas)
     rows, columns = report.to_df()
     assert columns[:2] == ["model", "format"] and rows[0]["format"] == "onnx"
-    with pytest.raises(UserError, match="'tflite' is not a format"):
-        mnv3det.benchmark(weights, formats=["tflite"])
+    with pytest.raises(UserError, match="'paddle' is not a format"):
+        mnv3det.benchmark(weights, formats=["paddle"])

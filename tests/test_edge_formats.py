@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.core.checkpoint import save_checkpoint
-from mnv3det.deploy.backends import load_backend
-from mnv3det.deploy.edge_export import Int8Options, agreement_with, export_edge_checkpoint
-from mnv3det.deploy.formats import FORMATS, METADATA_FILE
+from mnv3det.deploy.runtime.backends import load_backend
+from mnv3det.deploy.export.edge import Int8Options, agreement_with, export_edge_checkpoint
+from mnv3det.deploy.export.registry import FORMATS
+from mnv3det.deploy.runtime.metadata import METADATA_FILE
 from mnv3det.errors import UserError
 
 pytest.importorskip("onnxruntime")
@@ -162,8 +163,8 @@ def test_onnx_int8_keeps_every_detect_decode_node_in_float(weights, tmp_path):
 
     from mnv3det.core.checkpoint import load_model
     from mnv3det.deploy.config import ExportConfig
-    from mnv3det.deploy.export import export_model
-    from mnv3det.deploy.formats.onnx_int8 import detect_scope, float_nodes
+    from mnv3det.deploy.export.pipeline import export_model
+    from mnv3det.deploy.export.onnx_int8 import detect_scope, float_nodes
 
     model, _ = load_model(weights)
     path = export_model(model, tmp_path / "m.onnx", ExportConfig(imgsz=SIZE, dynamic=False, runs=1)).path
@@ -242,7 +243,7 @@ def test_openvino_models_leave_the_signal_stack_as_they_found_it(weights):
     # in creation order left a freed one behind, and the next handled signal (a child's SIGCHLD) crashed the process.
     import ctypes
 
-    from mnv3det.deploy.formats.openvino import _SignalStack
+    from mnv3det.deploy.runtime.openvino import _SignalStack
 
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -285,8 +286,8 @@ def test_onnx_int8_export_says_what_it_is_doing(weights, data, tmp_path):
                                       "--runs", "1"])
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.output.splitlines()]
-    steps = ["INT8: calibrating on 4 images", "onnx-int8: percentile calibration (1/2) (4 images)",
-             "onnx-int8: scoring the percentile model on 6 val images", "onnx-int8: MinMax calibration (2/2) (4 images)",
+    steps = ["INT8: calibrating on 4 images", "onnx-int8: percentile calibration (1/2) on 4 images",
+             "onnx-int8: scoring the percentile model on 6 val images", "onnx-int8: MinMax calibration (2/2) on 4 images",
              "verifying against PyTorch on", "INT8: mAP of PyTorch and of q.onnx on 6 val images", "timing q.onnx"]
     at = [next((i for i, line in enumerate(lines) if line.startswith(step)), -1) for step in steps]
     assert -1 not in at and at == sorted(at), "\n".join(lines)  # every step, in order, before the table
@@ -298,7 +299,7 @@ def test_calibration_progress_passes_every_image_through_and_ends_on_a_prefix(we
 
     from rich.console import Console
 
-    from mnv3det.deploy.edge_export import ExportJob
+    from mnv3det.deploy.export.edge import ExportJob
 
     out = io.StringIO()
     job = ExportJob(None, Path("x.onnx"), (1, 3, SIZE, SIZE), "x", {}, Int8Options(),

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy import sources
-from mnv3det.deploy.sources import Stream, collect_sources, iter_frames
+from mnv3det.deploy.runtime import sources
+from mnv3det.deploy.runtime.sources import Stream, collect_sources, iter_frames
 from mnv3det.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))

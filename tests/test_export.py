@@ -9,11 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy.backends import load_backend
+from mnv3det.deploy.runtime.backends import load_backend
 from mnv3det.core.checkpoint import save_checkpoint
-from mnv3det.deploy.predictor import letterbox_images
+from mnv3det.deploy.runtime.predictor import letterbox_images
 from mnv3det.errors import UserError
-from mnv3det.deploy.export import export_model, synthetic_image
+from mnv3det.deploy.export.pipeline import export_model, synthetic_image
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -100,8 +100,8 @@ def test_export_does_not_change_the_model(tmp_path):
     [
         ({"half": True}, "--half needs a CUDA device"),
         ({"opset": 12}, "--opset 12 is too old"),
-        ({"format": "tflite"}, "--format 'tflite' is not supported; use one of onnx, torchscript, openvino, "
-                               "openvino-int8, ncnn, onnx-int8"),
+        ({"format": "paddle"}, "--format 'paddle' is not supported; use one of onnx, torchscript, openvino, "
+                               "openvino-int8, ncnn, onnx-int8, litert, litert-int8, coreml, coreml-int8"),
         ({"imgsz": 100}, "not a multiple of 32, the model's stride; nearest valid: 96 or 128"),
         ({"batch": 0}, "--batch 0"),
     ],

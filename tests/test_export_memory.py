@@ -14,8 +14,8 @@ pytest.importorskip("onnxruntime")
 
 
 def _fp32_onnx(tmp_path, size=64):
-    from mnv3det.deploy.backends import export_metadata
-    from mnv3det.deploy.exporters import write_onnx
+    from mnv3det.deploy.runtime.metadata import export_metadata
+    from mnv3det.deploy.export.onnx import write_onnx
     from mnv3det.models import build_model
 
     torch.manual_seed(0)
@@ -37,7 +37,7 @@ def _fp32_onnx(tmp_path, size=64):
 def test_the_calibrator_folds_the_images_in_chunks(tmp_path, monkeypatch, percentile):
     from onnxruntime.quantization import calibrate
 
-    from mnv3det.deploy.formats import onnx_int8
+    from mnv3det.deploy.export import onnx_int8
 
     model, fp32 = _fp32_onnx(tmp_path)
     per_call: list[int] = []
@@ -61,7 +61,7 @@ def test_the_calibrator_folds_the_images_in_chunks(tmp_path, monkeypatch, percen
                 per_call.append(sum(taken))
 
         monkeypatch.setattr(kind, "collect_data", collect)
-    from mnv3det.deploy import calibrate as calibrate_module
+    from mnv3det.deploy.export import calibrate as calibrate_module
 
     monkeypatch.setattr(calibrate_module, "CHUNK_BYTES", 1, raising=False)  # room for less than one image: one a call
     rng = np.random.default_rng(0)
@@ -71,7 +71,7 @@ def test_the_calibrator_folds_the_images_in_chunks(tmp_path, monkeypatch, percen
 
 
 def test_chunks_divide_the_count_and_fit_the_budget():
-    from mnv3det.deploy.formats.onnx_int8 import COPIES, MAX_CHUNK, calibration_chunk
+    from mnv3det.deploy.export.onnx_int8 import COPIES, MAX_CHUNK, calibration_chunk
 
     mb = 2**20
     assert calibration_chunk(300, 100 * mb, budget=COPIES * 400 * mb) == 4
@@ -81,7 +81,7 @@ def test_chunks_divide_the_count_and_fit_the_budget():
 
 
 def test_unreadable_calibration_images_are_made_up_by_starting_over():
-    from mnv3det.deploy.formats.onnx_int8 import _Reader
+    from mnv3det.deploy.export.onnx_int8 import _Reader
 
     class Lossy:  # a calibration set whose last two of five images cannot be read
         def __len__(self):

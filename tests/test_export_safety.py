@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy import export as export_module
-from mnv3det.deploy.backends import load_backend
-from mnv3det.deploy.export import export_model
+from mnv3det.deploy.export import pipeline as export_module
+from mnv3det.deploy.runtime.backends import load_backend
+from mnv3det.deploy.export.pipeline import export_model
 from mnv3det.errors import UserError
 
 from test_export import make_checkpoint, make_model
@@ -217,7 +217,7 @@ def test_export_metadata_edited_by_hand_is_refused_in_one_line(exported, tmp_pat
 def test_a_folder_formats_metadata_json_is_checked_the_same_way(tmp_path):
     import json
 
-    from mnv3det.deploy.formats import read_metadata
+    from mnv3det.deploy.runtime.metadata import read_metadata
 
     folder = tmp_path / "m_openvino_model"
     folder.mkdir()
@@ -230,7 +230,7 @@ def test_a_folder_formats_metadata_json_is_checked_the_same_way(tmp_path):
 
 def test_ctrl_c_during_an_edge_export_prints_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
-    from mnv3det.deploy.formats import openvino
+    from mnv3det.deploy.export import openvino
 
     weights, _ = make_checkpoint(tmp_path / "best.pt", "mnv3-small-min")
 

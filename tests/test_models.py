@@ -190,6 +190,20 @@ def test_eval_decode_agrees_with_a_plain_reference_decode():
     torch.testing.assert_close(model.detect.decode(raw), reference, rtol=1e-5, atol=1e-4)
 
 
+def test_box_sizes_use_no_pow_and_keep_the_bits_of_the_pow_formula():
+    # Detect writes (2 sigmoid)^2 as t * t for LiteRT's converter (no tfl.pow); every other format must get the
+    # very same numbers as the YOLOv5 formula `(2 sigmoid) ** 2`.
+    model = build_model("mnv3-small-min", nc=2).eval()
+    detect, (h, w) = model.detect, (6, 10)
+    y = torch.randn(2, detect.na * detect.no, h, w) * 3
+    with torch.no_grad():
+        out = detect._decode_level(y, 1)  # (B, na * H * W, no)
+    s = y.view(2, detect.na, detect.no, h, w).sigmoid()
+    anchor_px = (detect.anchors[1] * detect.stride[1]).view(1, detect.na, 2, 1, 1)
+    wh = (s[:, :, 2:4] * 2) ** 2 * anchor_px  # (B, na, 2, H, W)
+    assert torch.equal(out[..., 2:4], wh.permute(0, 1, 3, 4, 2).reshape(2, -1, 2))
+
+
 def test_detect_bias_init_priors():
     torch.manual_seed(0)
     head = Detect(nc=5, anchors=ANCHORS, ch=[8, 16, 32])

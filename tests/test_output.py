@@ -56,8 +56,8 @@ def test_the_problem_tables_of_a_dataset_are_shown_once_then_counted_in_one_line
 
 
 def test_an_int8_change_in_map_says_which_way_it_went():
-    from mnv3det.deploy.edge_report import _quantization_rows
-    from mnv3det.deploy.wording import map_change_text
+    from mnv3det.deploy.export.report import _quantization_rows
+    from mnv3det.deploy.export.wording import map_change_text
 
     assert map_change_text(0.5000, 0.4915) == "lost 0.85 points"
     assert map_change_text(0.4915, 0.5000) == "gained 0.85 points"
@@ -69,7 +69,7 @@ def test_an_int8_change_in_map_says_which_way_it_went():
 
 
 def test_a_passing_export_check_does_not_read_like_a_failure():
-    from mnv3det.deploy.wording import raw_diff_text
+    from mnv3det.deploy.export.wording import raw_diff_text
 
     ok = raw_diff_text(True, 3.2e-4, 1e-4, rel_diff=1.1e-5, excess=-1e-5)
     assert ok.startswith("[green]ok[/]: |diff| <= 0.0001 + 0.0001 x |PyTorch value| on every output")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy.sources import collect_sources, iter_frames
+from mnv3det.deploy.runtime.sources import collect_sources, iter_frames
 from mnv3det.errors import UserError
 
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.core import threads as threading_defaults
-from mnv3det.deploy.backends import load_backend
-from mnv3det.deploy.export import export_checkpoint
+from mnv3det.deploy.runtime.backends import load_backend
+from mnv3det.deploy.export.pipeline import export_checkpoint
 from tests.test_detect import NAMES, make_checkpoint
 
 PROBE = "import os, mnv3det.cli, torch; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
@@ -129,7 +129,7 @@ def test_detect_runs_a_pt_on_one_thread_by_default_and_val_on_all_cores(tmp_path
 
 def test_timing_worker_gets_the_entry_points_openmp_wait(monkeypatch):
     """Latency figures are measured with the OpenMP wait `mnv3det` itself would run with (ncnn bundles libgomp)."""
-    from mnv3det.deploy import timing
+    from mnv3det.deploy.runtime import timing
 
     seen: list[dict] = []
 

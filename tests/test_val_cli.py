@@ -88,9 +88,9 @@ def test_val_defaults_to_the_training_image_size(checkpoint: Path, tmp_path: Pat
 
 def test_val_static_onnx_export(checkpoint: Path, tmp_path: Path):
     pytest.importorskip("onnxruntime")
-    from mnv3det.deploy.export import export_checkpoint
+    from mnv3det.deploy.export.pipeline import export_checkpoint
 
-    from mnv3det.deploy.backends import load_backend
+    from mnv3det.deploy.runtime.backends import load_backend
 
     onnx_path = export_checkpoint(checkpoint, format="onnx", output=tmp_path / "m.onnx", imgsz=128, batch=4, dynamic=False).path
     assert load_backend(onnx_path, "cpu").fixed_shape == (4, 3, 128, 128)

@@ -1,7 +1,7 @@
 """`mnv3det export --weights best.pt --format onnx`: write an exported file and verify it against PyTorch.
 
 Options map onto `mnv3det.deploy.config.ExportConfig` (the defaults live there); the work is
-`mnv3det.deploy.export.export_checkpoint`.
+`mnv3det.deploy.export.pipeline.export_checkpoint`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def export_command(
     weights: Path = typer.Option(..., "--weights", "-w", help="The .pt checkpoint to export."),
     format: Optional[str] = typer.Option(
         None, "--format", "-f",
-        help=_help("format", "onnx, torchscript, or an edge format: openvino, openvino-int8, ncnn, onnx-int8."),
+        help=_help("format", "onnx, torchscript, or a static format: openvino, openvino-int8, ncnn, onnx-int8, "
+                   "litert (alias tflite), litert-int8, coreml, coreml-int8."),
     ),
     imgsz: Optional[str] = typer.Option(
         None, "--imgsz", help="Input size: 640, or height,width, multiples of the stride (default: the training size)."
@@ -61,10 +62,10 @@ def export_command(
     ),
 ) -> None:
     """Export a checkpoint, check it (onnx.checker, outputs and boxes vs PyTorch) and report size and latency."""
-    from mnv3det.deploy.export import export_checkpoint
-    from mnv3det.deploy.formats import edge_format
+    from mnv3det.deploy.export.pipeline import export_checkpoint
+    from mnv3det.deploy.export.registry import edge_format
 
-    if format and edge_format(format) is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.edge_export
+    if format and edge_format(format) is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.export.edge
         from mnv3det.api import check_edge_options
 
         check_edge_options(format, dynamic=dynamic, half=half, simplify=simplify, device=device)
@@ -110,7 +111,7 @@ def _print_result(result, runs: int) -> None:
     if result.simplified_with:
         table.add_row("simplified", result.simplified_with)
     table.add_row("onnx.checker", result.checker)
-    from mnv3det.deploy.wording import raw_diff_text
+    from mnv3det.deploy.export.wording import raw_diff_text
 
     checked = ", ".join("x".join(map(str, s)) for s in result.checked_shapes)
     verdict = raw_diff_text(result.passed, result.max_abs_diff, result.tolerance, result.max_rel_diff, result.max_excess)
@@ -126,9 +127,9 @@ def _print_result(result, runs: int) -> None:
 
 
 def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_images: int, **options) -> None:
-    """`--format openvino | openvino-int8 | ncnn | onnx-int8`: static float32 or INT8 exports, verified."""
-    from mnv3det.deploy.edge_export import Int8Options, export_edge_checkpoint
-    from mnv3det.deploy.edge_report import print_edge_result
+    """A static format (openvino, ncnn, litert, coreml, the INT8 ones): float32 or INT8 exports, verified."""
+    from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
+    from mnv3det.deploy.export.report import print_edge_result
 
     int8 = Int8Options(calib_images=calib_images, max_drop=max_drop / 100 if max_drop > 0 else None)
     console = make_console(stderr=True) if json_out else make_console()

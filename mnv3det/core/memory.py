@@ -4,7 +4,7 @@
 
 `available_bytes()` is the kernel's MemAvailable (what can be allocated without swapping; page cache counts as
 free), read from /proc/meminfo, else psutil, else unknown (no check). Estimates of what a step needs live with the
-step (e.g. `deploy.edge_export.memory_needed`); `activation_bytes(model, shape)` measures the part that grows
+step (e.g. `deploy.export.pipeline.require_export_memory`); `activation_bytes(model, shape)` measures the part that grows
 with the input: the float tensors one forward produces, as an exporter's or calibrator's runtime holds them.
 """
 

@@ -1,12 +1,12 @@
 """`mnv3det benchmark`: export a checkpoint to every available format, score and time each, against yolov5n.
 
-For each format (PyTorch, TorchScript, ONNX, ONNX INT8, OpenVINO, OpenVINO INT8, ncnn; those whose packages are
-installed, or the ones asked for):
+For each format (PyTorch, TorchScript, ONNX, ONNX INT8, OpenVINO, OpenVINO INT8, ncnn, LiteRT, LiteRT INT8; those
+whose packages are installed, or the ones asked for):
 - export at the trained size, static batch 1 (the edge exports are verified against PyTorch as `export` does);
 - mAP50-95 and mAP50 on the val split through `val`'s evaluator (the fast COCO-matching mAP; INT8 rows reuse the
   figures their export measured on the same split);
 - latency: the runtime's own forward pass (batch 1, `threads` threads) in a fresh process per format
-  (`deploy/timing.py`), `rounds` rounds taken in turn over all formats, the median of the round medians.
+  (`deploy/runtime/timing.py`), `rounds` rounds taken in turn over all formats, the median of the round medians.
 
 The reference is yolov5n (our recipe: YOLOv5 v6.0's yolov5n graph, built untrained with nc from the data; latency
 does not depend on the weights), exported to the same runtimes and timed in the same rounds; every row gets the
@@ -24,11 +24,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mnv3det.deploy.timing import TIMED_FORMATS, time_in_subprocess
+from mnv3det.deploy.runtime.timing import time_in_subprocess
 from mnv3det.errors import UserError
 
+TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert",
+                 "litert-int8")
 REFERENCE = "yolov5n"
-REFERENCE_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")  # its candidates for "fastest"
+REFERENCE_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert", "litert-int8")  # its candidates for "fastest"
 REFERENCE_CALIB_IMAGES = 32  # yolov5n is untrained: its INT8 files exist to be timed, not scored
 
 
@@ -78,13 +80,11 @@ class BenchReport:
 
 def available_formats() -> list[str]:
     """The timed formats whose packages are installed here."""
-    from mnv3det.deploy.formats import FORMATS
+    from mnv3det.deploy.export.registry import FORMATS
 
     def ok(name: str) -> bool:
-        if name in ("pytorch", "torchscript"):
+        if name == "pytorch":
             return True
-        if name == "onnx":
-            return all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
         return all(importlib.util.find_spec(m) is not None for m, _ in FORMATS[name].packages)
 
     return [f for f in TIMED_FORMATS if ok(f)]
@@ -92,15 +92,22 @@ def available_formats() -> list[str]:
 
 def choose_formats(requested: list[str] | None) -> list[str]:
     """The formats to run: all available ones, or `requested` (each known, each installed; clear errors)."""
+    from mnv3det.core.extras import require
+    from mnv3det.deploy.export.registry import export_format
+
     available = available_formats()
     if not requested:
         return available
+    names = []
     for name in requested:
+        fmt = export_format(name) if name != "pytorch" else None  # aliases: tflite -> litert
+        name = fmt.name if fmt is not None else name
         if name not in TIMED_FORMATS:
             raise UserError(f"--formats {name!r} is not a format; use some of {', '.join(TIMED_FORMATS)}")
-        if name not in available:
-            raise UserError(f"--formats {name}: its packages are not installed here: pip install 'mnv3det[edge]'")
-    return [f for f in TIMED_FORMATS if f in requested]
+        if name not in available:  # one line naming the extra
+            require(fmt.packages, f"--formats {name}")
+        names.append(name)
+    return [f for f in TIMED_FORMATS if f in names]
 
 
 def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, int], data: Any, calib: int,
@@ -108,18 +115,18 @@ def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, 
     """Write `model` as `fmt` under `folder` (static, batch 1); (path, INT8 figures or {})."""
     if fmt == "pytorch":
         raise ValueError("the checkpoint itself is the pytorch row")
-    if fmt in ("onnx", "torchscript"):
-        from mnv3det.deploy.config import ExportConfig
-        from mnv3det.deploy.export import export_model
-
-        suffix = ".onnx" if fmt == "onnx" else ".torchscript"
-        config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False, runs=1, threads=threads)
-        result = export_model(model, folder / f"{stem}{suffix}", config)
-        return result.path, {}
-    from mnv3det.deploy.edge_export import Int8Options, export_edge
-    from mnv3det.deploy.formats import FORMATS
+    from mnv3det.deploy.export.registry import FORMATS
 
     edge = FORMATS[fmt]
+    if not edge.edge:  # onnx, torchscript
+        from mnv3det.deploy.config import ExportConfig
+        from mnv3det.deploy.export.pipeline import export_model
+
+        config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False, runs=1, threads=threads)
+        result = export_model(model, folder / f"{stem}{edge.file_suffix}", config)
+        return result.path, {}
+    from mnv3det.deploy.export.edge import Int8Options, export_edge
+
     int8 = Int8Options(calib_images=calib, max_drop=0.01 if verify else None)
     result = export_edge(model, edge.output_for(folder / f"{stem}.pt"), edge, imgsz=imgsz, data=data, int8=int8,
                          threads=threads, latency_runs=0, console=console, verify=verify)
@@ -135,7 +142,7 @@ def _size_mb(path: Path) -> float:
 
 def score(path: Path, spec: Any, records: list, imgsz: tuple[int, int], threads: int) -> tuple[float, float]:
     """(mAP50-95, mAP50) of the file at `path` on `records` (fast COCO-matching mAP, val's defaults otherwise)."""
-    from mnv3det.deploy.backends import load_backend
+    from mnv3det.deploy.runtime.backends import load_backend
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
 

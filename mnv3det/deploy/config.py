@@ -14,7 +14,7 @@ from mnv3det.core.imgsz import ImgSize
 from mnv3det.errors import UserError
 
 if TYPE_CHECKING:
-    from mnv3det.deploy.predictor import NmsSettings
+    from mnv3det.deploy.runtime.predictor import NmsSettings
 
 
 @dataclass(kw_only=True)
@@ -55,7 +55,7 @@ class DetectConfig:
             raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
 
     def nms(self) -> "NmsSettings":
-        from mnv3det.deploy.predictor import NmsSettings
+        from mnv3det.deploy.runtime.predictor import NmsSettings
 
         classes = tuple(self.classes) if self.classes is not None else None
         return NmsSettings(conf=self.conf, iou=self.iou, max_det=self.max_det, classes=classes, agnostic=self.agnostic_nms)
@@ -65,7 +65,7 @@ class DetectConfig:
 class ExportConfig:
     """Every option of `mnv3det export` (the CLI maps its options onto these fields; defaults live here only)."""
 
-    format: str = "onnx"  # a name in mnv3det.deploy.exporters.EXPORTERS (onnx, torchscript, ...)
+    format: str = "onnx"  # onnx or torchscript (mnv3det.deploy.export.registry; the edge formats take their own path)
     imgsz: ImgSize | int | str | None = None  # None = the size the checkpoint was trained at, else 640
     batch: int = 1  # batch of the traced input (a static export's fixed batch)
     dynamic: bool = True  # any batch and size; False (--static) fixes (batch, 3, H, W)
@@ -80,7 +80,8 @@ class ExportConfig:
 
     def validate(self) -> None:
         """Clear errors for options that cannot work together, naming the option."""
-        from mnv3det.deploy.exporters import MIN_OPSET, get_exporter, max_opset
+        from mnv3det.deploy.export.onnx import MIN_OPSET, max_opset
+        from mnv3det.deploy.export.registry import get_exporter
 
         get_exporter(self.format)
         if self.batch < 1:

@@ -36,11 +36,11 @@ from mnv3det.core.console import make_console
 from mnv3det.core.device import select_device
 from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.runs import claim_run_dir
-from mnv3det.deploy.annotate import crop_box, draw_detections
-from mnv3det.deploy.backends import Backend, load_backend
+from mnv3det.deploy.runtime.annotate import crop_box, draw_detections
+from mnv3det.deploy.runtime.backends import Backend, load_backend
 from mnv3det.deploy.config import DetectConfig
-from mnv3det.deploy.predictor import NmsSettings, predict, resolve_imgsz, warmup
-from mnv3det.deploy.sources import Frame, collect_sources, frame_count, is_video, iter_frames, media_in_subfolders
+from mnv3det.deploy.runtime.predictor import NmsSettings, predict, resolve_imgsz, warmup
+from mnv3det.deploy.runtime.sources import Frame, collect_sources, frame_count, is_video, iter_frames, media_in_subfolders
 from mnv3det.errors import UserError
 
 WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # annotated images keep these; others are written as .jpg

@@ -146,7 +146,8 @@ def ort_runner(
         import onnxruntime  # noqa: F401
     except ImportError as err:
         return None, f"ONNX Runtime skipped: {err.name} is not installed (pip install 'mnv3det[export]')"
-    from mnv3det.deploy.exporters import ort_cpu_session, write_onnx  # the same graph and settings as `mnv3det export`
+    from mnv3det.deploy.export.onnx import write_onnx
+    from mnv3det.deploy.runtime.backends import ort_cpu_session  # the same graph and settings as `mnv3det export`
 
     fused = copy.deepcopy(model).eval().fuse()
     x = torch.rand(batch, 3, imgsz, imgsz)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from mnv3det.errors import UserError
 
 if TYPE_CHECKING:
-    from mnv3det.deploy.predictor import NmsSettings
+    from mnv3det.deploy.runtime.predictor import NmsSettings
 
 SPLITS = ("val", "test", "train")  # train measures fit, not generalisation (val says so)
 
@@ -43,7 +43,7 @@ class EvalConfig:
             raise UserError(f"--workers {self.workers}: must be 0 or more")
 
     def nms(self) -> "NmsSettings":
-        from mnv3det.deploy.predictor import NmsSettings
+        from mnv3det.deploy.runtime.predictor import NmsSettings
 
         return NmsSettings(conf=self.conf, iou=self.iou, max_det=self.max_det, multi_label=self.multi_label)
 

@@ -7,7 +7,7 @@ train/eval mode is restored afterwards) or a `Backend` from `load_backend` (a .p
 Dynamic models get rectangular batches (less padding, the usual YOLOv5 validation); a static export
 (`fixed_shape` set) gets square letterboxed batches of its size.
 
-    infer.py   loader batches -> the prediction path (`deploy.predictor.run_batch`: forward, NMS, scale back)
+    infer.py   loader batches -> the prediction path (`deploy.runtime.predictor.run_batch`: forward, NMS, scale back)
     score.py   boxes rounded as COCO results -> fast metrics and pycocotools' COCOeval -> EvalResult
     write.py   predictions json, PR/F1 curves, confusion matrix, mosaics
 """
@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from mnv3det.deploy.backends import Backend, TorchBackend
-from mnv3det.deploy.predictor import resolve_imgsz
+from mnv3det.deploy.runtime.backends import Backend, TorchBackend
+from mnv3det.deploy.runtime.predictor import resolve_imgsz
 from mnv3det.errors import UserError
 from mnv3det.evaluate.config import EvalConfig
 from mnv3det.evaluate.infer import Inference, infer, make_eval_loader

@@ -1,7 +1,7 @@
 """Evaluation, step 1 of 3 (infer -> score -> write): run a backend over a split's loader and keep each image's boxes.
 
 The loader letterboxes (rectangular batches for a dynamic model, the export's own square for a static one);
-every batch then goes through `mnv3det.deploy.predictor.run_batch`, the prediction path `detect` uses too.
+every batch then goes through `mnv3det.deploy.runtime.predictor.run_batch`, the prediction path `detect` uses too.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from mnv3det.deploy.backends import Backend
-from mnv3det.deploy.predictor import NmsSettings, run_batch
+from mnv3det.deploy.runtime.backends import Backend
+from mnv3det.deploy.runtime.predictor import NmsSettings, run_batch
 from mnv3det.errors import UserError
 
 

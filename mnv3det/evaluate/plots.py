@@ -143,7 +143,7 @@ def plot_image_mosaic(
     """
     import cv2
 
-    from mnv3det.deploy.annotate import class_color  # the same colour per class as `detect` images
+    from mnv3det.deploy.runtime.annotate import class_color  # the same colour per class as `detect` images
 
     path = Path(path)
     images = np.asarray(images)

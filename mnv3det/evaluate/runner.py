@@ -30,8 +30,8 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     from mnv3det.core.imgsz import ImgSize
     from mnv3det.data import load_data
     from mnv3det.data.report import source_lines
-    from mnv3det.deploy.backends import load_backend
-    from mnv3det.deploy.predictor import resolve_imgsz
+    from mnv3det.deploy.runtime.backends import load_backend
+    from mnv3det.deploy.runtime.predictor import resolve_imgsz
 
     console = console or make_console()
     cfg.validate()

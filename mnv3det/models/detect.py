@@ -89,7 +89,10 @@ class Detect(nn.Module):
         stride = self.stride[i].to(y.dtype)
         anchor_px = (self.anchors[i] * self.stride[i]).view(1, self.na, 2, 1, 1).to(y.dtype)
         xy = (y[:, :, 0:2] * 2 - 0.5 + grid) * stride
-        wh = (y[:, :, 2:4] * 2) ** 2 * anchor_px
+        t = y[:, :, 2:4] * 2
+        # (2 sigmoid)^2 as t * t: LiteRT's converter cannot lower the 5-D pow that `** 2` becomes (tfl.pow), and
+        # torch computes x ** 2 as x * x, so every other format gets the same bits (tests/test_models.py).
+        wh = t * t * anchor_px
         out = torch.cat((xy, wh, y[:, :, 4:]), 2)  # (B, na, no, H, W)
         return out.permute(0, 1, 3, 4, 2).reshape(b, -1, self.no)
 

@@ -1,13 +1,13 @@
-"""Export to an edge format (deploy/formats/), then verify it against PyTorch on real images, after NMS.
+"""Export to a static format (registry.py, `ExportFormat.edge`), then verify it against PyTorch on real images, after NMS.
 
 Steps of `export_edge`:
-1. The fused float32 model is written to a static ONNX file in a temporary folder (export.write_onnx); the
+1. The fused float32 model is written to a static ONNX file in a temporary folder (onnx.write_onnx); the
    OpenVINO formats convert that file, ONNX INT8 quantizes it, ncnn traces the model itself (pnnx).
 2. INT8 formats calibrate on `calib_images` images of the training split of `data` (deploy/calibrate.py,
-   default the demo set), with the Detect decode kept in float (see formats/onnx_int8.py).
+   default the demo set), with the Detect decode kept in float (see onnx_int8.py).
 3. The format's module writes its file or folder into a staging path beside the output; it replaces the output
    only once written, so an interrupted export never leaves half a model where a good one was.
-4. Verification, through the one prediction path (`predict`, letterbox -> forward -> NMS -> scale back):
+4. Verification, with the runtime that will run the file (deploy/runtime/registry.py), through the one prediction path (`predict`, letterbox -> forward -> NMS -> scale back):
    - float formats: the raw output on a letterboxed image within 1e-4 abs + 1e-4 rel of PyTorch (as for ONNX),
      and the detections after NMS on real images agree (deploy/agreement.py: IoU >= 0.9, score within 0.05);
    - INT8 formats: mAP50-95 and mAP50 of PyTorch (float32, the same square input) and of the INT8 file on the
@@ -31,11 +31,12 @@ import torch
 from rich.markup import escape
 
 from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
-from mnv3det.deploy.agreement import FLOAT_TOLERANCE, INT8_TOLERANCE, Agreement, compare_detections
-from mnv3det.deploy.backends import export_metadata
-from mnv3det.deploy.calibrate import CHUNK_BYTES
-from mnv3det.deploy.export import interrupted_line, require_export_memory
-from mnv3det.deploy.formats import EdgeFormat
+from mnv3det.deploy.export.agreement import FLOAT_TOLERANCE, INT8_TOLERANCE, Agreement, compare_detections
+from mnv3det.deploy.runtime.metadata import export_metadata
+from mnv3det.deploy.export.calibrate import CHUNK_BYTES
+from mnv3det.deploy.export.pipeline import interrupted_line, require_export_memory
+from mnv3det.deploy.runtime.registry import runtime_for
+from mnv3det.deploy.export.registry import ExportFormat
 from mnv3det.errors import Interrupted, UserError
 
 VERIFY_IMAGES = 8  # val images the detections are compared on
@@ -62,7 +63,7 @@ class ExportJob:
     onnx_path: Path  # the same model as a verified static float32 ONNX file
     shape: tuple[int, int, int, int]  # (B, 3, H, W)
     stem: str  # file name stem inside folder formats ("best")
-    meta: dict[str, Any]  # export metadata (backends.export_metadata + "format")
+    meta: dict[str, Any]  # export metadata (runtime/metadata.py export_metadata + "format")
     options: Int8Options
     calibration: Any = None  # a CalibrationSet for INT8 formats
     val_spec: Any = None  # DataSpec and records of the val split, when the data has one
@@ -129,6 +130,8 @@ class EdgeExportResult:
     latency_ms: float | None = None
     latency_engine: str = ""
     notes: list[str] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=dict)  # what was checked without running the file (Core ML)
+    unverified: bool = False  # True when this machine cannot run the file: no comparison with PyTorch was made
     # Shared with ExportResult so callers can treat both alike.
     dynamic: bool = False
     half: bool = False
@@ -153,8 +156,8 @@ class EdgeExportResult:
 
 
 def _verification_images(data: Any, image: np.ndarray | None, val_records: list) -> tuple[list[np.ndarray], str]:
-    from mnv3det.deploy.export import synthetic_image
-    from mnv3det.deploy.sources import UnreadableImage, read_image
+    from mnv3det.deploy.export.pipeline import synthetic_image
+    from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
 
     if image is not None:
         return [image], "--image"
@@ -171,7 +174,7 @@ def _verification_images(data: Any, image: np.ndarray | None, val_records: list)
 
 def _square_torch(model: torch.nn.Module, names: list[str], shape: tuple[int, int, int, int]) -> Any:
     """PyTorch float32 as a static-shape Backend, so the reference sees exactly the exported input."""
-    from mnv3det.deploy.backends import TorchBackend
+    from mnv3det.deploy.runtime.backends import TorchBackend
 
     backend = TorchBackend(model, names=names, device=torch.device("cpu"))
     backend.fixed_shape = shape
@@ -179,7 +182,7 @@ def _square_torch(model: torch.nn.Module, names: list[str], shape: tuple[int, in
 
 
 def _detections(backend: Any, images: list[np.ndarray], conf: float, iou: float = 0.45) -> list[torch.Tensor]:
-    from mnv3det.deploy.predictor import predict
+    from mnv3det.deploy.runtime.predictor import predict
 
     max_det = 300 if iou < 0.9 else 30000  # candidates (NMS at IoU 0.99) are not capped
     return [predict(backend, [im], conf=conf, iou=iou, max_det=max_det).detections[0] for im in images]
@@ -196,8 +199,8 @@ def agreement_with(
 
 def _raw_diff(module: Any, backend: Any, image: np.ndarray, shape: tuple) -> tuple[float, float]:
     """(max |diff|, max excess over RAW_TOLERANCE) of the raw outputs on `image` letterboxed to `shape`."""
-    from mnv3det.deploy.export import _compare
-    from mnv3det.deploy.predictor import letterbox_images
+    from mnv3det.deploy.export.pipeline import _compare
+    from mnv3det.deploy.runtime.predictor import letterbox_images
 
     batch, _ = letterbox_images([image] * shape[0], shape[2:], int(backend.stride), auto=False)
     x = batch.float() / 255
@@ -207,11 +210,11 @@ def _raw_diff(module: Any, backend: Any, image: np.ndarray, shape: tuple) -> tup
     return abs_diff, excess
 
 
-def _latency(module: Any, path: Path, shape: tuple, threads: int | None, runs: int) -> tuple[float, str]:
+def _latency(runtime: Any, path: Path, shape: tuple, threads: int | None, runs: int) -> tuple[float, str]:
     from mnv3det.core.threads import resolve_threads
 
     threads = resolve_threads(threads)
-    run, fixed = module.runner(path, threads)
+    run, fixed = runtime.runner(path, threads)
     x = np.random.default_rng(0).random(fixed or shape, dtype=np.float32)
     for _ in range(2):
         run(x)
@@ -223,7 +226,7 @@ def _latency(module: Any, path: Path, shape: tuple, threads: int | None, runs: i
     return statistics.median(times), f"{threads} threads"
 
 
-def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: EdgeFormat) -> dict[str, Any]:
+def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: ExportFormat) -> dict[str, Any]:
     """mAP before (PyTorch float32) and after (the INT8 file) on the val split; the drop."""
     report: dict[str, Any] = {
         "method": job.notes[-1] if job.notes else fmt.name,
@@ -247,12 +250,12 @@ def _quantization_report(job: ExportJob, reference: Any, backend: Any, fmt: Edge
     return report
 
 
-def _write(model: torch.nn.Module, fmt: EdgeFormat, module: Any, out: Path, output: Path, scratch: Path,
+def _write(model: torch.nn.Module, fmt: ExportFormat, module: Any, out: Path, output: Path, scratch: Path,
            shape: tuple[int, int, int, int], meta: dict[str, Any], options: Int8Options, data: Any, verify: bool,
            say: Any, console: Any = None) -> ExportJob:
     """Steps 1-3 of the module doc into `out` (the staged file or folder that becomes `output`); scratch: a folder
     for the fp32 ONNX."""
-    from mnv3det.deploy.exporters import write_onnx
+    from mnv3det.deploy.export.onnx import write_onnx
 
     val_spec, val_records = None, []
     if verify and (fmt.int8 or data is not None):
@@ -266,7 +269,7 @@ def _write(model: torch.nn.Module, fmt: EdgeFormat, module: Any, out: Path, outp
     job = ExportJob(model, onnx_path, shape, stem, meta, options, val_spec=val_spec, val_records=val_records,
                     console=console)
     if fmt.int8:
-        from mnv3det.deploy.calibrate import calibration_set
+        from mnv3det.deploy.export.calibrate import calibration_set
 
         job.calibration = calibration_set(data, shape, max(int(s) for s in model.stride), options.calib_images)
         job.val_spec = val_spec or job.calibration.spec
@@ -281,7 +284,7 @@ def _write(model: torch.nn.Module, fmt: EdgeFormat, module: Any, out: Path, outp
 def export_edge(
     model: torch.nn.Module,
     output: str | Path,
-    fmt: EdgeFormat,
+    fmt: ExportFormat,
     *,
     imgsz: tuple[int, int],
     batch: int = 1,
@@ -334,7 +337,15 @@ def export_edge(
         raise unwritable(output, err) from None
     val_records = job.val_records
 
-    backend = module.Backend(output, "cpu", threads)
+    runtime = runtime_for(output).load()  # the runtime `detect`/`val` will open the file with
+    if not runtime.runs_here():  # Core ML off macOS: the module's own checks (job.report), no numbers
+        return EdgeExportResult(
+            path=output, format=fmt.name, runtime=fmt.runtime, imgsz=tuple(imgsz), batch=batch,
+            size_mb=_size_mb(output), int8=fmt.int8, agreement=compare_detections([], [], VERIFY_CONF),
+            verify_images=0, verify_source=f"not run: {fmt.runtime} predicts on macOS/iOS only", notes=job.notes,
+            checks=dict(job.report), unverified=True,
+        )
+    backend = runtime.Backend(output, "cpu", threads)
     result = EdgeExportResult(
         path=output, format=fmt.name, runtime=fmt.runtime, imgsz=tuple(imgsz), batch=batch, size_mb=_size_mb(output),
         int8=fmt.int8, agreement=compare_detections([], [], VERIFY_CONF), verify_images=0, verify_source="not verified",
@@ -356,7 +367,7 @@ def export_edge(
     del backend  # release the runtime (its threads) before timing a fresh one
     if latency_runs > 0:
         say(f"timing {output.name} ({latency_runs} runs)", highlight=False)
-        result.latency_ms, result.latency_engine = _latency(module, output, shape, threads, latency_runs)
+        result.latency_ms, result.latency_engine = _latency(runtime, output, shape, threads, latency_runs)
         result.latency_engine = f"{fmt.runtime} CPU, {result.latency_engine}"
     return result
 
@@ -368,7 +379,7 @@ def _size_mb(path: Path) -> float:
 
 def export_edge_checkpoint(
     weights: str | Path,
-    fmt: EdgeFormat,
+    fmt: ExportFormat,
     *,
     imgsz: Any = None,
     batch: int = 1,
@@ -383,7 +394,7 @@ def export_edge_checkpoint(
     """`mnv3det export --format FMT` for a .pt checkpoint: static input at `imgsz` (default: the trained size)."""
     from mnv3det.core.checkpoint import load_model
     from mnv3det.core.imgsz import check_imgsz
-    from mnv3det.deploy.sources import UnreadableImage, read_image
+    from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
 
     weights = Path(weights)
     if weights.suffix.lower() != ".pt":

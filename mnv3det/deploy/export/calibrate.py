@@ -35,8 +35,8 @@ class CalibrationSet:
         return len(self.paths)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from mnv3det.deploy.predictor import letterbox_images
-        from mnv3det.deploy.sources import UnreadableImage, read_image
+        from mnv3det.deploy.runtime.predictor import letterbox_images
+        from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
 
         bad = {p for p, _ in self.skipped}
         for path in self.paths:

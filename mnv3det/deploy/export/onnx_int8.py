@@ -1,6 +1,6 @@
 """ONNX INT8: onnxruntime's static post-training quantization (QDQ, per-channel weights) of the fp32 ONNX file.
 
-File: best_int8.onnx, run by the same OnnxBackend as any .onnx file (the metadata says it is INT8 and holds the
+File: best_int8.onnx, run by the same OnnxBackend (deploy/runtime) as any .onnx file (the metadata says it is INT8 and holds the
 mAP before and after).
 
 What stays float: every node of the Detect decode (sigmoid, grid and anchor arithmetic, the final Concat).
@@ -49,7 +49,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def activation_bytes(proto: Any) -> int:
 def calibration_chunk(count: int, per_image: int, budget: int | None = None) -> int:
     """Images per calibrator call: as many as `budget` holds (counting the calibrator's copies), 1..MAX_CHUNK, and
     a divisor of `count` (onnxruntime asks for one). budget: default calibrate.CHUNK_BYTES."""
-    from mnv3det.deploy.calibrate import CHUNK_BYTES
+    from mnv3det.deploy.export.calibrate import CHUNK_BYTES
 
     budget = CHUNK_BYTES if budget is None else budget
     most = max(1, min(MAX_CHUNK, budget // max(COPIES * per_image, 1), count))
@@ -220,6 +220,8 @@ def export(job: Any, out: Path) -> None:
     With a val split, both calibrations are made and the one with the higher val mAP50-95 is kept (see the module
     docstring); without one, percentile ranges.
     """
+    from mnv3det.deploy.runtime.onnx import Backend
+
     options = dict(head_float=job.options.head_float, reduce_range=job.options.reduce_range,
                    stem=stem_scope(job.model) if job.options.stem_float else None)
     scope = detect_scope(job.model)
@@ -252,21 +254,3 @@ def export(job: Any, out: Path) -> None:
 
 
 update_metadata = set_metadata  # after the mAP check: the same entry with the INT8 figures added
-
-
-def Backend(path: str | Path, device: Any = "cpu", threads: int | None = None) -> Any:  # noqa: N802 (a class in other formats)
-    """The .onnx Backend every ONNX file uses (INT8 needs nothing else)."""
-    import torch
-
-    from mnv3det.deploy.backends import OnnxBackend
-
-    return OnnxBackend(path, torch.device(device), threads)
-
-
-def runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
-    """(run, input shape) for timing any static .onnx file with the ORT settings `profile` uses."""
-    from mnv3det.deploy.exporters import ort_cpu_session
-
-    session = ort_cpu_session(path, threads)
-    inp = session.get_inputs()[0]
-    return (lambda x: session.run(None, {inp.name: x})), tuple(int(d) for d in inp.shape)

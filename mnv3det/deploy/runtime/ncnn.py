@@ -1,6 +1,6 @@
-"""ncnn: the fused model traced by torch.jit, converted by `pnnx` (pip pnnx), run by the `ncnn` pip package.
+"""ncnn runtime: best_ncnn_model/{model.ncnn.param, model.ncnn.bin, metadata.json} run by the `ncnn` pip package.
 
-Folder: best_ncnn_model/{model.ncnn.param, model.ncnn.bin, metadata.json}; weights stored in float32 (`fp16=0`).
+Written by deploy/export/ncnn.py (pnnx, float32 weights).
 
 Accuracy: a first try differed from ORT by up to 42 px. The cause was not the conversion: `ncnn.Mat(array)`
 borrows a numpy array's memory, and a temporary array passed to it is freed (and its memory reused) before
@@ -27,48 +27,20 @@ too. Option switches made no difference beyond noise at 1 thread (fp16 storage, 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mnv3det.deploy.backends import ArrayBackend, _meta_imgsz
-from mnv3det.deploy.formats import model_folder, read_metadata, write_metadata
+from mnv3det.deploy.runtime.backends import ArrayBackend
+from mnv3det.deploy.runtime.metadata import meta_imgsz, model_folder, read_metadata
 from mnv3det.core.threads import resolve_threads
 from mnv3det.errors import UserError
 
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
 # ncnn's default thread count when none is given (see "Speed" above): one thread, as for PyTorch on one image.
 NCNN_DEFAULT_THREADS = 1
-
-
-def export(job: Any, out: Path) -> None:
-    """Trace the job's fused fp32 model, convert it with the pnnx binary and keep the ncnn files in `out`."""
-    import pnnx
-
-    b, _, h, w = job.shape
-    if b != 1:
-        raise UserError("--format ncnn: ncnn models take one image at a time; use --batch 1")
-    with tempfile.TemporaryDirectory(prefix="mnv3det-pnnx-") as tmp:
-        traced = Path(tmp) / "model.pt"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarning for Detect's shape arithmetic; torch.jit deprecation
-            torch.jit.trace(job.model, torch.zeros(job.shape), check_trace=False).save(str(traced))
-        command = [pnnx.EXEC_PATH, str(traced), f"inputshape=[{b},3,{h},{w}]f32", "device=cpu", "fp16=0"]
-        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
-        param, weights = Path(tmp) / PARAM, Path(tmp) / BIN
-        if done.returncode != 0 or not param.is_file() or not weights.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise RuntimeError(f"pnnx failed (exit {done.returncode}): {' | '.join(tail)}")
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.move(param, out / PARAM)
-        shutil.move(weights, out / BIN)
-    write_metadata(out, job.meta)
 
 
 def net_options(net: Any, threads: int | None) -> None:
@@ -84,7 +56,7 @@ def net_options(net: Any, threads: int | None) -> None:
 
 
 class Backend(ArrayBackend):
-    """An ncnn folder (or its .param file) on the CPU; the `Backend` protocol of mnv3det.deploy.backends."""
+    """An ncnn folder (or its .param file) on the CPU; the `Backend` protocol of runtime/backends.py."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
         import ncnn
@@ -100,7 +72,7 @@ class Backend(ArrayBackend):
         self.device = torch.device("cpu")
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
-        self.imgsz = _meta_imgsz(self.meta)  # the trained size (what val/detect report), else the exported size
+        self.imgsz = meta_imgsz(self.meta)  # the trained size (what val/detect report), else the exported size
         h, w = self.meta["imgsz"]
         self.fixed_shape = (1, 3, int(h), int(w))
         self._mat = ncnn.Mat
@@ -127,5 +99,6 @@ class Backend(ArrayBackend):
 runner = Backend.runner  # (run, input shape) for the timing worker
 
 
-def update_metadata(folder: Path, meta: dict[str, Any]) -> None:
-    write_metadata(folder, meta)
+def runs_here() -> bool:
+    """This runtime runs on every system mnv3det supports."""
+    return True

@@ -1,4 +1,4 @@
-"""Latency of one exported model, measured in a fresh process: `python -m mnv3det.deploy.timing FORMAT PATH ...`.
+"""Latency of one exported model, measured in a fresh process: `python -m mnv3det.deploy.runtime.timing FORMAT PATH`.
 
 Why a process per (model, runtime): a runtime's worker threads keep spinning for a while after each call, and
 within one process a second runtime's pool (OpenVINO's, ncnn's OpenMP, torch's) then competes with the one being
@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mnv3det.core.threads import openmp_defaults_for
-
-TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn")
-
 
 def runner_for(fmt: str, path: Path, threads: int, imgsz: tuple[int, int]) -> tuple[Callable[[Any], Any], Any]:
     """(run, input) for `fmt`: `run(input)` is one forward pass of the runtime alone (no pre/post-processing)."""
@@ -51,12 +48,15 @@ def runner_for(fmt: str, path: Path, threads: int, imgsz: tuple[int, int]) -> tu
                 return module(t)
 
         return run, x
-    from mnv3det.deploy.formats import FORMATS
+    if Path(path).suffix.lower() == ".onnx":  # onnx and onnx-int8
+        from mnv3det.deploy.runtime.backends import onnx_runner as runner
+    else:  # the runtime that opens the file or folder (OpenVINO, ncnn, ...)
+        from mnv3det.deploy.runtime.registry import runtime_for
 
-    if fmt == "onnx":
-        from mnv3det.deploy.formats.onnx_int8 import runner
-    else:
-        runner = FORMATS[fmt].load().runner
+        runtime = runtime_for(Path(path))
+        if runtime is None:
+            raise ValueError(f"no runtime opens {path}")
+        runner = runtime.load().runner
     run, fixed = runner(path, threads)
     fixed = tuple(d if isinstance(d, int) and d > 0 else s for d, s in zip(fixed, shape)) if fixed else shape
     import numpy as np
@@ -76,11 +76,29 @@ def time_runner(run: Callable[[Any], Any], x: Any, runs: int, warmup: int = 2) -
     return times
 
 
+def latency_ms(run: Callable[[Any], Any], x: Any, runs: int, warmup: int = 2) -> float:
+    """Median milliseconds of `run(x)` over `runs` timed calls after `warmup` untimed ones."""
+    return statistics.median(time_runner(run, x, runs, warmup))
+
+
+def onnx_latency_ms(path: str | Path, shape: tuple[int, int, int, int], threads: int = 2, runs: int = 20) -> float:
+    """Median latency (ms) of one onnxruntime CPU run of `path` on a random input of `shape`."""
+    import numpy as np
+
+    from mnv3det.deploy.runtime.backends import ort_cpu_session
+
+    session = ort_cpu_session(path, threads)
+    inp = session.get_inputs()[0]
+    dtype = np.float16 if "float16" in inp.type else np.float32
+    x = np.random.default_rng(0).random(shape, dtype=np.float32).astype(dtype)
+    return latency_ms(lambda a: session.run(None, {inp.name: a}), x, runs)
+
+
 def time_in_subprocess(
     fmt: str, path: Path, imgsz: tuple[int, int], threads: int, runs: int, warmup: int = 5, timeout: float = 600
 ) -> dict[str, Any]:
     """Run the worker for one model in a fresh Python process; its JSON result, or {"error": ...}."""
-    command = [sys.executable, "-m", "mnv3det.deploy.timing", fmt, str(path), "--imgsz", str(imgsz[0]), str(imgsz[1]),
+    command = [sys.executable, "-m", "mnv3det.deploy.runtime.timing", fmt, str(path), "--imgsz", str(imgsz[0]), str(imgsz[1]),
                "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
     env = {**os.environ, **openmp_defaults_for(os.environ)}  # the OpenMP wait the `mnv3det` entry point would set
     try:
@@ -96,7 +114,7 @@ def time_in_subprocess(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("format", choices=TIMED_FORMATS)
+    parser.add_argument("format", help="pytorch, torchscript, or the exported format's name (a label: the file picks its runtime)")
     parser.add_argument("path", type=Path)
     parser.add_argument("--imgsz", type=int, nargs=2, required=True, metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)

@@ -1,8 +1,6 @@
-"""OpenVINO: `ov.convert_model` on the verified fp32 ONNX file, `ov.save_model` to an IR folder, CPU runtime.
+"""OpenVINO runtime: an IR folder (best_openvino_model/{best.xml, best.bin, metadata.json}) on the CPU.
 
-Folder: best_openvino_model/{best.xml, best.bin, metadata.json}. Weights are stored in float32
-(`compress_to_fp16=False`): fp16 storage halves the .bin but changes every weight slightly, and the file is
-checked against PyTorch to float32 precision.
+Written by deploy/export/openvino.py (float32) and openvino_int8.py (nncf).
 
 Runtime settings (`compile_cpu`): the LATENCY performance hint with one stream (batch 1, one request at a time,
 as `detect` runs), `threads` inference threads (default: the cores this process may use), and float32 inference
@@ -22,8 +20,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from mnv3det.deploy.backends import ArrayBackend, _meta_imgsz
-from mnv3det.deploy.formats import model_folder, read_metadata, write_metadata
+from mnv3det.deploy.runtime.backends import ArrayBackend
+from mnv3det.deploy.runtime.metadata import meta_imgsz, model_folder, read_metadata
 from mnv3det.core.threads import resolve_threads
 from mnv3det.errors import UserError
 
@@ -72,26 +70,8 @@ def compile_cpu(model: Any, threads: int | None = None) -> Any:
         return ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config)
 
 
-def save(model: Any, folder: Path, stem: str, meta: dict[str, Any]) -> Path:
-    """Write `model` (ov.Model) as folder/stem.xml + .bin with metadata.json beside it; returns the .xml path."""
-    import openvino as ov
-
-    folder.mkdir(parents=True, exist_ok=True)
-    xml = folder / f"{stem}.xml"
-    ov.save_model(model, str(xml), compress_to_fp16=False)
-    write_metadata(folder, meta)
-    return xml
-
-
-def export(job: Any, out: Path) -> None:
-    """Convert the job's fp32 ONNX file to OpenVINO IR in folder `out`."""
-    import openvino as ov
-
-    save(ov.convert_model(str(job.onnx_path)), out, job.stem, job.meta)
-
-
 class Backend(ArrayBackend):
-    """An OpenVINO IR folder (or its .xml) run on the CPU; the `Backend` protocol of mnv3det.deploy.backends."""
+    """An OpenVINO IR folder (or its .xml) run on the CPU; the `Backend` protocol of runtime/backends.py."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
         folder, xml = model_folder(Path(path), "*.xml")
@@ -120,7 +100,7 @@ class Backend(ArrayBackend):
         self.device = torch.device("cpu")
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
-        self.imgsz = _meta_imgsz(self.meta)  # the trained size (what val/detect report), else the exported size
+        self.imgsz = meta_imgsz(self.meta)  # the trained size (what val/detect report), else the exported size
         shape = compiled.input(0).get_partial_shape()
         self.fixed_shape = tuple(int(d.get_length()) for d in shape) if shape.is_static else None
 
@@ -130,9 +110,9 @@ class Backend(ArrayBackend):
         return self.request.get_output_tensor(0).data.copy()
 
 
-
 runner = Backend.runner  # (run, input shape) for the timing worker
 
 
-def update_metadata(folder: Path, meta: dict[str, Any]) -> None:
-    write_metadata(folder, meta)
+def runs_here() -> bool:
+    """This runtime runs on every system mnv3det supports."""
+    return True

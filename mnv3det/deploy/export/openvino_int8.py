@@ -1,6 +1,6 @@
 """OpenVINO INT8: nncf post-training quantization of the OpenVINO model converted from the fp32 ONNX file.
 
-Folder: best_int8_openvino_model/{best.xml, best.bin, metadata.json}; runs with the OpenVINO Backend.
+Folder: best_int8_openvino_model/{best.xml, best.bin, metadata.json}; runs with the OpenVINO Backend (deploy/runtime/openvino.py).
 
 nncf's MIXED preset (symmetric int8 weights, asymmetric activations) over the calibration images, with the
 Detect decode kept in float through an IgnoredScope: boxes in pixels and probabilities share its output, and
@@ -20,14 +20,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnv3det.deploy.formats.openvino import (  # noqa: F401 (the same runtime as fp32)
-    Backend,
-    keep_signal_stack,
-    runner,
-    save,
-    update_metadata,
-)
-from mnv3det.deploy.formats.onnx_int8 import detect_scope
+from mnv3det.deploy.export.onnx_int8 import detect_scope
+from mnv3det.deploy.export.openvino import save, update_metadata  # noqa: F401 (the same files as fp32)
+from mnv3det.deploy.runtime.openvino import Backend, keep_signal_stack
 
 
 def import_nncf() -> Any:

@@ -1,4 +1,4 @@
-"""Export a trained detector (ONNX, TorchScript, or any format in `exporters.EXPORTERS`), then check the file.
+"""Export a trained detector to ONNX or TorchScript (registry.py, `ExportFormat.edge` False), then check the file.
 
 Steps (`export_checkpoint` for a .pt file, `export_model` for a model in memory):
 1. BN folded into the convs (`model.fuse()`), eval mode: the file's output is the decoded
@@ -32,10 +32,12 @@ from mnv3det.core import memory
 from mnv3det.core.imgsz import check_imgsz
 from mnv3det.core.memory import MB, activation_bytes
 from mnv3det.core.threads import resolve_threads
-from mnv3det.deploy.backends import TorchBackend, export_metadata, load_backend
 from mnv3det.deploy.config import ExportConfig
-from mnv3det.deploy.exporters import ExportSettings, find_simplifier, get_exporter
-from mnv3det.deploy.predictor import DEFAULT_IMGSZ, NmsSettings, letterbox_images, run_batch
+from mnv3det.deploy.export.onnx import find_simplifier
+from mnv3det.deploy.export.registry import ExportSettings, get_exporter
+from mnv3det.deploy.runtime.backends import TorchBackend, load_backend
+from mnv3det.deploy.runtime.metadata import export_metadata
+from mnv3det.deploy.runtime.predictor import DEFAULT_IMGSZ, NmsSettings, letterbox_images, run_batch
 from mnv3det.errors import Interrupted, UserError
 
 VERIFY_NMS = NmsSettings(conf=0.25, iou=0.45)  # the boxes compared after NMS: detect's defaults
@@ -147,13 +149,14 @@ def export_model(
         torch.set_num_threads(threads)
     if config.half and device.type != "cuda":
         raise UserError("--half needs a CUDA device (float16 convs are slow or missing on CPU); add --device 0 or drop --half")
-    exporter = get_exporter(config.format)
+    fmt = get_exporter(config.format)
+    exporter = fmt.load()  # the format's module: write(...), latency(...)
     simplify_tool = find_simplifier() if config.simplify else None
     strides = [int(s) for s in model.stride]
     size = check_imgsz(config.imgsz or train_imgsz or DEFAULT_IMGSZ, max(strides))
     names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
     path = Path(output)
-    path = path if path.name.endswith(exporter.suffix) else path.with_suffix(exporter.suffix)
+    path = path if path.name.endswith(fmt.file_suffix) else path.with_suffix(fmt.file_suffix)
     meta = export_metadata(names, strides, size.hw, config.batch, config.dynamic, config.half, recipe_name, train_imgsz)
     result = ExportResult(
         path=path, format=config.format, imgsz=size.hw, batch=config.batch, dynamic=config.dynamic,
@@ -287,7 +290,7 @@ def export_checkpoint(weights: str | Path, config: ExportConfig | None = None, *
     """
     from mnv3det.core.checkpoint import load_model
     from mnv3det.core.device import select_device
-    from mnv3det.deploy.sources import UnreadableImage, read_image
+    from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
 
     config = config or ExportConfig(**fields)
     weights = Path(weights)
@@ -303,7 +306,7 @@ def export_checkpoint(weights: str | Path, config: ExportConfig | None = None, *
             raise UserError(f"--image {config.image}: {err}") from None
     model, ckpt = load_model(weights, device="cpu")
     trained, recipe = ckpt.train_imgsz, ckpt.train_recipe  # from the run's TrainConfig, when it was trained
-    out = Path(config.output) if config.output else weights.with_suffix(get_exporter(config.format).suffix)
+    out = Path(config.output) if config.output else weights.with_suffix(get_exporter(config.format).file_suffix)
     config = dataclasses.replace(config, device=str(device))
     result = export_model(model, out, config, recipe_name=str(recipe), train_imgsz=trained, picture=picture)
     if config.imgsz is None and trained:

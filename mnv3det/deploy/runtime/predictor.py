@@ -26,7 +26,7 @@ from mnv3det.core.device import synchronize
 from mnv3det.core.imgsz import ImgSize, ImgSizeLike, check_imgsz
 from mnv3det.core.postprocess import non_max_suppression, scale_boxes
 from mnv3det.data import letterbox
-from mnv3det.deploy.backends import Backend
+from mnv3det.deploy.runtime.backends import Backend
 
 DEFAULT_IMGSZ = 640  # when neither the user nor the model says otherwise
 

@@ -1,4 +1,4 @@
-"""What `mnv3det export --format openvino|ncnn|onnx-int8|openvino-int8` prints: one rich table per export."""
+"""What `mnv3det export --format <a static format>` (edge.py) prints: one rich table per export."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.core.console import make_console
-from mnv3det.deploy.edge_export import RAW_TOLERANCE, EdgeExportResult
-from mnv3det.deploy.wording import map_change_text, raw_diff_text
+from mnv3det.deploy.export.edge import RAW_TOLERANCE, EdgeExportResult
+from mnv3det.deploy.export.wording import map_change_text, raw_diff_text
 
 
 def _quantization_rows(q: dict) -> list[tuple[str, str]]:
@@ -37,9 +37,15 @@ def edge_table(result: EdgeExportResult) -> Table:
     if result.max_abs_diff is not None:
         passed = (result.max_excess or 0) <= 0
         table.add_row("raw output", raw_diff_text(passed, result.max_abs_diff, RAW_TOLERANCE, excess=result.max_excess))
+    for key, value in result.checks.items():  # checked without running the file (Core ML off macOS)
+        table.add_row(key, f"[green]ok[/]: {escape(value)}")
     a = result.agreement
-    verdict = "[green]ok[/]" if a.passed else ("[yellow]differs[/]" if result.int8 else "[red]MISMATCH[/]")
-    table.add_row("detections", f"{verdict}: {escape(f'{a.summary()} on {result.verify_source}')}")
+    if result.unverified:
+        table.add_row("detections", f"[yellow]unverified[/]: {escape(result.verify_source)}; the numbers (boxes, "
+                      "scores, mAP) are checked against PyTorch only when exported on macOS")
+    else:
+        verdict = "[green]ok[/]" if a.passed else ("[yellow]differs[/]" if result.int8 else "[red]MISMATCH[/]")
+        table.add_row("detections", f"{verdict}: {escape(f'{a.summary()} on {result.verify_source}')}")
     for key, value in _quantization_rows(result.quantization or {}) if result.quantization else []:
         table.add_row(key, escape(str(value)))
     if result.latency_ms is not None:

@@ -6,11 +6,11 @@ Every backend takes `images: float Tensor (B, 3, H, W)` RGB in 0..1 and returns 
 exported file is evaluated by the same code as the checkpoint it came from.
 
 Exported files carry their own description (class names, strides, input shape, trained size) so they can
-be run alone: ONNX in `metadata_props`, TorchScript in the `_extra_files` entry `config.json`; both hold the
-JSON object written by `export_metadata` (key `mnv3det` = `METADATA_FORMAT`).
+be run alone (metadata.py).
 
-`load_backend` picks the backend by file suffix from `BACKENDS` (suffix -> loader); a new runtime registers
-its loader there (`register_backend`) and needs nothing else from `val` or `detect`.
+`load_backend` picks the backend by file suffix from `BACKENDS` (suffix -> loader), else asks the runtime
+registry (registry.py: OpenVINO and ncnn folders, ...); a new runtime adds its module there (or registers a
+loader with `register_backend`) and needs nothing else from `val` or `detect`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from torch import Tensor
 from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.cpu_share import adaptive_governor
 from mnv3det.core.threads import TORCH_ONE_IMAGE_THREADS, apply_threads, ort_session_options
+from mnv3det.deploy.runtime.metadata import TORCHSCRIPT_META_FILE, check_metadata, meta_imgsz
 from mnv3det.errors import UserError
 
-METADATA_FORMAT = "mnv3det-export/1"
-TORCHSCRIPT_META_FILE = "config.json"
 
 
 @runtime_checkable
@@ -44,80 +43,6 @@ class Backend(Protocol):
     imgsz: ImgSize | None  # the size the model was trained at (val/detect's default), None when unknown
 
     def __call__(self, images: Tensor) -> Tensor: ...
-
-
-def export_metadata(
-    names: list[str],
-    strides: list[int],
-    imgsz: tuple[int, int],
-    batch: int,
-    dynamic: bool,
-    half: bool,
-    recipe: str,
-    train_imgsz: int | None = None,
-) -> dict[str, Any]:
-    """The description stored in an exported file (read back by the backends below).
-
-    imgsz: the (h, w) the file was exported (traced) at; train_imgsz: the size its checkpoint was trained at.
-    """
-    return {
-        "mnv3det": METADATA_FORMAT,
-        "names": list(names),
-        "nc": len(names),
-        "strides": [int(s) for s in strides],
-        "stride": int(max(strides)),
-        "imgsz": [int(imgsz[0]), int(imgsz[1])],
-        "batch": int(batch),
-        "dynamic": bool(dynamic),
-        "half": bool(half),
-        "recipe": recipe,
-        "train_imgsz": int(train_imgsz) if train_imgsz else None,
-    }
-
-
-def _meta_imgsz(meta: dict[str, Any]) -> ImgSize | None:
-    """The default size of an export: its trained size, else the size it was exported at (older files)."""
-    value = meta.get("train_imgsz") or meta.get("imgsz")
-    return ImgSize.parse(value) if value else None
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _check_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The export metadata of `path` (a file, or a folder's metadata.json), checked key by key: a file edited by
-    hand gets one line naming the file and the key, not an IndexError or ZeroDivisionError later."""
-    if meta.get("mnv3det") != METADATA_FORMAT or not isinstance(meta.get("names"), list):
-        raise UserError(
-            f"{path} has no mnv3det export metadata (class names, strides); "
-            "export it with `mnv3det export --weights CHECKPOINT.pt` so detect/val can run it alone"
-        )
-
-    def bad(key: str, why: str) -> UserError:
-        return UserError(f"{path}: export metadata key '{key}' {why}; it was edited or damaged: export the checkpoint "
-                         "again with `mnv3det export` (or restore the value)")
-
-    names, strides = meta["names"], meta.get("strides")
-    if not names or not all(isinstance(n, str) for n in names):
-        raise bad("names", f"is {names!r}: it must list the model's class names, one string per class")
-    if meta.get("nc", len(names)) != len(names):
-        raise bad("nc", f"is {meta['nc']!r} but 'names' lists {len(names)} classes")
-    if not _positive_int(meta.get("stride")):
-        raise bad("stride", f"is {meta.get('stride')!r}: it must be the model's largest stride, a positive integer "
-                  "(e.g. 32)")
-    if strides is not None and (not isinstance(strides, list) or not strides or not all(map(_positive_int, strides))
-                                or max(strides) != meta["stride"]):
-        raise bad("strides", f"is {strides!r}: it must list the positive strides of the outputs, the largest equal to "
-                  f"'stride' ({meta['stride']})")
-    imgsz = meta.get("imgsz")
-    if not (isinstance(imgsz, list) and len(imgsz) == 2 and all(map(_positive_int, imgsz))):
-        raise bad("imgsz", f"is {imgsz!r}: it must be the [height, width] the file was exported at")
-    if not _positive_int(meta.get("batch", 1)):
-        raise bad("batch", f"is {meta.get('batch')!r}: it must be a positive integer")
-    if meta.get("train_imgsz") is not None and not _positive_int(meta["train_imgsz"]):
-        raise bad("train_imgsz", f"is {meta['train_imgsz']!r}: it must be a positive integer or null")
-    return meta
 
 
 def check_outputs(backend: "Backend", path: Path) -> None:
@@ -202,7 +127,7 @@ class OnnxBackend:
             meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("mnv3det", "{}"))
         except json.JSONDecodeError:
             meta = {}
-        self.meta = _check_metadata(meta, path)
+        self.meta = check_metadata(meta, path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = "float16" if "float16" in inp.type else "float32"
@@ -210,7 +135,7 @@ class OnnxBackend:
         self.fixed_shape = tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
-        self.imgsz = _meta_imgsz(self.meta)
+        self.imgsz = meta_imgsz(self.meta)
 
     def active_session(self) -> Any:
         """The session for this call: the full one, or while competitors hold cores one sized to the free cores."""
@@ -250,11 +175,11 @@ class TorchScriptBackend:
             meta = json.loads(extra[TORCHSCRIPT_META_FILE] or "{}")
         except json.JSONDecodeError:
             meta = {}
-        self.meta = _check_metadata(meta, path)
+        self.meta = check_metadata(meta, path)
         self.device = device
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
-        self.imgsz = _meta_imgsz(self.meta)
+        self.imgsz = meta_imgsz(self.meta)
         self.dtype = torch.float16 if self.meta.get("half") else torch.float32
         # A traced module keeps the shapes it was traced with unless it was exported --dynamic.
         h, w = self.meta["imgsz"]
@@ -356,15 +281,38 @@ def load_backend(
             f"({exported}) or an exported *_openvino_model / *_ncnn_model folder"
         )
     loader = BACKENDS.get(path.suffix.lower())
-    if loader is None:  # OpenVINO / ncnn folders (or the .xml/.param inside): mnv3det.deploy.formats
-        from mnv3det.deploy.formats import backend_loader
-
-        loader = backend_loader(path)
+    if loader is None:  # OpenVINO / ncnn folders (or the .xml/.param inside): mnv3det.deploy.runtime.registry
+        loader = _runtime_loader(path)
     if loader is None:
         raise UserError(f"--weights {path}: unknown model file type {path.suffix.lower()!r}; use one of {_suffixes()}")
     backend = loader(path, device, threads)
     check_outputs(backend, path)
     return backend
+
+
+def _runtime_loader(path: Path) -> BackendLoader | None:
+    """The Backend loader of the runtime (registry.py) that opens `path`; None when none does (a folder has no
+    suffix of its own, and users may rename it)."""
+    from mnv3det.deploy.runtime.registry import runtime_for
+
+    runtime = runtime_for(path)
+    if runtime is None:
+        return None
+    return lambda p, device, threads=None: runtime.load().Backend(p, device, threads)
+
+
+def ort_cpu_session(path: str | Path, threads: int | None = 2) -> Any:
+    """An onnxruntime CPU InferenceSession with the settings `detect`/`val` use (`ort_session_options`)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), sess_options=ort_session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
+    """(run, input shape) for timing any static .onnx file with the ORT settings `profile` uses."""
+    session = ort_cpu_session(path, threads)
+    inp = session.get_inputs()[0]
+    return (lambda x: session.run(None, {inp.name: x})), tuple(int(d) for d in inp.shape)
 
 
 def _suffixes() -> str:
