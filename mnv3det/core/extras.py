@@ -18,4 +18,5 @@ def require(packages: tuple[tuple[str, str], ...], what: str) -> None:
     if missing:
         names = ", ".join(name for name, _ in missing)
         extras = ",".join(sorted({extra for _, extra in missing}))
-        raise UserError(f"{what} needs {names}, which is not installed: pip install 'mnv3det[{extras}]'")
+        verb = "is" if len(missing) == 1 else "are"
+        raise UserError(f"{what} needs {names}, which {verb} not installed: pip install 'mnv3det[{extras}]'")
