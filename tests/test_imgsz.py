@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.core.imgsz import ImgSize, check_imgsz, parse_imgsz
+from mnv3det.core.imgsz import DEFAULT_IMGSZ, ImgSize, check_imgsz, choose_imgsz, parse_imgsz
 from mnv3det.errors import UserError
 from tests.test_detect import make_checkpoint, write_image
 
@@ -42,6 +42,14 @@ def test_check_names_the_nearest_valid_sizes():
     with pytest.raises(UserError, match=r"nearest valid: 64$"):  # below one stride: only the size above
         check_imgsz(20, 64)
     assert check_imgsz(96, 16) == ImgSize(96, 96)  # the model's stride decides, not a fixed 32
+
+
+def test_the_size_is_asked_else_trained_else_640_in_one_place():
+    assert choose_imgsz("320,416", 512, 32) == ImgSize(320, 416)
+    assert choose_imgsz(None, 512, 32) == ImgSize(512, 512)
+    assert choose_imgsz(None, None, 32) == ImgSize(DEFAULT_IMGSZ, DEFAULT_IMGSZ) == ImgSize(640, 640)
+    with pytest.raises(UserError, match="--imgsz 650: not a multiple of 32"):
+        choose_imgsz(650, 512, 32)
 
 
 def test_side_refuses_a_rectangle_where_squares_are_needed():

@@ -20,6 +20,8 @@ from mnv3det.errors import UserError
 
 _SEPARATORS = re.compile(r"[,\sx]+")
 
+DEFAULT_IMGSZ = 640  # when neither the user nor the model gives a size
+
 # Every detector here reaches P5/32 at least, so a size that is no multiple of 32 cannot work with any of them.
 # TrainConfig checks against it before a model exists; the trainer then checks the built model's own stride.
 P5_STRIDE = 32
@@ -97,6 +99,13 @@ def check_imgsz(value: ImgSizeLike, stride: int, option: str = "--imgsz") -> Img
     return ImgSize.parse(value, option).check(int(stride), option)
 
 
+def choose_imgsz(asked: ImgSizeLike | None, trained: ImgSizeLike | None, stride: int,
+                 option: str = "--imgsz") -> ImgSize:
+    """The one rule every command follows: the size asked for, else the size the model was trained at, else 640;
+    checked against the model's `stride`."""
+    return check_imgsz(asked if asked is not None else (trained or DEFAULT_IMGSZ), stride, option)
+
+
 def _positive_int(part: Any) -> int | None:
     if isinstance(part, bool):
         return None
@@ -117,4 +126,4 @@ def _show(value: Any) -> str:
     return str(value).strip() if isinstance(value, str) else repr(value) if not isinstance(value, int) else str(value)
 
 
-__all__ = ["ImgSize", "ImgSizeLike", "parse_imgsz", "check_imgsz"]
+__all__ = ["DEFAULT_IMGSZ", "ImgSize", "ImgSizeLike", "choose_imgsz", "parse_imgsz", "check_imgsz"]

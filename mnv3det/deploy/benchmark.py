@@ -232,7 +232,7 @@ def model_label(weights: Path) -> tuple[str, str]:
 def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Path]:
     """Export, score and time; see the module docstring. Returns the report and the run folder."""
     from mnv3det.core.checkpoint import load_model
-    from mnv3det.core.imgsz import check_imgsz
+    from mnv3det.core.imgsz import choose_imgsz
     from mnv3det.core.runs import claim_run_dir
     from mnv3det.data import load_data
     from mnv3det.models import build_model
@@ -242,7 +242,7 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
         if value < 1:
             raise UserError(f"{option} {value}: must be 1 or more")
     model, ckpt = load_model(opts.weights, device="cpu")
-    imgsz = check_imgsz(opts.imgsz or ckpt.train_imgsz or 640, int(max(int(s) for s in model.stride))).hw
+    imgsz = choose_imgsz(opts.imgsz, ckpt.train_imgsz, int(max(int(s) for s in model.stride))).hw
     spec = load_data(opts.data)
     if "val" not in spec.splits:
         raise UserError(f"--data {spec.source} has no val split to score the formats on; add one")

@@ -393,7 +393,7 @@ def export_edge_checkpoint(
 ) -> EdgeExportResult:
     """`mnv3det export --format FMT` for a .pt checkpoint: static input at `imgsz` (default: the trained size)."""
     from mnv3det.core.checkpoint import load_model
-    from mnv3det.core.imgsz import check_imgsz
+    from mnv3det.core.imgsz import choose_imgsz
     from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
 
     weights = Path(weights)
@@ -410,7 +410,7 @@ def export_edge_checkpoint(
             raise UserError(f"--image {image}: {err}") from None
     model, ckpt = load_model(weights, device="cpu")
     trained = ckpt.train_imgsz
-    size = check_imgsz(imgsz if imgsz is not None else (trained or 640), int(max(int(s) for s in model.stride)))
+    size = choose_imgsz(imgsz, trained, int(max(int(s) for s in model.stride)))
     if imgsz is None and trained and console is not None:
         console.print(escape(f"imgsz {trained}: the size {weights} was trained at (set --imgsz to change it)"))
     return export_edge(

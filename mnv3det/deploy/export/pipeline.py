@@ -29,7 +29,7 @@ import torch
 
 from mnv3det.core.atomic import AtomicOutput, remove_stale, unwritable
 from mnv3det.core import memory
-from mnv3det.core.imgsz import check_imgsz
+from mnv3det.core.imgsz import choose_imgsz
 from mnv3det.core.memory import MB, activation_bytes
 from mnv3det.core.threads import resolve_threads
 from mnv3det.deploy.config import ExportConfig
@@ -37,7 +37,7 @@ from mnv3det.deploy.export.onnx import find_simplifier
 from mnv3det.deploy.export.registry import ExportSettings, get_exporter
 from mnv3det.deploy.runtime.backends import TorchBackend, load_backend
 from mnv3det.deploy.runtime.metadata import export_metadata
-from mnv3det.deploy.runtime.predictor import DEFAULT_IMGSZ, NmsSettings, letterbox_images, run_batch
+from mnv3det.deploy.runtime.predictor import NmsSettings, letterbox_images, run_batch
 from mnv3det.errors import Interrupted, UserError
 
 VERIFY_NMS = NmsSettings(conf=0.25, iou=0.45)  # the boxes compared after NMS: detect's defaults
@@ -153,7 +153,7 @@ def export_model(
     exporter = fmt.load()  # the format's module: write(...), latency(...)
     simplify_tool = find_simplifier() if config.simplify else None
     strides = [int(s) for s in model.stride]
-    size = check_imgsz(config.imgsz or train_imgsz or DEFAULT_IMGSZ, max(strides))
+    size = choose_imgsz(config.imgsz, train_imgsz, max(strides))
     names = list(getattr(model, "names", None) or [str(i) for i in range(model.nc)])
     path = Path(output)
     path = path if path.name.endswith(fmt.file_suffix) else path.with_suffix(fmt.file_suffix)

@@ -23,12 +23,11 @@ import torch
 from torch import Tensor
 
 from mnv3det.core.device import synchronize
-from mnv3det.core.imgsz import ImgSize, ImgSizeLike, check_imgsz
+from mnv3det.core.imgsz import DEFAULT_IMGSZ, ImgSize, ImgSizeLike, check_imgsz, choose_imgsz
 from mnv3det.core.postprocess import non_max_suppression, scale_boxes
 from mnv3det.data import letterbox
 from mnv3det.deploy.runtime.backends import Backend
 
-DEFAULT_IMGSZ = 640  # when neither the user nor the model says otherwise
 
 # (h0, w0) of the original image and ((ratio_h, ratio_w), (pad_w, pad_h)) of its letterbox, as the loader gives them.
 ImageShape = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
@@ -69,12 +68,10 @@ def resolve_imgsz(backend: Backend, requested: ImgSizeLike | None, weights: obje
         if asked != fixed:
             note += f"; --imgsz {asked} is ignored"
         return fixed, note
-    if requested is not None:
-        return check_imgsz(requested, backend.stride), ""
-    if backend.imgsz is not None:
-        size = backend.imgsz.check(backend.stride)
+    size = choose_imgsz(requested, backend.imgsz, backend.stride)
+    if requested is None and backend.imgsz is not None:
         return size, f"imgsz {size}: the size {weights} was trained at (set --imgsz to change it)"
-    return check_imgsz(DEFAULT_IMGSZ, backend.stride), ""
+    return size, ""
 
 
 def _static_remedy(backend: Backend) -> str:
