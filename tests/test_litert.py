@@ -18,7 +18,8 @@ from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
 from mnv3det.deploy.export.registry import FORMATS, export_format
 from mnv3det.deploy.runtime.backends import load_backend
 from mnv3det.errors import UserError
-from test_edge_formats import NAMES, make_checkpoint, scene, write_data
+# The tiny checkpoint and data set, module fixtures shared with the other edge formats' tests.
+from test_edge_formats import NAMES, data, scene, weights  # noqa: F401 (data, weights: fixtures)
 
 SIZE = 64
 HAS_LITERT = all(importlib.util.find_spec(p) is not None for p, _ in FORMATS["litert-int8"].packages)
@@ -31,16 +32,6 @@ POW_FAILURE = (
     "'tfl.pow' that was explicitly marked illegal: %595 = \"tfl.pow\"(%594, %118) : (tensor<1x3x2x20x20xf32>, "
     "tensor<f32>) -> tensor<1x3x2x20x20xf32>\nTraceback (most recent call last):\n  File \"converter.py\", line 1"
 )
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("litert") / "best.pt")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_data(tmp_path_factory.mktemp("litert-data") / "tiny")
 
 
 @pytest.fixture(scope="module")
