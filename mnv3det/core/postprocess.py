@@ -12,6 +12,23 @@ from torch import Tensor
 from torchvision.ops import batched_nms, box_convert
 
 
+def has_objectness(width: int, nc: int | None) -> bool:
+    """Which of the two decoded layouts a row of `width` values is, for a model of `nc` classes.
+
+    5 + nc: YOLOv5's Detect (cx, cy, w, h, obj, class probs; score = obj * prob).
+    4 + nc: the anchor-free head (cx, cy, w, h, class scores that already carry the box quality).
+    nc None (unknown) means the YOLOv5 layout, the only one older callers produce.
+    """
+    return nc is None or width == 5 + nc
+
+
+def split_scores(pred: Tensor, nc: int | None = None) -> tuple[Tensor, Tensor]:
+    """Decoded predictions (..., 4 [+ 1] + nc) -> (boxes cxcywh (..., 4), class scores (..., nc)), either layout."""
+    if has_objectness(pred.shape[-1], nc):
+        return pred[..., :4], pred[..., 5:] * pred[..., 4:5]
+    return pred[..., :4], pred[..., 4:]
+
+
 def non_max_suppression(
     pred: Tensor,
     conf_thres: float = 0.25,
@@ -21,21 +38,25 @@ def non_max_suppression(
     multi_label: bool = False,
     agnostic: bool = False,
     max_candidates: int = 30000,
+    nc: int | None = None,
 ) -> list[Tensor]:
     """Filter decoded predictions into detections per image.
 
-    pred: Tensor[B, N, 5 + nc] with (cx, cy, w, h, obj, class probs...) in input pixels.
+    pred: Tensor[B, N, 5 + nc] with (cx, cy, w, h, obj, class probs...) in input pixels, or Tensor[B, N, 4 + nc]
+    (anchor-free: class scores, no obj) when `nc` says so (`has_objectness`).
     Returns a list of B tensors Tensor[n, 6] = (x1, y1, x2, y2, score, class), sorted by score;
     an image with nothing left gets an empty Tensor[0, 6] (never None).
-    score = obj * class prob. With multi_label, every class above conf_thres makes its own row.
+    score = obj * class prob (YOLOv5 layout) or the class score (anchor-free). With multi_label, every class above conf_thres makes its own row.
     """
-    if pred.ndim != 3 or pred.shape[-1] < 6:
-        raise ValueError(f"expected predictions of shape (B, N, 5 + nc), got {tuple(pred.shape)}")
+    if pred.ndim != 3 or pred.shape[-1] < 5:
+        raise ValueError(f"expected predictions of shape (B, N, 5 + nc) or (B, N, 4 + nc), got {tuple(pred.shape)}")
+    objectness = has_objectness(pred.shape[-1], nc)
     out: list[Tensor] = []
-    for p in pred:  # p: (N, 5 + nc)
-        p = p[p[:, 4] > conf_thres]
-        scores = p[:, 5:] * p[:, 4:5]  # (n, nc)
-        boxes = box_convert(p[:, :4], "cxcywh", "xyxy")
+    for p in pred:  # p: (N, 5 + nc) or (N, 4 + nc)
+        if objectness:
+            p = p[p[:, 4] > conf_thres]  # cheap first cut: score = obj * prob <= obj
+        cxcywh, scores = split_scores(p, nc)  # (n, 4), (n, nc)
+        boxes = box_convert(cxcywh, "cxcywh", "xyxy")
         if multi_label:
             i, j = (scores > conf_thres).nonzero(as_tuple=True)
             det = torch.cat((boxes[i], scores[i, j, None], j[:, None].to(p.dtype)), 1)

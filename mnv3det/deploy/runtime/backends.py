@@ -46,12 +46,13 @@ class Backend(Protocol):
 
 
 def check_outputs(backend: "Backend", path: Path) -> None:
-    """One forward at the smallest input the model takes: each output row must hold 5 + len(names) values, or the
-    class names (from the metadata) would be matched to the wrong columns, silently."""
+    """One forward at the smallest input the model takes: each output row must hold 5 + len(names) values (YOLOv5
+    head) or 4 + len(names) (anchor-free head), or the class names (from the metadata) would be matched to the wrong
+    columns, silently."""
     shape = backend.fixed_shape or (1, 3, 2 * backend.stride, 2 * backend.stride)
     out = backend(torch.zeros(shape))
     width = int(out.shape[-1]) if out.ndim == 3 else -1
-    if width != 5 + len(backend.names):
+    if width not in (4 + len(backend.names), 5 + len(backend.names)):
         source = path / "metadata.json" if path.is_dir() else path
         raise UserError(
             f"{source}: export metadata key 'names' lists {len(backend.names)} classes but the model outputs "

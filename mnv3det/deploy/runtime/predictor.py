@@ -102,11 +102,12 @@ def letterbox_images(
     return torch.from_numpy(np.stack(batch)), shapes
 
 
-def nms_per_image(pred: Tensor, nms: NmsSettings) -> list[Tensor]:
-    """NMS on decoded predictions (B, N, 5 + nc): B tensors (n, 6) in network-input pixels."""
+def nms_per_image(pred: Tensor, nms: NmsSettings, nc: int | None = None) -> list[Tensor]:
+    """NMS on decoded predictions (B, N, 5 + nc) or anchor-free (B, N, 4 + nc): B tensors (n, 6) in network-input
+    pixels. `nc` (the backend's len(names)) tells the two layouts apart (core.postprocess.has_objectness)."""
     classes = list(nms.classes) if nms.classes else None
     return non_max_suppression(pred, nms.conf, nms.iou, max_det=nms.max_det, classes=classes,
-                               multi_label=nms.multi_label, agnostic=nms.agnostic)
+                               multi_label=nms.multi_label, agnostic=nms.agnostic, nc=nc)
 
 
 def scale_back(detections: list[Tensor], input_hw: tuple[int, int], shapes: list[ImageShape]) -> list[Tensor]:
@@ -119,9 +120,11 @@ def scale_back(detections: list[Tensor], input_hw: tuple[int, int], shapes: list
     return out
 
 
-def postprocess(pred: Tensor, input_hw: tuple[int, int], shapes: list[ImageShape], nms: NmsSettings) -> list[Tensor]:
+def postprocess(
+    pred: Tensor, input_hw: tuple[int, int], shapes: list[ImageShape], nms: NmsSettings, nc: int | None = None
+) -> list[Tensor]:
     """NMS, then boxes mapped back: B tensors (x1, y1, x2, y2, score, class) in original pixels (empty (0, 6))."""
-    return scale_back(nms_per_image(pred, nms), input_hw, shapes)
+    return scale_back(nms_per_image(pred, nms, nc), input_hw, shapes)
 
 
 def run_batch(backend: Backend, batch: Tensor, shapes: list[ImageShape], nms: NmsSettings) -> Prediction:
@@ -137,7 +140,7 @@ def run_batch(backend: Backend, batch: Tensor, shapes: list[ImageShape], nms: Nm
     pred = backend(x)
     synchronize(x.device)
     t2 = time.perf_counter()
-    in_input = [d.cpu() for d in nms_per_image(pred, nms)]
+    in_input = [d.cpu() for d in nms_per_image(pred, nms, len(backend.names) or None)]
     # Scaled in float64: val rounds boxes to 1e-3 px, finer than float32 resolves at a few hundred pixels.
     detections = scale_back([d.double() for d in in_input], (int(x.shape[2]), int(x.shape[3])), shapes)
     t3 = time.perf_counter()
