@@ -24,7 +24,7 @@ from rich.console import Console
 
 from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp
 from mnv3det.data import load_data
-from mnv3det.core.checkpoint import load_model
+from mnv3det.models.checkpoint import load_model
 from mnv3det.evaluate.config import EvalConfig
 from mnv3det.evaluate.evaluator import evaluate
 from mnv3det.train.trainer import fit

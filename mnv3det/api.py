@@ -188,7 +188,7 @@ def val(weights: str | Path | ValConfig, data: str | None = None, *, verbose: bo
 def export(
     weights: str | Path,
     *,
-    format: str = "onnx",  # noqa: A002 (the CLI's option name)
+    format: str | None = None,  # noqa: A002 (the CLI's option name)
     imgsz: ImgSizeLike | None = None,
     batch: int | None = None,
     dynamic: bool | None = None,
@@ -198,52 +198,30 @@ def export(
     device: str | None = None,
     output: str | Path | None = None,
     image: str | Path | None = None,
+    data: str | Path | None = None,
+    calib_images: int | None = None,
+    int8_max_drop: float | None = None,
+    nms: bool | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
     runs: int | None = None,
     threads: int | None = None,
-    data: str | Path | None = None,
-    calib_images: int = 300,
-    int8_max_drop: float = 1.0,
     verbose: bool = False,
 ) -> Any:
-    """Export a .pt checkpoint as `mnv3det export` does, with its option names; returns the verified result.
-
-    format: onnx, torchscript, or a static format (openvino, openvino-int8, ncnn, onnx-int8, litert (alias tflite),
-    litert-int8, coreml, coreml-int8). Options left as None
-    keep the CLI's defaults (a dynamic file at the trained size for onnx/torchscript; edge formats are static).
-    data, calib_images, int8_max_drop (mAP50-95 points, 0 = off): edge formats and INT8 only. verbose: print
-    progress lines (edge formats). Returns an ExportResult (onnx/torchscript) or EdgeExportResult (edge formats);
-    both have `.path`, `.passed`, `.as_dict()` and `.to_json()`.
+    """Export a .pt checkpoint as `mnv3det export` does, with its option names (ExportConfig's fields; None keeps
+    the CLI's default). verbose: print progress lines. Returns the verified ExportResult (`.path`, `.passed`,
+    `.as_dict()`, `.to_json()`); an --nms file's outputs are final detections (`mnv3det.load` runs it too).
     """
-    from mnv3det.deploy.export.registry import edge_format
-
-    fmt = edge_format(format)
-    if fmt is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.export.edge
-        from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
-
-        check_edge_options(fmt.name, dynamic=dynamic, half=half, simplify=simplify, device=device)
-        int8 = Int8Options(calib_images=calib_images, max_drop=int8_max_drop / 100 if int8_max_drop > 0 else None)
-        return export_edge_checkpoint(weights, fmt, imgsz=imgsz, batch=batch or 1, output=output, image=image,
-                                      data=data, int8=int8, runs=runs or 10, threads=threads,
-                                      console=make_console() if verbose else None)
     from mnv3det.deploy.config import ExportConfig
     from mnv3det.deploy.export.pipeline import export_checkpoint
 
-    given = dict(format=format.lower(), imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset, simplify=simplify,
-                 half=half, device=device, output=Path(output) if output else None,
-                 image=Path(image) if image else None, runs=runs, threads=threads)
-    return export_checkpoint(weights, ExportConfig(**{k: v for k, v in given.items() if v is not None}))
-
-
-def check_edge_options(fmt: str, *, dynamic: bool | None, half: bool | None, simplify: bool | None,
-                       device: str | None) -> None:
-    """The onnx/torchscript options an edge format cannot take, each a one-line error naming it."""
-    from mnv3det.errors import UserError
-
-    for flag, value in (("--dynamic", dynamic), ("--half", half), ("--simplify", simplify)):
-        if value:
-            raise UserError(f"{flag} applies to --format onnx/torchscript; {fmt} exports are static")
-    if device not in (None, "cpu"):
-        raise UserError(f"--device {device}: {fmt} runs on the CPU; use --device cpu")
+    given = dict(format=format, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset, simplify=simplify, half=half,
+                 device=device, output=Path(output) if output else None, image=Path(image) if image else None,
+                 data=data, calib_images=calib_images, int8_max_drop=int8_max_drop, nms=nms, conf=conf, iou=iou,
+                 max_det=max_det, runs=runs, threads=threads)
+    config = ExportConfig(**{k: v for k, v in given.items() if v is not None})
+    return export_checkpoint(weights, config, console=make_console() if verbose else None)
 
 
 def benchmark(
@@ -256,6 +234,7 @@ def benchmark(
     runs: int | None = None,
     rounds: int | None = None,
     calib_images: int | None = None,
+    nms: bool = False,
     reference: bool = True,
     project: str | Path | None = None,
     name: str | None = None,
@@ -278,7 +257,7 @@ def benchmark(
              "project": Path(project) if project is not None else None, "name": name}
     opts = replace(BenchOptions(weights=Path(weights)), data=str(data) if data is not None else None,
                    formats=[f.strip().lower() for f in formats if f.strip()] if formats else None, imgsz=imgsz,
-                   reference=reference, exist_ok=exist_ok, **{k: v for k, v in given.items() if v is not None})
+                   reference=reference, nms=nms, exist_ok=exist_ok, **{k: v for k, v in given.items() if v is not None})
     say = (lambda text: make_console(stderr=True).print(text, highlight=False)) if verbose else (lambda text: None)
     report, _ = run_benchmark(opts, say=say)
     return report

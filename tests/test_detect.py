@@ -290,7 +290,7 @@ def _same_boxes(a: torch.Tensor, b: torch.Tensor) -> None:
 )
 def test_pt_and_exported_give_the_same_boxes(weights, tmp_path, format, dynamic):
     pytest.importorskip("onnxruntime")
-    from mnv3det.core.checkpoint import load_model
+    from mnv3det.models.checkpoint import load_model
     from mnv3det.deploy.export.pipeline import export_model
 
     model, _ = load_model(weights)
@@ -309,7 +309,7 @@ def test_pt_and_exported_give_the_same_boxes(weights, tmp_path, format, dynamic)
 
 def test_detect_cli_onnx_writes_the_same_labels_as_pt(weights, image_dir, tmp_path):
     pytest.importorskip("onnxruntime")
-    from mnv3det.core.checkpoint import load_model
+    from mnv3det.models.checkpoint import load_model
     from mnv3det.deploy.export.pipeline import export_model
 
     model, _ = load_model(weights)

@@ -59,7 +59,7 @@ def test_a_model_named_like_the_reference_keeps_its_files_apart():
 
 
 def test_timing_worker_runs_in_its_own_process(weights, tmp_path):
-    from mnv3det.core.checkpoint import load_model
+    from mnv3det.models.checkpoint import load_model
     from mnv3det.deploy.config import ExportConfig
     from mnv3det.deploy.export.pipeline import export_model
 

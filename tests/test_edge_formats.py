@@ -161,7 +161,7 @@ def test_int8_calibrates_on_a_handful_of_images_and_stores_the_drop(fmt, weights
 def test_onnx_int8_keeps_every_detect_decode_node_in_float(weights, tmp_path):
     import onnx
 
-    from mnv3det.core.checkpoint import load_model
+    from mnv3det.models.checkpoint import load_model
     from mnv3det.deploy.config import ExportConfig
     from mnv3det.deploy.export.pipeline import export_model
     from mnv3det.deploy.export.onnx_int8 import detect_scope, float_nodes

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from mnv3det.cli import app
 from mnv3det.train.config import TrainConfig
 from mnv3det.train import loss, results, setup, trainer
-from mnv3det.core.checkpoint import load_checkpoint, load_model
+from mnv3det.core.checkpoint import load_checkpoint
+from mnv3det.models.checkpoint import load_model
 from mnv3det.train.resume import config_for_resume
 from mnv3det.models.transfer import transfer_detector
 from mnv3det.train.trainer import fit

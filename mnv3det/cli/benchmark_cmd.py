@@ -33,6 +33,8 @@ def benchmark_command(
     runs: int = typer.Option(DEFAULTS.runs, "--runs", help="Timed calls per format and round."),
     rounds: int = typer.Option(DEFAULTS.rounds, "--rounds", help="Rounds taken in turn over all formats."),
     calib_images: int = typer.Option(DEFAULTS.calib_images, "--calib-images", help="INT8 calibration images."),
+    nms: bool = typer.Option(DEFAULTS.nms, "--nms", help="Also time each format's end-to-end file (export --nms) "
+                             "beside the raw one: rows onnx+nms, openvino+nms, ..."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Time yolov5n too (the ratio column)."),
     project: Path = typer.Option(DEFAULTS.project, "--project", help="Where run folders go."),
     name: str = typer.Option(DEFAULTS.name, "--name", help="Run folder name (exp, exp2, ...)."),
@@ -43,7 +45,7 @@ def benchmark_command(
     opts = BenchOptions(
         weights=weights, data=data, formats=[f.strip().lower() for f in formats.split(",") if f.strip()] if formats
         else None, imgsz=imgsz, threads=threads, runs=runs, rounds=rounds, calib_images=calib_images,
-        reference=reference, project=project, name=name, exist_ok=exist_ok,
+        nms=nms, reference=reference, project=project, name=name, exist_ok=exist_ok,
     )
     status = make_console(stderr=True)
     report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))

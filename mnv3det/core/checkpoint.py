@@ -38,7 +38,7 @@ from mnv3det.errors import UserError, error_line
 FORMAT = "mnv3det/2"
 OLD_FORMATS = ("mnv3det/1",)  # read and upgraded in memory; never written
 TMP_SUFFIX = TMP_MARK  # .NAME.XXXXXXXX.tmp, as core/atomic.py names its temporaries
-_WHAT_TO_DO = "use a .pt written by `mnv3det train` (or train again)"
+WHAT_TO_DO = "use a .pt written by `mnv3det train` (or train again)"
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Checkpoint:
             raw = _upgrade_v1(raw)
         elif version != FORMAT:
             raise UserError(f"{source} is not an mnv3det checkpoint (its format is {version!r}, expected {FORMAT!r}); "
-                            f"{_WHAT_TO_DO}")
+                            f"{WHAT_TO_DO}")
         _require(raw, cls, said, "")
         ckpt = cls(**{k: v for k, v in raw.items() if k not in ("format", "data", "resume")})
         if raw.get("data") is not None:
@@ -137,7 +137,7 @@ def _require(raw: Any, kind: type, said: str, prefix: str) -> None:
     """
     if not isinstance(raw, Mapping):
         raise UserError(f"{said} its '{prefix.rstrip('.')}' is a {type(raw).__name__}, not a mapping: it is "
-                        f"damaged or was written by another tool; {_WHAT_TO_DO}")
+                        f"damaged or was written by another tool; {WHAT_TO_DO}")
     known = {f.name for f in dataclasses.fields(kind)}
     needed = {f.name for f in dataclasses.fields(kind)
               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
@@ -146,7 +146,7 @@ def _require(raw: Any, kind: type, said: str, prefix: str) -> None:
     if missing or unknown:
         what = "misses " + ", ".join(prefix + k for k in missing) if missing else "has unknown keys " + ", ".join(
             prefix + k for k in unknown)
-        raise UserError(f"{said} {what}: it is damaged or was written by another tool; {_WHAT_TO_DO}")
+        raise UserError(f"{said} {what}: it is damaged or was written by another tool; {WHAT_TO_DO}")
 
 
 def _check_values(ckpt: Checkpoint, source: str) -> None:
@@ -165,7 +165,7 @@ def _check_values(ckpt: Checkpoint, source: str) -> None:
         problems.append("config is not a mapping")
     if problems:
         raise UserError(f"{source}: {'; '.join(problems)}: the file is damaged or was written by another tool; "
-                        f"{_WHAT_TO_DO}")
+                        f"{WHAT_TO_DO}")
     ckpt.names = [str(n) for n in ckpt.names]
 
 
@@ -262,7 +262,7 @@ def load_state(module: nn.Module, state: Mapping[str, Tensor], source: str, what
         raise UserError(
             f"{source}: its {what} do not fit the model its recipe builds ({len(wrong)} tensors of another shape, "
             f"{len(missing)} missing, {len(unknown)} unknown; e.g. {example}): the file is damaged or was edited; "
-            f"{_WHAT_TO_DO}"
+            f"{WHAT_TO_DO}"
         )
     module.load_state_dict(state)
 
@@ -287,27 +287,3 @@ def check_finite(state: Mapping[str, Tensor], source: str) -> None:
         raise UserError(f"{source}: {bad} of {total} weight values are not finite (NaN or inf, e.g. in {first}): the "
                         "run that wrote it diverged. Use a checkpoint of an earlier epoch, or train again with a lower "
                         "lr0")
-
-
-def build_checkpoint_model(ckpt: Checkpoint, source: str) -> nn.Module:
-    """The model a checkpoint describes, with its weights (`ckpt.model`, all finite) and class names; train mode."""
-    from mnv3det.models import build_model  # local import: models import nothing from train, evaluate or deploy
-
-    try:
-        model = build_model(ckpt.recipe, nc=ckpt.nc)
-    except (UserError, KeyError, TypeError, ValueError, IndexError) as err:  # a damaged recipe dict
-        raise UserError(f"{source}: the recipe stored in it does not build ({type(err).__name__}: {err}); "
-                        f"{_WHAT_TO_DO}") from None
-    load_state(model, ckpt.model, source)
-    check_finite(ckpt.model, source)
-    model.names = list(ckpt.names)
-    return model
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model stored in a checkpoint, in eval mode, on `device`; returns (model, checkpoint)."""
-    ckpt = load_checkpoint(path)
-    model = build_checkpoint_model(ckpt, str(path)).eval()
-    if fuse:
-        model.fuse()
-    return model.to(device), ckpt

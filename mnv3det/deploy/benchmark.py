@@ -2,7 +2,8 @@
 
 For each format (PyTorch, TorchScript, ONNX, ONNX INT8, OpenVINO, OpenVINO INT8, ncnn, LiteRT, LiteRT INT8; those
 whose packages are installed, or the ones asked for):
-- export at the trained size, static batch 1 (the edge exports are verified against PyTorch as `export` does);
+- export at the trained size, static batch 1, verified against PyTorch as `export` does (one pipeline); with
+  `nms`, also each format's end-to-end file (`export --nms`, rows "onnx+nms"), whose latency includes its NMS;
 - mAP50-95 and mAP50 on the val split through `val`'s evaluator (the fast COCO-matching mAP; INT8 rows reuse the
   figures their export measured on the same split);
 - latency: the runtime's own forward pass (batch 1, `threads` threads) in a fresh process per format
@@ -24,14 +25,27 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mnv3det.deploy.config import ExportConfig
 from mnv3det.deploy.runtime.timing import time_in_subprocess
 from mnv3det.errors import UserError
 
-TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert",
-                 "litert-int8")
 REFERENCE = "yolov5n"
-REFERENCE_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert", "litert-int8")  # its candidates for "fastest"
 REFERENCE_CALIB_IMAGES = 32  # yolov5n is untrained: its INT8 files exist to be timed, not scored
+NMS_SUFFIX = "+nms"  # a row of an end-to-end file ("onnx+nms"): the NMS it holds is timed with it
+
+
+def timed_formats() -> list[str]:
+    """Every format `benchmark` can time, in table order (deploy/formats.py `timed`)."""
+    from mnv3det.deploy.formats import FORMATS
+
+    return [f.name for f in FORMATS.values() if f.timed]
+
+
+def reference_formats() -> list[str]:
+    """yolov5n's candidates for "fastest" (deploy/formats.py `reference`)."""
+    from mnv3det.deploy.formats import FORMATS
+
+    return [f.name for f in FORMATS.values() if f.reference]
 
 
 @dataclass
@@ -80,64 +94,54 @@ class BenchReport:
 
 def available_formats() -> list[str]:
     """The timed formats whose packages are installed here."""
-    from mnv3det.deploy.export.registry import FORMATS
+    from mnv3det.deploy.formats import FORMATS
 
     def ok(name: str) -> bool:
-        if name == "pytorch":
-            return True
-        return all(importlib.util.find_spec(m) is not None for m, _ in FORMATS[name].packages)
+        fmt = FORMATS[name]
+        return all(importlib.util.find_spec(m) is not None for m, _ in (*fmt.packages, *fmt.runtime_packages))
 
-    return [f for f in TIMED_FORMATS if ok(f)]
+    return [f for f in timed_formats() if ok(f)]
 
 
 def choose_formats(requested: list[str] | None) -> list[str]:
     """The formats to run: all available ones, or `requested` (each known, each installed; clear errors)."""
     from mnv3det.core.extras import require
-    from mnv3det.deploy.export.registry import export_format
+    from mnv3det.deploy.formats import find_format
 
-    available = available_formats()
+    available, timed = available_formats(), timed_formats()
     if not requested:
         return available
     names = []
     for name in requested:
-        fmt = export_format(name) if name != "pytorch" else None  # aliases: tflite -> litert
+        fmt = find_format(name)  # aliases: tflite -> litert
         name = fmt.name if fmt is not None else name
-        if name not in TIMED_FORMATS:
-            raise UserError(f"--formats {name!r} is not a format; use some of {', '.join(TIMED_FORMATS)}")
+        if name not in timed:
+            raise UserError(f"--formats {name!r} is not a format; use some of {', '.join(timed)}")
         if name not in available:  # one line naming the extra
-            require(fmt.packages, f"--formats {name}")
+            require((*fmt.packages, *fmt.runtime_packages), f"--formats {name}")
         names.append(name)
-    return [f for f in TIMED_FORMATS if f in names]
+    return [f for f in timed if f in names]
 
 
 def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, int], data: Any, calib: int,
-               threads: int, verify: bool, console: Any) -> tuple[Path, dict[str, Any]]:
-    """Write `model` as `fmt` under `folder` (static, batch 1); (path, INT8 figures or {})."""
-    if fmt == "pytorch":
+               threads: int, verify: bool, console: Any, nms: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Write `model` as `fmt` under `folder` (static, batch 1; `nms`: end-to-end) through the one export pipeline;
+    (path, INT8 figures or {})."""
+    from mnv3det.deploy.config import ExportConfig
+    from mnv3det.deploy.export.pipeline import export_model
+    from mnv3det.deploy.formats import FORMATS
+
+    record = FORMATS[fmt]
+    if record.writer is None:
         raise ValueError("the checkpoint itself is the pytorch row")
-    from mnv3det.deploy.export.registry import FORMATS
-
-    edge = FORMATS[fmt]
-    if not edge.edge:  # onnx, torchscript
-        from mnv3det.deploy.config import ExportConfig
-        from mnv3det.deploy.export.pipeline import export_model
-
-        config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False, runs=1, threads=threads)
-        result = export_model(model, folder / f"{stem}{edge.file_suffix}", config)
-        return result.path, {}
-    from mnv3det.deploy.export.edge import Int8Options, export_edge
-
-    int8 = Int8Options(calib_images=calib, max_drop=0.01 if verify else None)
-    result = export_edge(model, edge.output_for(folder / f"{stem}.pt"), edge, imgsz=imgsz, data=data, int8=int8,
-                         threads=threads, latency_runs=0, console=console, verify=verify)
+    config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False if record.dynamic else None, data=data,
+                          calib_images=calib, threads=threads, runs=0, verify=verify, nms=nms)
+    if not verify:
+        config.int8_max_drop = 0  # nothing to score against: plain quantization
+    result = export_model(model, record.output_for(folder / f"{stem}.pt", nms), config, console=console)
     if verify and not result.passed:
         raise RuntimeError(f"{fmt} export differs from PyTorch: {result.agreement.summary()}")
     return result.path, result.quantization or {}
-
-
-def _size_mb(path: Path) -> float:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-    return sum(p.stat().st_size for p in files) / 2**20
 
 
 def score(path: Path, spec: Any, records: list, imgsz: tuple[int, int], threads: int) -> tuple[float, float]:
@@ -189,7 +193,8 @@ class BenchOptions:
     threads: int = 2  # runtime threads for the latency figures (2: the issue's setting, a 2-core CPU)
     runs: int = 50  # timed calls per round
     rounds: int = 3  # rounds taken in turn over all formats; the median of the round medians is reported
-    calib_images: int = 300  # INT8 calibration images of the train split
+    calib_images: int = ExportConfig.calib_images  # INT8 calibration images of the train split
+    nms: bool = False  # also export and time end-to-end files (`export --nms`) beside the raw ones: "onnx+nms" rows
     reference: bool = True  # time yolov5n too (the ratio column)
     project: Path = Path("runs/benchmark")
     name: str = "exp"
@@ -200,17 +205,20 @@ def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts:
                  verify: bool, say: Any, stem: str | None = None) -> list[tuple[BenchRow, str, Path, dict]]:
     """Export `model` to each format (a failure becomes the row's note); (row, format, path, INT8 figures).
     label: the model's name in the rows; stem: the exported files' stem (default: label)."""
+    from mnv3det.deploy.formats import FORMATS
+
     out = []
-    for fmt in formats:
+    for fmt in with_nms_rows(formats) if opts.nms else formats:
         row = BenchRow(label, fmt)
+        name, nms = fmt.removesuffix(NMS_SUFFIX), fmt.endswith(NMS_SUFFIX)
         try:
-            if fmt == "pytorch":
+            if FORMATS[name].writer is None:
                 path, quant = Path(opts.weights), {}
             else:
                 say(f"exporting {label} to {fmt}")
                 calib = opts.calib_images if verify else REFERENCE_CALIB_IMAGES
-                path, quant = export_one(model, fmt, folder, stem or label, imgsz, opts.data, calib, opts.threads,
-                                         verify, None)
+                path, quant = export_one(model, name, folder, stem or label, imgsz, opts.data, calib, opts.threads,
+                                         verify, None, nms)
         except UserError:
             raise
         except Exception as err:  # one runtime failing must not cost the others' figures
@@ -222,6 +230,19 @@ def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts:
     return out
 
 
+def _size_mb(path: Path) -> float:
+    from mnv3det.deploy.export.pipeline import size_mb
+
+    return size_mb(path)
+
+
+def with_nms_rows(formats: list[str]) -> list[str]:
+    """`formats` with an end-to-end row ("onnx+nms") after each format that can hold NMS."""
+    from mnv3det.deploy.formats import FORMATS
+
+    return [r for f in formats for r in ([f, f + NMS_SUFFIX] if FORMATS[f].end_to_end else [f])]
+
+
 def model_label(weights: Path) -> tuple[str, str]:
     """(the name rows give the user's model: its file name, the stem of its exports); a stem that would collide with
     the reference's files gets a suffix."""
@@ -231,7 +252,7 @@ def model_label(weights: Path) -> tuple[str, str]:
 
 def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Path]:
     """Export, score and time; see the module docstring. Returns the report and the run folder."""
-    from mnv3det.core.checkpoint import load_model
+    from mnv3det.models.checkpoint import load_model
     from mnv3det.core.imgsz import choose_imgsz
     from mnv3det.core.runs import claim_run_dir
     from mnv3det.data import load_data
@@ -264,12 +285,14 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
         else:
             say(f"scoring {fmt} on {len(records)} val images")
             row.map50_95, row.map50 = (round(v, 4) for v in score(path, spec, records, imgsz, opts.threads))
+            if fmt.endswith(NMS_SUFFIX):
+                row.note = "mAP at the conf the file holds (export --conf), not val's 0.001"
     ref_rows = []
     if opts.reference:
         reference = build_model(REFERENCE, nc=spec.nc).eval()
-        ref_formats = [f for f in REFERENCE_FORMATS if f in formats] or ["onnx"]
+        ref_formats = [f for f in reference_formats() if f in formats] or ["onnx"]
         ref_rows = _export_rows(reference, REFERENCE, ref_formats, folder, opts, imgsz, False, say)
-    jobs = [(row, fmt, path) for row, fmt, path, _ in rows + ref_rows if not row.note]
+    jobs = [(row, fmt, path) for row, fmt, path, _ in rows + ref_rows if row.path]  # exported (a failure has none)
     time_rounds(jobs, imgsz, opts.threads, opts.runs, opts.rounds, say)
 
     all_rows = [r for r, *_ in rows + ref_rows]

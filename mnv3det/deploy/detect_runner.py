@@ -39,7 +39,7 @@ from mnv3det.core.runs import claim_run_dir
 from mnv3det.deploy.runtime.annotate import crop_box, draw_detections
 from mnv3det.deploy.runtime.backends import Backend, load_backend
 from mnv3det.deploy.config import DetectConfig
-from mnv3det.deploy.runtime.predictor import NmsSettings, predict, resolve_imgsz, warmup
+from mnv3det.deploy.runtime.predictor import NmsSettings, held_nms_note, predict, resolve_imgsz, warmup
 from mnv3det.deploy.runtime.sources import Frame, collect_sources, frame_count, is_video, iter_frames, media_in_subfolders
 from mnv3det.errors import UserError
 
@@ -221,6 +221,9 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
     size, note = resolve_imgsz(backend, opts.imgsz, opts.weights)
     if note:  # the trained size, or a static export's fixed square: said in one line
         console.print(f"[yellow]note:[/] {escape(note)}" if backend.fixed_shape else escape(note), highlight=False)
+    held = held_nms_note(backend, opts.nms(), opts.weights)  # an --nms file: its own conf and iou hold
+    if held:
+        console.print(f"[yellow]note:[/] {escape(held)}", highlight=False)
     warmup(backend, size)
 
     save_dir = claim_run_dir(Path(opts.project), opts.name, exist_ok=opts.exist_ok)

@@ -31,7 +31,7 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     from mnv3det.data import load_data
     from mnv3det.data.report import source_lines
     from mnv3det.deploy.runtime.backends import load_backend
-    from mnv3det.deploy.runtime.predictor import resolve_imgsz
+    from mnv3det.deploy.runtime.predictor import held_nms_note, resolve_imgsz
 
     console = console or make_console()
     cfg.validate()
@@ -43,6 +43,9 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     imgsz = size.long  # a static export that is not square gets a clear error from make_eval_loader
     if note:
         console.print(f"[yellow]note:[/] {escape(note)}" if backend.fixed_shape else escape(note), highlight=False)
+    held = held_nms_note(backend, cfg.nms(), cfg.weights)  # an --nms file: its own conf and iou hold
+    if held:
+        console.print(f"[yellow]note:[/] {escape(held)}", highlight=False)
     if why:  # no --data: the checkpoint's own data when it still exists (evaluate/default_data.py)
         console.print(why, highlight=False, markup=False)
     spec = load_data(data)

@@ -23,7 +23,7 @@ def evaluate_best(weights: Path, records: Sequence[Any], spec: Any, imgsz: int, 
                   device: torch.device, loader: Any = None, between_batches: Callable[[], object] | None = None) -> Any:
     """EvalResult of the checkpoint `weights` (BN fused) on `records` with pycocotools, at the training size.
     between_batches: the run's thread-governor poll (core/cpu_share.py), as per-epoch validation gets it."""
-    from mnv3det.core.checkpoint import load_model
+    from mnv3det.models.checkpoint import load_model
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
 

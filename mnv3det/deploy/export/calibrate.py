@@ -17,7 +17,6 @@ import numpy as np
 
 from mnv3det.errors import UserError
 
-DEFAULT_IMAGES = 300  # nncf's default subset size; ORT's calibration uses the same set
 CHUNK_BYTES = 512 * 2**20  # activations a calibrator may hold at once (formats/onnx_int8.py feeds it in chunks)
 
 
@@ -63,11 +62,12 @@ def calibration_set(
     data: str | Path | None,
     shape: tuple[int, int, int, int],
     stride: int,
-    count: int = DEFAULT_IMAGES,
+    count: int,
     split: str = "train",
     seed: int = 0,
 ) -> CalibrationSet:
-    """Up to `count` images of `split` of `data` (None: the demo set) for calibrating an export of `shape`."""
+    """Up to `count` images (ExportConfig.calib_images) of `split` of `data` (None: the demo set) for calibrating an
+    export of `shape`."""
     from mnv3det.data import load_data
 
     if count < 1:

@@ -69,7 +69,7 @@ def _weights_int8(mlmodel: Any) -> Any:
         return cto.linear_quantize_weights(mlmodel, config)
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     """The job's model as an .mlpackage folder at `out` (float16 compute; int8 weights for coreml-int8)."""
     fmt = job.meta.get("format", "coreml")
     job.say(f"{fmt}: converting with coremltools (TorchScript -> ML Program, float16)")

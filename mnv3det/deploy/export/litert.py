@@ -112,7 +112,7 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
         Path(tmp).write_bytes(bytes(builder.Output()))
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     """The job's fused float32 model as a .tflite file at `out`, with the export metadata."""
     job.say("litert: converting with litert-torch (torch.export -> TFLite, about a minute)")
     convert(job.model, job.shape, out, job.meta.get("format", "litert"))

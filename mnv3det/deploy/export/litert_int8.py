@@ -128,7 +128,7 @@ def quantize(float_path: Path, out: Path, calibration: Any, batch: int, head_flo
     out.write_bytes(bytes(result.quantized_model))
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     """INT8 .tflite of the job's model at `out`, calibrated on job.calibration, with the export metadata."""
     from mnv3det.core.threads import resolve_threads
 

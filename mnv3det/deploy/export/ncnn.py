@@ -20,7 +20,7 @@ from mnv3det.deploy.runtime.ncnn import BIN, PARAM
 from mnv3det.errors import UserError
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     """Trace the job's fused fp32 model, convert it with the pnnx binary and keep the ncnn files in `out`."""
     import pnnx
 

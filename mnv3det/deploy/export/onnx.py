@@ -1,8 +1,8 @@
 """ONNX: the fused model written by torch's TorchScript-based ONNX exporter, checked by onnx.checker.
 
-`write` and `latency` are what pipeline.export_model calls for `--format onnx` (registry.py); `write_onnx` also
-makes the static fp32 file the edge formats start from (edge.py) and `profile` times. Run by onnxruntime
-(deploy/runtime/backends.py OnnxBackend).
+`write(job, out)` is what the export pipeline calls for `--format onnx` (deploy/formats.py); `write_onnx` also
+makes the static fp32 file OpenVINO and ONNX INT8 start from (`ExportJob.onnx_path`) and `profile` times. Run by
+onnxruntime (deploy/runtime/backends.py OnnxBackend).
 
 ONNX exporter choice: torch 2.14 defaults to the torch.export-based ("dynamo") ONNX exporter, which needs the
 `onnxscript` package (not a dependency of mnv3det, and not installed here). The TorchScript-based exporter
@@ -17,11 +17,6 @@ import json
 import warnings
 from pathlib import Path
 
-import torch
-
-from mnv3det.deploy.export.registry import ExportSettings
-from mnv3det.deploy.runtime.backends import Backend
-from mnv3det.deploy.runtime.timing import onnx_latency_ms
 from mnv3det.errors import UserError
 
 MIN_OPSET = 14  # HardSwish arrived in opset 14
@@ -61,20 +56,25 @@ def _simplify(proto, tool: str):
 
 
 def write_onnx(
-    model, dummy, path: Path, meta: dict, opset: int = 17, dynamic: bool = False, simplify: str | None = None
+    model, dummy, path: Path, meta: dict, opset: int = 17, dynamic: bool = False, simplify: str | None = None,
+    output_names: list[str] | None = None,
 ) -> None:
-    """Export `model` (eval, BN fused) traced on `dummy` to `path`, with `meta` as the file's metadata; checked."""
+    """Export `model` (eval, BN fused) traced on `dummy` to `path`, with `meta` as the file's metadata; checked.
+    output_names: ["output"] (raw) or end_to_end.OUTPUT_NAMES (an --nms model: detections, count)."""
     import onnx
+    import torch
 
+    output_names = output_names or ["output"]
+    axes = {"output": {0: "batch", 1: "anchors"}, "detections": {0: "batch"}, "count": {0: "batch"}}
     dynamic_axes = (
-        {"images": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 1: "anchors"}} if dynamic else None
+        {"images": {0: "batch", 2: "height", 3: "width"}, **{n: axes[n] for n in output_names}} if dynamic else None
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy-exporter notice (see the module docstring)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape-to-int conversions in Detect's grid code
         torch.onnx.export(
             model, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["images"],
-            output_names=["output"], dynamic_axes=dynamic_axes, do_constant_folding=True,
+            output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
         )
     proto = onnx.load(str(path))
     if simplify:
@@ -86,9 +86,8 @@ def write_onnx(
     onnx.save(proto, str(path))
 
 
-def write(model, dummy, path: Path, meta: dict, settings: ExportSettings) -> None:
-    write_onnx(model, dummy, path, meta, settings.opset, settings.dynamic, settings.simplify)
-
-
-def latency(path: Path, backend: Backend, shape: tuple, runs: int, threads: int) -> tuple[float, str]:
-    return onnx_latency_ms(path, shape, threads=threads, runs=runs), f"onnxruntime CPU, {threads} threads"
+def write(job, out: Path) -> None:
+    """The job's model as an ONNX file at `out` (dynamic or static, --opset, --simplify)."""
+    config = job.config
+    simplify = find_simplifier() if config.simplify else None
+    write_onnx(job.model, job.dummy(), out, job.meta, config.opset, job.dynamic, simplify, job.output_names)

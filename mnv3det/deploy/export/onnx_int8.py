@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -59,18 +60,33 @@ MAX_CHUNK = 8
 COPIES = 3  # the calibrator's own copies of a chunk's outputs while it folds them (stack, flatten, abs)
 
 
-def detect_scope(model: Any) -> str:
-    """The ONNX node-name prefix of the Detect module, e.g. '/layers.26/' (names follow the torch module path)."""
+def _scope(model: Any, target: Any) -> str:
+    """The ONNX node-name prefix of submodule `target`: its module path with '/' between attributes and '.' before
+    a list index ('model.layers.26' -> '/model/layers.26/'), as torch's exporter names nodes."""
     for name, module in model.named_modules():
-        if module is model.detect:
-            return f"/{name}/"
-    raise ValueError("model has no Detect module")
+        if module is target:
+            return "/" + re.sub(r"\.(?=\D)", "/", name) + "/"
+    raise ValueError("submodule not found in the model")
+
+
+def detect_scope(model: Any) -> str:
+    """The ONNX node-name prefix of the Detect module, e.g. '/layers.26/' ('/model/layers.26/' inside --nms's
+    EndToEnd)."""
+    return _scope(model, model.detect)
 
 
 def stem_scope(model: Any) -> str:
     """The ONNX node-name prefix of the model's first row (the conv that reads the image), e.g. '/layers.0/'."""
-    first = model.layers[0]
-    return next(f"/{name}/" for name, module in model.named_modules() if module is first)
+    inner = getattr(model, "model", model)  # EndToEnd wraps the DetectionModel
+    return _scope(model, inner.layers[0])
+
+
+def model_scope(model: Any) -> str | None:
+    """With --nms, the node-name prefix of the detector inside EndToEnd ('/model/'): nodes outside it are the NMS
+    part, kept in float (box coordinates and scores share its tensors). None for a plain model."""
+    from mnv3det.deploy.export.end_to_end import EndToEnd
+
+    return _scope(model, model.model) if isinstance(model, EndToEnd) else None
 
 
 def name_nodes(proto: Any) -> None:
@@ -85,11 +101,15 @@ def name_nodes(proto: Any) -> None:
             node.name = f"{node.output[0].removesuffix('_output_0')}/{node.op_type}_{index}"
 
 
-def float_nodes(proto: Any, scope: str, head_float: bool, stem: str | None = None) -> list[str]:
-    """Names of the nodes to keep in float: Detect's decode (and its 1x1 convs when `head_float`), and the nodes
-    of the `stem` prefix when given."""
+def float_nodes(proto: Any, scope: str, head_float: bool, stem: str | None = None, inside: str | None = None
+                ) -> list[str]:
+    """Names of the nodes to keep in float: Detect's decode (and its 1x1 convs when `head_float`), the nodes
+    of the `stem` prefix when given, and with `inside` (model_scope) every node outside that prefix (NMS)."""
     keep = []
     for node in proto.graph.node:
+        if inside is not None and not node.name.startswith(inside):
+            keep.append(node.name)
+            continue
         if stem is not None and node.name.startswith(stem):
             keep.append(node.name)
             continue
@@ -161,7 +181,7 @@ class _Reader:
 
 def quantize(
     fp32: Path, out: Path, calibration: Any, scope: str, *, head_float: bool = True, reduce_range: bool = False,
-    percentile: bool = True, stem: str | None = None,
+    percentile: bool = True, stem: str | None = None, inside: str | None = None,
 ) -> list[str]:
     """Quantize `fp32` into `out`; returns the names of the nodes left in float. percentile=False: MinMax ranges.
     stem: the node-name prefix of the first row, kept in float (see the module docstring); None: quantized.
@@ -176,7 +196,7 @@ def quantize(
         proto = onnx.load(str(prepared))
         name_nodes(proto)
         onnx.save(proto, str(prepared))
-        keep = float_nodes(proto, scope, head_float, stem)
+        keep = float_nodes(proto, scope, head_float, stem, inside)
         count = len(calibration)
         chunk = calibration_chunk(count, activation_bytes(proto))
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": chunk}
@@ -214,7 +234,7 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
         onnx.save(proto, str(tmp))
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     """INT8 ONNX of the job's fp32 ONNX file, calibrated on job.calibration.
 
     With a val split, both calibrations are made and the one with the higher val mAP50-95 is kept (see the module
@@ -223,7 +243,7 @@ def export(job: Any, out: Path) -> None:
     from mnv3det.deploy.runtime.onnx import Backend
 
     options = dict(head_float=job.options.head_float, reduce_range=job.options.reduce_range,
-                   stem=stem_scope(job.model) if job.options.stem_float else None)
+                   stem=stem_scope(job.model) if job.options.stem_float else None, inside=model_scope(job.model))
     scope = detect_scope(job.model)
     scores: dict[str, float] = {}  # calibration method -> val mAP50-95 of its INT8 model (0.0 without val)
     constant = "an activation was constant, so no percentile histogram"

@@ -24,7 +24,7 @@ def save(model: Any, folder: Path, stem: str, meta: dict[str, Any]) -> Path:
     return xml
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     """Convert the job's fp32 ONNX file to OpenVINO IR in folder `out`."""
     import openvino as ov
 

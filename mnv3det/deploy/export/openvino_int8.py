@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnv3det.deploy.export.onnx_int8 import detect_scope
+from mnv3det.deploy.export.onnx_int8 import detect_scope, model_scope
 from mnv3det.deploy.export.openvino import save, update_metadata  # noqa: F401 (the same files as fp32)
 from mnv3det.deploy.runtime.openvino import Backend, keep_signal_stack
 
@@ -43,16 +43,19 @@ def import_nncf() -> Any:
     return nncf
 
 
-def ignored_scope(scope: str, head_float: bool) -> Any:
-    """nncf IgnoredScope for every op under the Detect module (its 1x1 convs too when `head_float`)."""
+def ignored_scope(scope: str, head_float: bool, inside: str | None = None) -> Any:
+    """nncf IgnoredScope for every op under the Detect module (its 1x1 convs too when `head_float`), and with
+    `inside` (onnx_int8.model_scope: --nms) every op outside that prefix, the NMS part."""
     nncf = import_nncf()
 
     prefix = re.escape(scope)
-    pattern = f"^{prefix}.*" if head_float else rf"^{prefix}(?!m\.\d+/Conv).*"
-    return nncf.IgnoredScope(patterns=[pattern], validate=False)
+    patterns = [f"^{prefix}.*" if head_float else rf"^{prefix}(?!m\.\d+/Conv).*"]
+    if inside is not None:
+        patterns.append(f"^(?!{re.escape(inside)}).*")
+    return nncf.IgnoredScope(patterns=patterns, validate=False)
 
 
-def export(job: Any, out: Path) -> None:
+def write(job: Any, out: Path) -> None:
     import openvino as ov
 
     nncf = import_nncf()
@@ -63,7 +66,7 @@ def export(job: Any, out: Path) -> None:
     common = dict(
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(job.calibration),
-        ignored_scope=ignored_scope(detect_scope(job.model), job.options.head_float),
+        ignored_scope=ignored_scope(detect_scope(job.model), job.options.head_float, model_scope(job.model)),
     )
     if job.val_records and job.options.max_drop is not None:
         meta = job.meta

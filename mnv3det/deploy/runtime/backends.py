@@ -1,16 +1,18 @@
 """Run a detector from a .pt checkpoint, an exported .onnx model or a .torchscript file behind one call.
 
 Every backend takes `images: float Tensor (B, 3, H, W)` RGB in 0..1 and returns the decoded predictions
-`Tensor (B, N, 5 + nc)` = (cx, cy, w, h in input pixels, obj, class probs), exactly what a
-`DetectionModel` returns in eval mode. `val` and `detect` use this call and nothing else, so an
-exported file is evaluated by the same code as the checkpoint it came from.
+`Tensor (B, N, 5 + nc)` = (cx, cy, w, h in input pixels, obj, class probs) (anchor-free head: 4 + nc), exactly what
+a `DetectionModel` returns in eval mode; or, when `backend.nms` is set (an `export --nms` file), its final
+detections `Tensor (B, max_det, 6)` = (x1, y1, x2, y2 in input pixels, score, class), zero rows after each image's
+count. `val` and `detect` use this call and nothing else, so an exported file is evaluated by the same code as the
+checkpoint it came from.
 
 Exported files carry their own description (class names, strides, input shape, trained size) so they can
 be run alone (metadata.py).
 
-`load_backend` picks the backend by file suffix from `BACKENDS` (suffix -> loader), else asks the runtime
-registry (registry.py: OpenVINO and ncnn folders, ...); a new runtime adds its module there (or registers a
-loader with `register_backend`) and needs nothing else from `val` or `detect`.
+`load_backend` asks the format records (deploy/formats.py) which runtime opens the file or folder and calls that
+runtime module's `Backend`; a new format adds its record (and runtime module) and needs nothing else from `val` or
+`detect`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import Tensor
 from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.cpu_share import adaptive_governor
 from mnv3det.core.threads import TORCH_ONE_IMAGE_THREADS, apply_threads, ort_session_options
-from mnv3det.deploy.runtime.metadata import TORCHSCRIPT_META_FILE, check_metadata, meta_imgsz
+from mnv3det.deploy.runtime.metadata import TORCHSCRIPT_META_FILE, check_metadata, meta_imgsz, meta_nms
 from mnv3det.errors import UserError
 
 
@@ -41,6 +43,7 @@ class Backend(Protocol):
     fixed_shape: tuple[int, int, int, int] | None  # (B, 3, H, W) of a static export; None when any shape works
     device: torch.device  # where inputs should be placed; outputs come back on it
     imgsz: ImgSize | None  # the size the model was trained at (val/detect's default), None when unknown
+    nms: dict[str, Any] | None  # an end-to-end file's NMS ({"conf", "iou", "max_det"}): it returns detections
 
     def __call__(self, images: Tensor) -> Tensor: ...
 
@@ -52,6 +55,11 @@ def check_outputs(backend: "Backend", path: Path) -> None:
     shape = backend.fixed_shape or (1, 3, 2 * backend.stride, 2 * backend.stride)
     out = backend(torch.zeros(shape))
     width = int(out.shape[-1]) if out.ndim == 3 else -1
+    if getattr(backend, "nms", None):
+        if width != 6 or out.shape[1] != backend.nms["max_det"]:
+            raise UserError(f"{path}: its metadata says it ends in NMS (max_det {backend.nms['max_det']}) but its "
+                            f"output has shape {tuple(out.shape)}, not (B, max_det, 6); export it again")
+        return
     if width not in (4 + len(backend.names), 5 + len(backend.names)):
         source = path / "metadata.json" if path.is_dir() else path
         raise UserError(
@@ -72,10 +80,11 @@ class TorchBackend:
         self.fixed_shape = None
         self.dtype = next(model.parameters()).dtype
         self.imgsz: ImgSize | None = None  # set from the checkpoint's config when known
+        self.nms = None  # raw outputs: predict runs NMS
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device, threads: int | None = None) -> "TorchBackend":
-        from mnv3det.core.checkpoint import load_model
+        from mnv3det.models.checkpoint import load_model
 
         model, ckpt = load_model(path, device=device, fuse=True)
         backend = cls(model, names=model.names, device=device)
@@ -137,6 +146,7 @@ class OnnxBackend:
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
         self.imgsz = meta_imgsz(self.meta)
+        self.nms = meta_nms(self.meta)
 
     def active_session(self) -> Any:
         """The session for this call: the full one, or while competitors hold cores one sized to the free cores."""
@@ -166,6 +176,8 @@ class TorchScriptBackend:
     def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
         path = Path(path)
         extra = {TORCHSCRIPT_META_FILE: ""}
+        import torchvision  # noqa: F401 (registers torchvision::nms, which an --nms file calls)
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks torch.jit deprecated; it still works
@@ -181,6 +193,7 @@ class TorchScriptBackend:
         self.names = list(self.meta["names"])
         self.stride = int(self.meta["stride"])
         self.imgsz = meta_imgsz(self.meta)
+        self.nms = meta_nms(self.meta)
         self.dtype = torch.float16 if self.meta.get("half") else torch.float32
         # A traced module keeps the shapes it was traced with unless it was exported --dynamic.
         h, w = self.meta["imgsz"]
@@ -198,6 +211,11 @@ class ArrayBackend:
     (one forward of the runtime alone) and `fixed_shape`; this adds the Backend call and the timing runner."""
 
     fixed_shape: tuple[int, int, int, int] | None = None
+    meta: dict[str, Any] = {}
+
+    @property
+    def nms(self) -> dict[str, Any] | None:
+        return meta_nms(self.meta)
 
     def run(self, array: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -244,24 +262,10 @@ def _run_fixed_batch(run, images, fixed_shape: tuple[int, int, int, int] | None)
     return torch.cat(outs)
 
 
-# Suffix -> loader(path, device, threads). New runtimes register here; `load_backend` needs no other change.
-BackendLoader = Callable[[Path, torch.device, "int | None"], Backend]
-BACKENDS: dict[str, BackendLoader] = {
-    ".pt": TorchBackend.from_checkpoint,
-    ".onnx": OnnxBackend,
-    ".torchscript": TorchScriptBackend,
-}
-
-
-def register_backend(suffix: str, loader: BackendLoader) -> None:
-    """Make `load_backend` open files ending in `suffix` (".xml", "_ncnn_model", ...) with `loader`."""
-    BACKENDS[suffix.lower()] = loader
-
-
 def load_backend(
     weights: str | Path, device: torch.device | str = "cpu", threads: int | None = None, *, one_image: bool = False
 ) -> Backend:
-    """Open `weights` (.pt checkpoint, or an export whose suffix is in `BACKENDS`) as a Backend on `device`.
+    """Open `weights` (a .pt checkpoint, or any exported file or folder: deploy/formats.py) as a Backend on `device`.
 
     `threads`: CPU threads for the runtime (torch intra-op, or ONNX Runtime's pool); None = the cores this
     process may use (`mnv3det.core.threads`), except that PyTorch on CPU with `one_image` (detect, the Python
@@ -273,33 +277,21 @@ def load_backend(
         if threads is None and one_image and path.suffix.lower() in (".pt", ".torchscript"):
             threads = TORCH_ONE_IMAGE_THREADS
         apply_threads(threads)
+    from mnv3det.deploy.formats import format_for_path
+
     if not path.exists():
         from mnv3det.core.near_files import did_you_mean
 
-        exported = ", ".join(s for s in BACKENDS if s != ".pt")
         raise UserError(
             f"--weights {path} does not exist{did_you_mean(path)}; pass a .pt checkpoint, an exported file "
-            f"({exported}) or an exported *_openvino_model / *_ncnn_model folder"
+            f"({_suffixes()}) or an exported *_openvino_model / *_ncnn_model folder"
         )
-    loader = BACKENDS.get(path.suffix.lower())
-    if loader is None:  # OpenVINO / ncnn folders (or the .xml/.param inside): mnv3det.deploy.runtime.registry
-        loader = _runtime_loader(path)
-    if loader is None:
+    fmt = format_for_path(path)  # a folder has no suffix of its own, and users may rename it: its contents say
+    if fmt is None:
         raise UserError(f"--weights {path}: unknown model file type {path.suffix.lower()!r}; use one of {_suffixes()}")
-    backend = loader(path, device, threads)
+    backend = fmt.runtime_module().Backend(path, device, threads)
     check_outputs(backend, path)
     return backend
-
-
-def _runtime_loader(path: Path) -> BackendLoader | None:
-    """The Backend loader of the runtime (registry.py) that opens `path`; None when none does (a folder has no
-    suffix of its own, and users may rename it)."""
-    from mnv3det.deploy.runtime.registry import runtime_for
-
-    runtime = runtime_for(path)
-    if runtime is None:
-        return None
-    return lambda p, device, threads=None: runtime.load().Backend(p, device, threads)
 
 
 def ort_cpu_session(path: str | Path, threads: int | None = 2) -> Any:
@@ -317,4 +309,6 @@ def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], 
 
 
 def _suffixes() -> str:
-    return ", ".join(BACKENDS)
+    from mnv3det.deploy.formats import FORMATS
+
+    return ", ".join(dict.fromkeys(s for f in FORMATS.values() for s in f.opens))

@@ -31,10 +31,13 @@ def export_metadata(
     half: bool,
     recipe: str,
     train_imgsz: int | None = None,
+    nms: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The description stored in an exported file (read back by the backends below).
 
-    imgsz: the (h, w) the file was exported (traced) at; train_imgsz: the size its checkpoint was trained at.
+    imgsz: the (h, w) the file was exported (traced) at; train_imgsz: the size its checkpoint was trained at;
+    nms: {"conf", "iou", "max_det"} when the file ends in NMS (`export --nms`: its outputs are final detections,
+    deploy/export/end_to_end.py), else None.
     """
     return {
         "mnv3det": METADATA_FORMAT,
@@ -48,7 +51,13 @@ def export_metadata(
         "half": bool(half),
         "recipe": recipe,
         "train_imgsz": int(train_imgsz) if train_imgsz else None,
+        "nms": dict(nms) if nms else None,
     }
+
+
+def meta_nms(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The NMS settings an end-to-end file holds ({"conf", "iou", "max_det"}), None for raw outputs."""
+    return meta.get("nms") or None
 
 
 def meta_imgsz(meta: dict[str, Any]) -> ImgSize | None:
@@ -93,8 +102,13 @@ def check_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
         raise bad("batch", f"is {meta.get('batch')!r}: it must be a positive integer")
     if meta.get("train_imgsz") is not None and not _positive_int(meta["train_imgsz"]):
         raise bad("train_imgsz", f"is {meta['train_imgsz']!r}: it must be a positive integer or null")
+    nms = meta.get("nms")
+    if nms is not None and not (
+        isinstance(nms, dict) and all(isinstance(nms.get(k), (int, float)) and 0 <= nms[k] <= 1 for k in ("conf", "iou"))
+        and _positive_int(nms.get("max_det"))
+    ):
+        raise bad("nms", f"is {nms!r}: it must be null or the NMS the file holds, {{conf, iou (0-1), max_det}}")
     return meta
-
 
 
 def write_metadata(folder: Path, meta: dict[str, Any]) -> None:

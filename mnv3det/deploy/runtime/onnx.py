@@ -1,4 +1,4 @@
-"""onnxruntime, as the runtime registry sees it (registry.py): `Backend` and `runner` for .onnx files, float or INT8.
+"""onnxruntime, as the format records see it (deploy/formats.py): `Backend` and `runner` for .onnx files, float or INT8.
 
 The Backend itself is backends.OnnxBackend (`load_backend` opens .onnx files with it directly).
 """

@@ -120,6 +120,31 @@ def scale_back(detections: list[Tensor], input_hw: tuple[int, int], shapes: list
     return out
 
 
+def detections_in_input(backend: Backend, pred: Tensor, nms: NmsSettings) -> list[Tensor]:
+    """B tensors (n, 6) in network-input pixels from a backend's output: NMS on raw predictions, or, for an
+    end-to-end file (`backend.nms`: it ran NMS itself), its rows without the zero padding, filtered by the stricter
+    of its own and the asked conf, the asked classes and max_det (what it did not keep cannot come back)."""
+    if not getattr(backend, "nms", None):
+        return nms_per_image(pred, nms, len(backend.names) or None)
+    out = []
+    for rows in pred:  # (max_det, 6) sorted by score, zero rows after the image's count
+        rows = rows[rows[:, 4] > nms.conf] if nms.conf > 0 else rows[rows[:, 4] > 0]
+        if nms.classes:
+            rows = rows[(rows[:, 5:6] == torch.tensor(nms.classes, device=rows.device)).any(1)]
+        out.append(rows[: nms.max_det])
+    return out
+
+
+def held_nms_note(backend: Backend, nms: NmsSettings, weights: object = "the model") -> str:
+    """One line when `backend` ends in NMS of its own whose settings differ from `nms` (they hold), else ""."""
+    held = getattr(backend, "nms", None)
+    if not held or (held["conf"], held["iou"]) == (nms.conf, nms.iou):
+        return ""
+    return (f"{weights} ends in NMS (conf {held['conf']:g}, iou {held['iou']:g}, max_det {held['max_det']}): a lower "
+            f"--conf or another --iou cannot apply (asked: conf {nms.conf:g}, iou {nms.iou:g}); export without --nms "
+            "for val's mAP protocol")
+
+
 def postprocess(
     pred: Tensor, input_hw: tuple[int, int], shapes: list[ImageShape], nms: NmsSettings, nc: int | None = None
 ) -> list[Tensor]:
@@ -140,7 +165,7 @@ def run_batch(backend: Backend, batch: Tensor, shapes: list[ImageShape], nms: Nm
     pred = backend(x)
     synchronize(x.device)
     t2 = time.perf_counter()
-    in_input = [d.cpu() for d in nms_per_image(pred, nms, len(backend.names) or None)]
+    in_input = [d.cpu() for d in detections_in_input(backend, pred, nms)]
     # Scaled in float64: val rounds boxes to 1e-3 px, finer than float32 resolves at a few hundred pixels.
     detections = scale_back([d.double() for d in in_input], (int(x.shape[2]), int(x.shape[3])), shapes)
     t3 = time.perf_counter()
@@ -164,6 +189,7 @@ def predict(
     **nms_fields,
 ) -> Prediction:
     """Detect objects in BGR images (H, W, 3) uint8 with `backend`: `letterbox_images` then `run_batch`.
+    An end-to-end file (`export --nms`) skips NMS here (it ran its own) and is scaled back the same way.
 
     imgsz: None = `resolve_imgsz`'s default (the trained size). A single image is padded only to the next stride
     multiple unless `square` asks for the full square input a static export sees. NMS settings come as `nms` or

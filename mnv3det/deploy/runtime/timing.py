@@ -24,44 +24,27 @@ from typing import Any, Callable
 from mnv3det.core.threads import openmp_defaults_for
 
 def runner_for(fmt: str, path: Path, threads: int, imgsz: tuple[int, int]) -> tuple[Callable[[Any], Any], Any]:
-    """(run, input) for `fmt`: `run(input)` is one forward pass of the runtime alone (no pre/post-processing)."""
-    shape = (1, 3, *imgsz)
-    if fmt in ("pytorch", "torchscript"):
-        import torch
-
-        torch.set_num_threads(threads)
-        if fmt == "pytorch":
-            from mnv3det.core.checkpoint import load_model
-
-            module, _ = load_model(path, device="cpu", fuse=True)
-        else:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(path), map_location="cpu")
-        module.eval()
-        x = torch.rand(shape)
-
-        def run(t: Any) -> Any:
-            with torch.inference_mode():
-                return module(t)
-
-        return run, x
-    if Path(path).suffix.lower() == ".onnx":  # onnx and onnx-int8
-        from mnv3det.deploy.runtime.backends import onnx_runner as runner
-    else:  # the runtime that opens the file or folder (OpenVINO, ncnn, ...)
-        from mnv3det.deploy.runtime.registry import runtime_for
-
-        runtime = runtime_for(Path(path))
-        if runtime is None:
-            raise ValueError(f"no runtime opens {path}")
-        runner = runtime.load().runner
-    run, fixed = runner(path, threads)
-    fixed = tuple(d if isinstance(d, int) and d > 0 else s for d, s in zip(fixed, shape)) if fixed else shape
+    """(run, input) for the model at `path`: `run(input)` is one forward pass of its runtime alone (no pre- or
+    post-processing but what the file holds: an --nms file's NMS is timed with it). The runtime is the one the
+    format records (deploy/formats.py) give the file; `fmt` is a label."""
     import numpy as np
 
+    from mnv3det.deploy.formats import format_for_path
+
+    record = format_for_path(Path(path))
+    if record is None:
+        raise ValueError(f"no runtime opens {path}")
+    run, fixed = record.runtime_module().runner(Path(path), threads)
+    shape = (1, 3, *imgsz)
+    fixed = tuple(d if isinstance(d, int) and d > 0 else s for d, s in zip(fixed, shape)) if fixed else shape
     return run, np.random.default_rng(0).random(fixed, dtype=np.float32)
+
+
+def runtime_latency(path: Path, shape: tuple[int, ...], threads: int, runs: int) -> float:
+    """Median ms of the runtime call of the model at `path` on a random float32 input of `shape` (its own shape when
+    static), in this process (`export`'s figure; `time_in_subprocess` is the careful one)."""
+    run, x = runner_for("", path, threads, tuple(shape[2:]))
+    return latency_ms(run, x, runs)
 
 
 def time_runner(run: Callable[[Any], Any], x: Any, runs: int, warmup: int = 2) -> list[float]:
@@ -114,7 +97,7 @@ def time_in_subprocess(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("format", help="pytorch, torchscript, or the exported format's name (a label: the file picks its runtime)")
+    parser.add_argument("format", help="the format's name (a label: the file picks its runtime)")
     parser.add_argument("path", type=Path)
     parser.add_argument("--imgsz", type=int, nargs=2, required=True, metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
