@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy.export.registry import FORMATS
+from mnv3det.deploy.formats import FORMATS
 from mnv3det.deploy.runtime.backends import load_backend
 from mnv3det.errors import UserError
 from test_edge_formats import NAMES, make_checkpoint

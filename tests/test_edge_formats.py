@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from mnv3det.cli import app
 from mnv3det.core.checkpoint import save_checkpoint
 from mnv3det.deploy.runtime.backends import load_backend
-from mnv3det.deploy.export.edge import Int8Options, agreement_with, export_edge_checkpoint
-from mnv3det.deploy.export.registry import FORMATS
+from mnv3det.deploy.export.pipeline import agreement_with, export_checkpoint
+from mnv3det.deploy.formats import FORMATS
+from mnv3det.deploy.runtime.predictor import NmsSettings
 from mnv3det.deploy.runtime.metadata import METADATA_FILE
 from mnv3det.errors import UserError
 
@@ -98,7 +99,7 @@ def needs(name: str):
 @pytest.mark.parametrize("fmt", [pytest.param("openvino", marks=needs("openvino")),
                                  pytest.param("ncnn", marks=needs("ncnn"))])
 def test_float_format_round_trip_matches_pytorch(fmt, weights):
-    result = export_edge_checkpoint(weights, FORMATS[fmt], imgsz=SIZE, image=scene(10), runs=1)
+    result = export_checkpoint(weights, format=fmt, imgsz=SIZE, picture=scene(10), runs=1)
     assert result.path == weights.parent / f"best_{fmt}_model" and result.path.is_dir()
     assert result.passed and result.max_abs_diff < 1e-3, result.as_dict()
     # (a random model stacks near-equal boxes near the threshold, so NMS may keep a different twin: borderline)
@@ -112,14 +113,14 @@ def test_float_format_round_trip_matches_pytorch(fmt, weights):
     for path in (result.path, inner):
         backend = load_backend(path, "cpu")
         assert backend.names == NAMES and backend.fixed_shape == (1, 3, SIZE, SIZE)
-        agreement = agreement_with(torch_reference(weights), backend, images, (0.9, 0.05), conf=0.3)
+        agreement = agreement_with(torch_reference(weights), backend, images, (0.9, 0.05), NmsSettings(conf=0.3))
         assert agreement.reference > 0 and agreement.passed, agreement.summary()
 
 
 @needs("ncnn")
 def test_ncnn_input_memory_is_kept_alive(weights):
     # ncnn.Mat borrows numpy memory: a non-contiguous input (a temporary copy inside run) must still be exact.
-    backend = load_backend(export_edge_checkpoint(weights, FORMATS["ncnn"], imgsz=SIZE, runs=0).path, "cpu")
+    backend = load_backend(export_checkpoint(weights, format="ncnn", imgsz=SIZE, runs=0).path, "cpu")
     x = np.random.default_rng(0).random((1, 3, SIZE, SIZE), dtype=np.float32)
     flipped = x[:, :, :, ::-1]
     np.testing.assert_allclose(backend.run(flipped), backend.run(np.ascontiguousarray(flipped)), atol=1e-6)
@@ -132,15 +133,14 @@ def test_ncnn_runs_one_thread_unless_told(weights, monkeypatch):
     from mnv3det.core import threads as threads_module
 
     monkeypatch.setattr(threads_module, "available_cores", lambda: 4)
-    path = export_edge_checkpoint(weights, FORMATS["ncnn"], imgsz=SIZE, runs=0).path
+    path = export_checkpoint(weights, format="ncnn", imgsz=SIZE, runs=0).path
     assert load_backend(path, "cpu").net.opt.num_threads == 1
     assert load_backend(path, "cpu", threads=3).net.opt.num_threads == 3
 
 
 @pytest.mark.parametrize("fmt", [pytest.param("onnx-int8"), pytest.param("openvino-int8", marks=needs("openvino-int8"))])
 def test_int8_calibrates_on_a_handful_of_images_and_stores_the_drop(fmt, weights, data):
-    result = export_edge_checkpoint(
-        weights, FORMATS[fmt], imgsz=SIZE, data=data, int8=Int8Options(calib_images=4), runs=1
+    result = export_checkpoint(weights, format=fmt, imgsz=SIZE, data=data, calib_images=4, runs=1
     )
     q = result.quantization
     assert q["calibration_images"] == 4 and q["decode"] == "float" and q["val_images"] == 6
@@ -184,8 +184,8 @@ def test_onnx_int8_keeps_the_stem_conv_and_its_activation_in_float(weights, data
     # QuantizeLinear over the whole image: kept float, the first quantized tensor is the stem's output.
     import onnx
 
-    path = export_edge_checkpoint(weights, FORMATS["onnx-int8"], imgsz=SIZE, data=data,
-                                  int8=Int8Options(calib_images=4), runs=0).path
+    path = export_checkpoint(weights, format="onnx-int8", imgsz=SIZE, data=data,
+                                  calib_images=4, runs=0).path
     proto = onnx.load(str(path))
     image = proto.graph.input[0].name
     producer = {out: n.op_type for n in proto.graph.node for out in n.output}
@@ -204,14 +204,14 @@ def test_missing_package_names_the_extra(weights, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
     with pytest.raises(UserError, match=r"needs openvino, which is not installed: pip install 'mnv3det\[edge\]'"):
-        export_edge_checkpoint(weights, FORMATS["openvino"], imgsz=SIZE)
+        export_checkpoint(weights, format="openvino", imgsz=SIZE)
     result = CliRunner().invoke(app, ["export", "-w", str(weights), "--format", "openvino", "--imgsz", "64"])
     assert result.exit_code == 2 and "mnv3det[edge]" in result.output and len(result.output.strip().splitlines()) <= 2
 
 
 def test_edge_options_that_do_not_apply_are_clear_errors(weights):
     result = CliRunner().invoke(app, ["export", "-w", str(weights), "--format", "ncnn", "--dynamic"])
-    assert result.exit_code == 2 and "--dynamic applies to --format onnx/torchscript" in result.output
+    assert result.exit_code == 2 and "--dynamic applies to --format torchscript/onnx" in result.output
     result = CliRunner().invoke(app, ["export", "-w", str(weights), "--format", "ncnn", "--device", "0"])
     assert result.exit_code == 2 and "runs on the CPU" in result.output
 
@@ -253,7 +253,7 @@ def test_openvino_models_leave_the_signal_stack_as_they_found_it(weights):
         return stack.ss_sp or 0, stack.ss_flags
 
     before = current()
-    path = export_edge_checkpoint(weights, FORMATS["openvino"], imgsz=SIZE, runs=0).path
+    path = export_checkpoint(weights, format="openvino", imgsz=SIZE, runs=0).path
     first, second = load_backend(path, "cpu"), load_backend(path, "cpu")
     assert current() == before
     del first
@@ -299,10 +299,11 @@ def test_calibration_progress_passes_every_image_through_and_ends_on_a_prefix(we
 
     from rich.console import Console
 
-    from mnv3det.deploy.export.edge import ExportJob
+    from mnv3det.deploy.config import ExportConfig
+    from mnv3det.deploy.export.pipeline import ExportJob, Int8Options
 
     out = io.StringIO()
-    job = ExportJob(None, Path("x.onnx"), (1, 3, SIZE, SIZE), "x", {}, Int8Options(),
+    job = ExportJob(None, (1, 3, SIZE, SIZE), "x", {}, ExportConfig(), Path("."), Int8Options(4, None),
                     console=Console(file=out, force_terminal=True, width=100))
     assert list(job.track(range(5), 5, "calibration")) == list(range(5))
     prefix = job.track(range(10), 3, "MinMax")

@@ -7,7 +7,8 @@ The rules:
 2. In mnv3det.deploy, imports inside functions count too: no cycle at all, so every module there can be read
    bottom-up (the cycles issue 23 removed were function-level ones: backends <-> formats, exporters -> timing ->
    onnx_int8 -> exporters).
-3. Layers, all imports counted: deploy/runtime imports nothing from deploy/export or from what sits above both
+3. Layers, all imports counted: core imports nothing from models or data (nor anything above); deploy/formats (the
+   format records, data only) imports nothing from runtime, export or above; deploy/runtime imports nothing from deploy/export or from what sits above both
    (benchmark, profile, detect_runner); deploy/export imports nothing from benchmark, profile or detect_runner;
    models and data import nothing from train, evaluate or deploy; nothing below cli imports cli.
 
@@ -136,10 +137,10 @@ def test_the_cycle_finder_finds_a_cycle_and_nothing_else():
 
 
 def test_the_graph_sees_function_level_imports_only_when_asked():
-    # load_backend imports the runtime registry inside a function
+    # load_backend imports the format records inside a function
     backends = "mnv3det.deploy.runtime.backends"
-    assert "mnv3det.deploy.runtime.registry" in _imports(backends, function_level=True)
-    assert "mnv3det.deploy.runtime.registry" not in _imports(backends, function_level=False)
+    assert "mnv3det.deploy.formats" in _imports(backends, function_level=True)
+    assert "mnv3det.deploy.formats" not in _imports(backends, function_level=False)
     assert "mnv3det.deploy.runtime.metadata" in _imports(backends, function_level=False)
 
 
@@ -153,11 +154,13 @@ def test_no_import_cycle_in_deploy_even_inside_functions():
 
 ABOVE_BOTH = ("mnv3det.deploy.benchmark", "mnv3det.deploy.profile", "mnv3det.deploy.detect_runner")
 LAYERS = [
+    ("mnv3det.deploy.formats", ("mnv3det.deploy.runtime", "mnv3det.deploy.export", *ABOVE_BOTH, "mnv3det.evaluate")),
     ("mnv3det.deploy.runtime", ("mnv3det.deploy.export", *ABOVE_BOTH, "mnv3det.evaluate", "mnv3det.train")),
     ("mnv3det.deploy.export", ABOVE_BOTH),
     ("mnv3det.models", ("mnv3det.train", "mnv3det.evaluate", "mnv3det.deploy")),
     ("mnv3det.data", ("mnv3det.train", "mnv3det.evaluate", "mnv3det.deploy")),
-    ("mnv3det.core", ("mnv3det.train", "mnv3det.evaluate", "mnv3det.deploy", "mnv3det.cli")),
+    ("mnv3det.core", ("mnv3det.models", "mnv3det.data", "mnv3det.train", "mnv3det.evaluate", "mnv3det.deploy",
+                      "mnv3det.cli")),
     ("mnv3det.deploy", ("mnv3det.cli", "mnv3det.api")),
     ("mnv3det.evaluate", ("mnv3det.cli", "mnv3det.deploy.export", *ABOVE_BOTH)),
 ]

@@ -14,8 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from mnv3det.cli import app
-from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
-from mnv3det.deploy.export.registry import FORMATS, export_format
+from mnv3det.deploy.export.pipeline import export_checkpoint
+from mnv3det.deploy.formats import FORMATS, find_format
 from mnv3det.deploy.runtime.backends import load_backend
 from mnv3det.errors import UserError
 # The tiny checkpoint and data set, module fixtures shared with the other edge formats' tests.
@@ -47,7 +47,7 @@ def tflite(weights) -> Path:
 
 
 def test_tflite_is_an_alias_and_the_files_are_named_like_the_others():
-    assert export_format("tflite") is FORMATS["litert"] and export_format("TFLite-INT8") is FORMATS["litert-int8"]
+    assert find_format("tflite") is FORMATS["litert"] and find_format("TFLite-INT8") is FORMATS["litert-int8"]
     assert FORMATS["litert"].output_for(Path("w/best.pt")) == Path("w/best.tflite")
     assert FORMATS["litert-int8"].output_for(Path("w/best.pt")) == Path("w/best_int8.tflite")
 
@@ -58,7 +58,7 @@ def test_a_missing_extra_is_one_line_naming_it(weights, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "litert_torch" else object() if name in present else real(name, *a))
     with pytest.raises(UserError) as err:
-        export_edge_checkpoint(weights, FORMATS["litert"], imgsz=SIZE)
+        export_checkpoint(weights, format="litert", imgsz=SIZE)
     assert str(err.value) == "--format litert needs litert_torch, which is not installed: pip install 'mnv3det[litert]'"
 
 
@@ -115,8 +115,8 @@ def test_detect_val_the_api_and_the_timing_worker_run_the_tflite_file(tflite, da
 def test_int8_keeps_the_decode_float_and_stores_the_map_before_and_after(weights, data):
     from ai_edge_litert import schema_py_generated as schema
 
-    result = export_edge_checkpoint(weights, FORMATS["litert-int8"], imgsz=SIZE, data=data,
-                                    int8=Int8Options(calib_images=4), runs=1)
+    result = export_checkpoint(weights, format="litert-int8", imgsz=SIZE, data=data,
+                                    calib_images=4, runs=1)
     q = result.quantization
     assert result.path.name == "best_int8.tflite" and q["calibration_images"] == 4 and q["decode"] == "float"
     assert q["map50_95_drop"] == pytest.approx(q["map50_95_float"] - q["map50_95_int8"], abs=1e-3)
@@ -137,9 +137,9 @@ def test_int8_keeps_the_decode_float_and_stores_the_map_before_and_after(weights
 
 
 def test_benchmark_takes_the_alias():
-    from mnv3det.deploy.benchmark import TIMED_FORMATS, choose_formats
+    from mnv3det.deploy.benchmark import timed_formats, choose_formats
 
-    assert {"litert", "litert-int8"} <= set(TIMED_FORMATS)
+    assert {"litert", "litert-int8"} <= set(timed_formats())
     if HAS_LITERT:
         assert choose_formats(["tflite", "onnx"]) == ["onnx", "litert"]
     else:

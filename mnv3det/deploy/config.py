@@ -63,7 +63,7 @@ class DetectConfig:
 
 
 # Options a format may refuse (deploy/formats.py `Format.options`), each with the flag that sets it.
-FORMAT_OPTIONS = {"dynamic": "--dynamic/--static", "half": "--half", "device": "--device", "opset": "--opset",
+FORMAT_OPTIONS = {"dynamic": "--dynamic", "half": "--half", "device": "--device", "opset": "--opset",
                   "simplify": "--simplify", "calib_images": "--calib-images", "int8_max_drop": "--int8-max-drop"}
 
 

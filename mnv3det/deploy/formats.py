@@ -88,8 +88,8 @@ _OV = (("openvino", "edge"),)
 _LITERT_RUN = (("ai_edge_litert", "litert"),)
 _LITERT = (("litert_torch", "litert"), *_LITERT_RUN)
 _COREML = (("coremltools", "coreml"),)
-_TENSOR = "images float32 (B, 3, H, W) NCHW, RGB, 0-1, letterboxed (pad 114)"
-_IMAGE = "images: an RGB image H x W (Core ML ImageType, 0-255; the 1/255 is inside), letterboxed (pad 114)"
+_TENSOR = "`images` float32 (B, 3, H, W): RGB, 0-1, letterboxed (pad 114)"
+_IMAGE = "`images`: an RGB image H x W (0-255; the file divides by 255), letterboxed (pad 114)"
 _NO_COREML_NMS = ("Core ML predicts only on macOS/iOS, so an NMS graph could not be checked against predict here; "
                   "export onnx --nms or run NMS in the app (Vision)")
 _NO_LITERT_NMS = ("litert-torch converts through torch.export, which cannot hold NMS's data-dependent number of boxes; "
@@ -127,10 +127,10 @@ FORMATS: dict[str, Format] = {
     )
 }
 
-RAW_OUTPUT = ("output float32 (B, N, 5 + nc): cx, cy, w, h (input pixels), objectness, class probabilities "
-              "(anchor-free head: (B, N, 4 + nc), class scores); NMS is the app's")
-NMS_OUTPUT = ("detections float32 (B, max_det, 6): x1, y1, x2, y2 (input pixels), score, class, zero rows after "
-              "the image's count; count int64 (B,)")
+RAW_OUTPUT = ("`output` float32 (B, N, 5 + nc): cx, cy, w, h in input pixels, objectness, class probabilities "
+              "(anchor-free head: 4 + nc, class scores)")
+NMS_OUTPUT = ("`detections` float32 (B, max_det, 6): x1, y1, x2, y2 in input pixels, score, class, zero rows after "
+              "the image's `count` int64 (B,)")
 
 
 def export_formats() -> list[Format]:
@@ -163,10 +163,15 @@ def format_for_path(path: Path) -> Format | None:
 
 def io_table() -> str:
     """The README's table (markdown) of what each export expects and returns, from the records."""
-    rows = ["| format | file | input | output | `--nms` output |", "|---|---|---|---|---|"]
+    rows = ["| format | file | input | `--nms` |", "|---|---|---|---|"]
     for f in export_formats():
-        nms = NMS_OUTPUT.split(";")[0] + "; count" if f.end_to_end else f"no: {f.nms_refusal.split(';')[0]}"
-        shape = "any batch and size (multiples of 32), or static with --static" if f.dynamic else "static: batch, H, W fixed"
-        rows.append(f"| `{f.name}` | `best{'_int8' if f.int8 else ''}{f.suffix}` | {f.input}; {shape} | "
-                    f"{RAW_OUTPUT.split(';')[0]} | {nms} |")
+        nms = "yes" if f.end_to_end else f"no: {f.nms_refusal.split(';')[0]}"
+        shape = "any batch and size (multiples of 32; `--static`: fixed)" if f.dynamic else "static: B, H, W fixed"
+        rows.append(f"| `{f.name}` | `{f.output_for(Path('best.pt'))}` | {f.input}; {shape} | {nms} |")
+    rows += ["", f"Output: {RAW_OUTPUT}; NMS is the app's. With `--nms`: {NMS_OUTPUT}; the app only undoes the "
+             "letterbox (subtract the padding, divide by the scale)."]
     return "\n".join(rows)
+
+
+if __name__ == "__main__":  # the README's table: python -m mnv3det.deploy.formats
+    print(io_table())

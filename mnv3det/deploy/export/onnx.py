@@ -57,7 +57,7 @@ def _simplify(proto, tool: str):
 
 def write_onnx(
     model, dummy, path: Path, meta: dict, opset: int = 17, dynamic: bool = False, simplify: str | None = None,
-    output_names: list[str] | None = None,
+    output_names: list[str] | None = None, input_names: list[str] | None = None,
 ) -> None:
     """Export `model` (eval, BN fused) traced on `dummy` to `path`, with `meta` as the file's metadata; checked.
     output_names: ["output"] (raw) or end_to_end.OUTPUT_NAMES (an --nms model: detections, count)."""
@@ -66,6 +66,7 @@ def write_onnx(
 
     output_names = output_names or ["output"]
     axes = {"output": {0: "batch", 1: "anchors"}, "detections": {0: "batch"}, "count": {0: "batch"}}
+    input_names = input_names or ["images"]
     dynamic_axes = (
         {"images": {0: "batch", 2: "height", 3: "width"}, **{n: axes[n] for n in output_names}} if dynamic else None
     )
@@ -73,7 +74,7 @@ def write_onnx(
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy-exporter notice (see the module docstring)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape-to-int conversions in Detect's grid code
         torch.onnx.export(
-            model, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["images"],
+            model, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=input_names,
             output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
         )
     proto = onnx.load(str(path))

@@ -71,7 +71,7 @@ def _scope(model: Any, target: Any) -> str:
 
 def detect_scope(model: Any) -> str:
     """The ONNX node-name prefix of the Detect module, e.g. '/layers.26/' ('/model/layers.26/' inside --nms's
-    EndToEnd)."""
+    EndToEnd, as OpenVINO INT8 quantizes it)."""
     return _scope(model, model.detect)
 
 
@@ -79,14 +79,6 @@ def stem_scope(model: Any) -> str:
     """The ONNX node-name prefix of the model's first row (the conv that reads the image), e.g. '/layers.0/'."""
     inner = getattr(model, "model", model)  # EndToEnd wraps the DetectionModel
     return _scope(model, inner.layers[0])
-
-
-def model_scope(model: Any) -> str | None:
-    """With --nms, the node-name prefix of the detector inside EndToEnd ('/model/'): nodes outside it are the NMS
-    part, kept in float (box coordinates and scores share its tensors). None for a plain model."""
-    from mnv3det.deploy.export.end_to_end import EndToEnd
-
-    return _scope(model, model.model) if isinstance(model, EndToEnd) else None
 
 
 def name_nodes(proto: Any) -> None:
@@ -101,15 +93,11 @@ def name_nodes(proto: Any) -> None:
             node.name = f"{node.output[0].removesuffix('_output_0')}/{node.op_type}_{index}"
 
 
-def float_nodes(proto: Any, scope: str, head_float: bool, stem: str | None = None, inside: str | None = None
-                ) -> list[str]:
-    """Names of the nodes to keep in float: Detect's decode (and its 1x1 convs when `head_float`), the nodes
-    of the `stem` prefix when given, and with `inside` (model_scope) every node outside that prefix (NMS)."""
+def float_nodes(proto: Any, scope: str, head_float: bool, stem: str | None = None) -> list[str]:
+    """Names of the nodes to keep in float: Detect's decode (and its 1x1 convs when `head_float`), and the nodes
+    of the `stem` prefix when given."""
     keep = []
     for node in proto.graph.node:
-        if inside is not None and not node.name.startswith(inside):
-            keep.append(node.name)
-            continue
         if stem is not None and node.name.startswith(stem):
             keep.append(node.name)
             continue
@@ -181,7 +169,7 @@ class _Reader:
 
 def quantize(
     fp32: Path, out: Path, calibration: Any, scope: str, *, head_float: bool = True, reduce_range: bool = False,
-    percentile: bool = True, stem: str | None = None, inside: str | None = None,
+    percentile: bool = True, stem: str | None = None,
 ) -> list[str]:
     """Quantize `fp32` into `out`; returns the names of the nodes left in float. percentile=False: MinMax ranges.
     stem: the node-name prefix of the first row, kept in float (see the module docstring); None: quantized.
@@ -196,7 +184,7 @@ def quantize(
         proto = onnx.load(str(prepared))
         name_nodes(proto)
         onnx.save(proto, str(prepared))
-        keep = float_nodes(proto, scope, head_float, stem, inside)
+        keep = float_nodes(proto, scope, head_float, stem)
         count = len(calibration)
         chunk = calibration_chunk(count, activation_bytes(proto))
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": chunk}
@@ -234,17 +222,43 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
         onnx.save(proto, str(tmp))
 
 
+def append_nms(path: Path, job: Any) -> None:
+    """Append --nms's NMS graph (end_to_end.Nms, float) to the quantized detector at `path`, in place: the
+    calibrator could not take the NMS tensors (their sizes depend on each image), and they must stay float anyway."""
+    import onnx
+    import torch
+    from onnx import compose
+
+    from mnv3det.deploy.export.end_to_end import OUTPUT_NAMES
+    from mnv3det.deploy.export.onnx import write_onnx
+
+    with torch.no_grad():
+        pred = job.raw_model(job.dummy())  # (B, N, 5 + nc): the detector's output, the tail's input
+    tail_path = path.with_name(path.stem + ".nms.onnx")
+    write_onnx(job.model.nms, torch.zeros_like(pred), tail_path, {}, input_names=["output"], output_names=OUTPUT_NAMES)
+    detector, tail = onnx.load(str(path)), onnx.load(str(tail_path))
+    tail = compose.add_prefix(tail, "nms/", rename_outputs=False)  # inner names apart; outputs keep theirs
+    tail.ir_version = detector.ir_version
+    del tail.metadata_props[:]  # the detector's entry is the file's (set_metadata replaces it after)
+    merged = compose.merge_models(detector, tail, io_map=[(detector.graph.output[0].name, "nms/output")])
+    onnx.save(merged, str(path))
+    tail_path.unlink()
+
+
 def write(job: Any, out: Path) -> None:
-    """INT8 ONNX of the job's fp32 ONNX file, calibrated on job.calibration.
+    """INT8 ONNX of the job's fp32 ONNX file, calibrated on job.calibration (with --nms: the detector quantized,
+    then `append_nms`).
 
     With a val split, both calibrations are made and the one with the higher val mAP50-95 is kept (see the module
     docstring); without one, percentile ranges.
     """
     from mnv3det.deploy.runtime.onnx import Backend
 
+    model = job.raw_model
     options = dict(head_float=job.options.head_float, reduce_range=job.options.reduce_range,
-                   stem=stem_scope(job.model) if job.options.stem_float else None, inside=model_scope(job.model))
-    scope = detect_scope(job.model)
+                   stem=stem_scope(model) if job.options.stem_float else None)
+    scope = detect_scope(model)
+    nms = model is not job.model
     scores: dict[str, float] = {}  # calibration method -> val mAP50-95 of its INT8 model (0.0 without val)
     constant = "an activation was constant, so no percentile histogram"
     with tempfile.TemporaryDirectory(prefix=".mnv3det-int8-", dir=out.parent) as tmp:
@@ -252,11 +266,14 @@ def write(job: Any, out: Path) -> None:
             path = Path(tmp) / f"{method}.onnx"
             job.say(f"onnx-int8: {method} calibration ({step}/2) on {len(job.calibration)} images")
             try:  # quantize() feeds the calibrator in chunks (it needs the set's length, so no progress wrapper)
-                quantize(job.onnx_path, path, job.calibration, scope, percentile=method == "percentile", **options)
+                quantize(job.raw_onnx_path(), path, job.calibration, scope, percentile=method == "percentile",
+                         **options)
             except ValueError as err:  # a constant activation (untrained models) has no histogram: "Too many bins"
                 if method != "percentile" or "bins" not in str(err):
                     raise
                 continue  # MinMax next
+            if nms:
+                append_nms(path, job)
             set_metadata(path, job.meta)  # the backend that scores it reads the metadata
             if job.val_records:
                 job.say(f"onnx-int8: scoring the {method} model on {len(job.val_records)} val images")

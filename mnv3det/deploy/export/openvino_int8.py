@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnv3det.deploy.export.onnx_int8 import detect_scope, model_scope
+from mnv3det.deploy.export.onnx_int8 import detect_scope
 from mnv3det.deploy.export.openvino import save, update_metadata  # noqa: F401 (the same files as fp32)
 from mnv3det.deploy.runtime.openvino import Backend, keep_signal_stack
 
@@ -45,7 +45,7 @@ def import_nncf() -> Any:
 
 def ignored_scope(scope: str, head_float: bool, inside: str | None = None) -> Any:
     """nncf IgnoredScope for every op under the Detect module (its 1x1 convs too when `head_float`), and with
-    `inside` (onnx_int8.model_scope: --nms) every op outside that prefix, the NMS part."""
+    `inside` (nms_outside: --nms) every op outside that prefix, the NMS part."""
     nncf = import_nncf()
 
     prefix = re.escape(scope)
@@ -53,6 +53,14 @@ def ignored_scope(scope: str, head_float: bool, inside: str | None = None) -> An
     if inside is not None:
         patterns.append(f"^(?!{re.escape(inside)}).*")
     return nncf.IgnoredScope(patterns=patterns, validate=False)
+
+
+def nms_outside(job: Any) -> str | None:
+    """With --nms, the node-name prefix of the detector inside EndToEnd ('/model/'): every op outside it is the NMS
+    part, kept in float. None without --nms."""
+    if job.raw_model is job.model:
+        return None
+    return "/" + next(name for name, m in job.model.named_modules() if m is job.raw_model) + "/"
 
 
 def write(job: Any, out: Path) -> None:
@@ -66,7 +74,7 @@ def write(job: Any, out: Path) -> None:
     common = dict(
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(job.calibration),
-        ignored_scope=ignored_scope(detect_scope(job.model), job.options.head_float, model_scope(job.model)),
+        ignored_scope=ignored_scope(detect_scope(job.model), job.options.head_float, nms_outside(job)),
     )
     if job.val_records and job.options.max_drop is not None:
         meta = job.meta

@@ -106,6 +106,24 @@ class ExportJob:
         return torch.zeros(self.shape, device=p.device, dtype=torch.float16 if self.half else torch.float32)
 
     @property
+    def raw_model(self) -> torch.nn.Module:
+        """The detector without --nms's NMS (the model itself without --nms)."""
+        from mnv3det.deploy.export.end_to_end import EndToEnd
+
+        return self.model.model if isinstance(self.model, EndToEnd) else self.model
+
+    def raw_onnx_path(self) -> Path:
+        """`raw_model` as a static float32 ONNX file (ONNX INT8 quantizes it, then appends the NMS in float)."""
+        if self.raw_model is self.model:
+            return self.onnx_path
+        from mnv3det.deploy.export.onnx import write_onnx
+
+        path = self.scratch / "fp32-raw.onnx"
+        if not path.exists():
+            write_onnx(self.raw_model, self.dummy(), path, {**self.meta, "nms": None})
+        return path
+
+    @property
     def onnx_path(self) -> Path:
         """The job's model as a static float32 ONNX file (written on first use): what OpenVINO converts and ONNX
         INT8 quantizes."""
@@ -133,11 +151,13 @@ class ExportJob:
         return _with_bar(items, total, what, bound)
 
     def score(self, backend: Any, records: list | None = None) -> Any:
-        """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size."""
+        """EvalResult (fast mAP) of `backend` on the val records (or `records`), square inputs of the export size;
+        with --nms, PyTorch and the file both at the NMS the file holds, so the drop is the quantization's alone."""
         from mnv3det.evaluate.config import EvalConfig
         from mnv3det.evaluate.evaluator import evaluate
 
-        config = EvalConfig(imgsz=self.shape[2], batch=1, coco=False, workers=0)
+        held = self.meta.get("nms") or {}
+        config = EvalConfig(imgsz=self.shape[2], batch=1, coco=False, workers=0, **held)
         return evaluate(backend, records if records is not None else self.val_records, self.val_spec, config,
                         progress=False)
 
@@ -414,6 +434,7 @@ def _check(job: ExportJob, fmt: Format, writer: Any, model: torch.nn.Module, sta
         return backend
     reference = TorchBackend(model, names=backend.names, device=device)
     reference.fixed_shape = backend.fixed_shape  # exactly the exported input (a static file: its square)
+    reference.imgsz = backend.imgsz  # and the same default size for a dynamic one
     pictures, result.verify_source = _verification_images(picture, job.val_records, job.config.data)
     result.verify_images = len(pictures)
     job.say(f"verifying against PyTorch on {len(pictures)} image(s)")
@@ -536,10 +557,11 @@ def _latency(gpu_backend: Any, path: Path, shape: tuple, threads: int, runs: int
 
 
 def export_checkpoint(weights: str | Path, config: ExportConfig | None = None, *, console: Any = None,
-                      **fields: Any) -> ExportResult:
+                      picture: np.ndarray | None = None, **fields: Any) -> ExportResult:
     """Export the model stored in checkpoint `weights` (default output: next to it, named by the format).
 
-    The default size is the one the checkpoint was trained at; `result.notes` says so.
+    The default size is the one the checkpoint was trained at; `result.notes` says so. picture: a BGR image already
+    read, instead of `config.image`.
     """
     from mnv3det.core.device import select_device
     from mnv3det.deploy.runtime.sources import UnreadableImage, read_image
@@ -552,8 +574,7 @@ def export_checkpoint(weights: str | Path, config: ExportConfig | None = None, *
     fmt = config.check()
     fmt.writer_module()  # the missing-package message before any work
     device = str(select_device(config.device)) if fmt.accepts("device") else "cpu"
-    picture = None
-    if config.image is not None:
+    if config.image is not None and picture is None:
         try:
             picture = read_image(Path(config.image))
         except UnreadableImage as err:

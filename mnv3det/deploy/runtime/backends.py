@@ -302,10 +302,10 @@ def ort_cpu_session(path: str | Path, threads: int | None = 2) -> Any:
 
 
 def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
-    """(run, input shape) for timing any static .onnx file with the ORT settings `profile` uses."""
+    """(run, input shape; -1 for a dynamic axis) for timing an .onnx file with the ORT settings `profile` uses."""
     session = ort_cpu_session(path, threads)
     inp = session.get_inputs()[0]
-    return (lambda x: session.run(None, {inp.name: x})), tuple(int(d) for d in inp.shape)
+    return (lambda x: session.run(None, {inp.name: x})), tuple(d if isinstance(d, int) else -1 for d in inp.shape)
 
 
 def _suffixes() -> str:
