@@ -100,8 +100,8 @@ def test_export_does_not_change_the_model(tmp_path):
     [
         ({"half": True}, "--half needs a CUDA device"),
         ({"opset": 12}, "--opset 12 is too old"),
-        ({"format": "paddle"}, "--format 'paddle' is not supported; use one of onnx, torchscript, openvino, "
-                               "openvino-int8, ncnn, onnx-int8, litert, litert-int8, coreml, coreml-int8"),
+        ({"format": "paddle"}, "--format 'paddle' is not supported; use one of torchscript, onnx, onnx-int8, "
+                               "openvino, openvino-int8, ncnn, litert, litert-int8, coreml, coreml-int8"),
         ({"imgsz": 100}, "not a multiple of 32, the model's stride; nearest valid: 96 or 128"),
         ({"batch": 0}, "--batch 0"),
     ],

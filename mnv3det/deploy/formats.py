@@ -149,7 +149,7 @@ def export_format(name: str, option: str = "--format") -> Format:
     fmt = find_format(name)
     if fmt is None or fmt.writer is None:
         names = ", ".join(f.name for f in export_formats())
-        raise UserError(f"{option} {name!r} is not an export format; use one of {names}")
+        raise UserError(f"{option} {name!r} is not supported; use one of {names}")
     return fmt
 
 

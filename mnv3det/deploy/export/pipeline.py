@@ -430,9 +430,15 @@ def _check(job: ExportJob, fmt: Format, writer: Any, model: torch.nn.Module, sta
         result.verify_source = f"not run: {fmt.title} predicts on macOS/iOS only"
         return None
     backend = load_backend(staged, device, threads)
-    if not job.config.verify:
-        return backend
-    reference = TorchBackend(model, names=backend.names, device=device)
+    if job.config.verify:
+        _verify(model, backend, job, fmt, writer, staged, picture, result)
+    return backend
+
+
+def _verify(model: torch.nn.Module, backend: Any, job: ExportJob, fmt: Format, writer: Any, staged: Path,
+            picture: np.ndarray | None, result: ExportResult) -> None:
+    """Fill `result`'s checks: raw outputs (float formats without --nms), detections, INT8 mAP (stored in the file)."""
+    reference = TorchBackend(model, names=backend.names, device=backend.device)
     reference.fixed_shape = backend.fixed_shape  # exactly the exported input (a static file: its square)
     reference.imgsz = backend.imgsz  # and the same default size for a dynamic one
     pictures, result.verify_source = _verification_images(picture, job.val_records, job.config.data)
@@ -448,7 +454,6 @@ def _check(job: ExportJob, fmt: Format, writer: Any, model: torch.nn.Module, sta
             job.say(f"INT8: mAP of PyTorch and of {result.path.name} on {len(job.val_records)} val images")
         result.quantization = _quantization_report(job, reference, backend, fmt)
         writer.update_metadata(staged, {**job.meta, "quantization": result.quantization})
-    return backend
 
 
 def _verification_images(picture: np.ndarray | None, val_records: list, data: Any) -> tuple[list[np.ndarray], str]:

@@ -202,8 +202,13 @@ class TorchScriptBackend:
     def __call__(self, images: Tensor) -> Tensor:
         with torch.inference_mode():
             return _run_fixed_batch(
-                lambda x: self.module(x).float(), images.to(self.device, self.dtype), self.fixed_shape
+                lambda x: _first(self.module(x)).float(), images.to(self.device, self.dtype), self.fixed_shape
             )
+
+
+def _first(out: Any) -> Tensor:
+    """A model's first output: an --nms file returns (detections, count)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 class ArrayBackend:
