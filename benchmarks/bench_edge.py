@@ -5,7 +5,7 @@
 
 1. Each model is built untrained with nc=3 (BCCD's classes; latency does not depend on the weights) and exported
    with mnv3det's own exporters at batch 1, static square input: ONNX fp32 (`export_model`), ONNX INT8, OpenVINO
-   fp32, OpenVINO INT8 and ncnn (`export_edge`, not verified: untrained). INT8 calibrates on --calib-images
+   fp32, OpenVINO INT8 and ncnn (the same `export_model`, not verified: untrained). INT8 calibrates on --calib-images
    images of BCCD's train split (the demo set when BCCD is absent).
 2. Timing: every (model, size, runtime) runs in its own fresh process (`mnv3det.deploy.runtime.timing`), which times the
    runtime's forward call alone on a random input: --threads threads, 5 warm-up calls, --runs timed calls, median.
@@ -48,20 +48,16 @@ def export(recipe: str, size: int, fmt: str, folder: Path, calib_data: str | Non
     import torch
 
     from mnv3det.deploy.config import ExportConfig
-    from mnv3det.deploy.export.edge import Int8Options, export_edge
     from mnv3det.deploy.export.pipeline import export_model
-    from mnv3det.deploy.export.registry import FORMATS
+    from mnv3det.deploy.formats import FORMATS
     from mnv3det.models import build_model
 
     torch.manual_seed(0)
     model = build_model(recipe, nc=3).eval()
-    stem = f"{recipe}_{size}"
-    if fmt == "onnx":
-        return export_model(model, folder / f"{stem}.onnx", ExportConfig(imgsz=size, dynamic=False, runs=1)).path
-    edge = FORMATS[fmt]
-    result = export_edge(model, edge.output_for(folder / f"{stem}.pt"), edge, imgsz=(size, size), data=calib_data,
-                         int8=Int8Options(calib_images=calib_images, max_drop=None), latency_runs=0, verify=False)
-    return result.path
+    record = FORMATS[fmt]
+    config = ExportConfig(format=fmt, imgsz=size, dynamic=False if record.dynamic else None, data=calib_data,
+                          calib_images=calib_images, int8_max_drop=0, runs=0, verify=fmt == "onnx")
+    return export_model(model, record.output_for(folder / f"{recipe}_{size}.pt"), config).path
 
 
 def main() -> None:

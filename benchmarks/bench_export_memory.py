@@ -130,24 +130,18 @@ def make_model(data_yaml: Path, path: Path) -> Path:
 def child(args: argparse.Namespace) -> None:
     """One export in this process; prints one JSON line with its peak memory."""
     t0 = time.perf_counter()
-    from mnv3det.deploy.export.registry import edge_format
+    from mnv3det.deploy.export.pipeline import export_checkpoint
+    from mnv3det.deploy.formats import FORMATS
 
     weights = Path(args.weights)
     out = Path(args.workdir) / f"out_{args.child}_{args.size}"
     error = ""
     try:
-        if edge_format(args.child) is not None:
-            from mnv3det.deploy.export.edge import Int8Options, export_edge_checkpoint
-
-            fmt = edge_format(args.child)
-            export_edge_checkpoint(weights, fmt, imgsz=args.size, data=args.data, runs=1, threads=args.threads,
-                                   int8=Int8Options(calib_images=args.calib_images),
-                                   output=out.with_suffix(fmt.file_suffix) if fmt.file_suffix else out)
-        else:
-            from mnv3det.deploy.export.pipeline import export_checkpoint
-
-            export_checkpoint(weights, format=args.child, imgsz=args.size, runs=1, threads=args.threads,
-                              dynamic=False, output=out)
+        fmt = FORMATS[args.child]
+        options = {"data": args.data, **({"calib_images": args.calib_images} if fmt.calibration else {})}
+        export_checkpoint(weights, format=args.child, imgsz=args.size, runs=1, threads=args.threads,
+                          dynamic=False if fmt.dynamic else None, output=out if fmt.folder else out.with_suffix(fmt.suffix),
+                          **options)
     except Exception as err:  # reported in the table
         error = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB (Linux)

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from mnv3det.cli import app
 from mnv3det.core.checkpoint import (
-    FORMAT, Checkpoint, DataInfo, ResumeState, load_checkpoint, load_model, remove_stale_temporaries, save_checkpoint,
+    FORMAT, Checkpoint, DataInfo, ResumeState, load_checkpoint, remove_stale_temporaries, save_checkpoint,
 )
+from mnv3det.models.checkpoint import load_model
 from mnv3det.errors import UserError
 from mnv3det.models import build_model
 
