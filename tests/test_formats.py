@@ -193,3 +193,24 @@ def test_timing_opens_an_end_to_end_file_like_any_other(weights, tmp_path):
     detections, count = run(x)
     assert detections.shape == (1, 300, 6) and count.shape == (1,)
     assert np.all(detections[0, int(count[0]):] == 0)
+
+
+def test_benchmark_nms_rows_follow_the_formats_that_hold_nms():
+    from mnv3det.deploy.benchmark import reference_formats, timed_formats, with_nms_rows
+
+    assert with_nms_rows(["pytorch", "onnx", "ncnn", "openvino"]) == ["pytorch", "onnx", "onnx+nms", "ncnn",
+                                                                      "openvino", "openvino+nms"]
+    assert timed_formats()[:3] == ["pytorch", "torchscript", "onnx"] and "coreml" not in timed_formats()
+    assert set(reference_formats()) <= set(timed_formats()) and "pytorch" not in reference_formats()
+
+
+def test_torchscript_nms_file_agrees_and_takes_any_batch(weights, tmp_path):
+    from mnv3det.deploy.export.pipeline import export_checkpoint
+    from mnv3det.deploy.runtime.backends import load_backend
+
+    result = export_checkpoint(weights, format="torchscript", imgsz=SIZE, output=tmp_path / "m.torchscript",
+                               nms=True, max_det=40, runs=0)
+    assert result.passed and result.agreement.reference > 0 and result.dynamic, result.as_dict()
+    backend = load_backend(result.path, "cpu")
+    one, two = backend(torch.rand(1, 3, SIZE, SIZE)), backend(torch.rand(3, 3, SIZE + 32, SIZE))
+    assert one.shape == (1, 40, 6) and two.shape == (3, 40, 6)

@@ -134,10 +134,10 @@ def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, 
     record = FORMATS[fmt]
     if record.writer is None:
         raise ValueError("the checkpoint itself is the pytorch row")
+    int8 = {"calib_images": calib, **({} if verify else {"int8_max_drop": 0})}  # untrained: plain quantization
     config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False if record.dynamic else None, data=data,
-                          calib_images=calib, threads=threads, runs=0, verify=verify, nms=nms)
-    if not verify:
-        config.int8_max_drop = 0  # nothing to score against: plain quantization
+                          threads=threads, runs=0, verify=verify, nms=nms,
+                          **{k: v for k, v in int8.items() if record.accepts(k)})
     result = export_model(model, record.output_for(folder / f"{stem}.pt", nms), config, console=console)
     if verify and not result.passed:
         raise RuntimeError(f"{fmt} export differs from PyTorch: {result.agreement.summary()}")

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from mnv3det.deploy.runtime.predictor import NmsSettings
 
 
+def check_nms_values(conf: float, iou: float, max_det: int) -> None:
+    """One-line errors for NMS settings that cannot work (detect's, and what `export --nms` holds)."""
+    if not 0 <= conf <= 1:
+        raise UserError(f"--conf {conf}: must be between 0 and 1")
+    if not 0 <= iou <= 1:
+        raise UserError(f"--iou {iou}: must be between 0 and 1")
+    if max_det < 1:
+        raise UserError(f"--max-det {max_det}: must be 1 or more")
+
+
 @dataclass(kw_only=True)
 class DetectConfig:
     """Every option of `mnv3det detect` (the CLI maps its options onto these fields; defaults live here only)."""
@@ -45,12 +55,7 @@ class DetectConfig:
 
     def validate(self, names: list[str]) -> None:
         """Clear errors for values that cannot work with a model of these classes, naming the option."""
-        if not 0 <= self.conf <= 1:
-            raise UserError(f"--conf {self.conf}: must be between 0 and 1")
-        if not 0 <= self.iou <= 1:
-            raise UserError(f"--iou {self.iou}: must be between 0 and 1")
-        if self.max_det < 1:
-            raise UserError(f"--max-det {self.max_det}: must be 1 or more")
+        check_nms_values(self.conf, self.iou, self.max_det)
         bad = [c for c in self.classes or [] if not 0 <= c < len(names)]
         if bad:
             raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
@@ -137,12 +142,7 @@ class ExportConfig:
             if given:
                 raise UserError(f"{', '.join(given)} set(s) the NMS held in the file: add --nms")
             return
-        if not 0 <= self.conf <= 1:
-            raise UserError(f"--conf {self.conf}: must be between 0 and 1")
-        if not 0 <= self.iou <= 1:
-            raise UserError(f"--iou {self.iou}: must be between 0 and 1")
-        if self.max_det < 1:
-            raise UserError(f"--max-det {self.max_det}: must be 1 or more")
+        check_nms_values(self.conf, self.iou, self.max_det)
 
     def is_dynamic(self, fmt: "Format") -> bool:
         """Whether the file takes any batch and size: --dynamic/--static as given, else the format's default."""

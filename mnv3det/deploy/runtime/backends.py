@@ -289,7 +289,7 @@ def load_backend(
 
         raise UserError(
             f"--weights {path} does not exist{did_you_mean(path)}; pass a .pt checkpoint, an exported file "
-            f"({_suffixes()}) or an exported *_openvino_model / *_ncnn_model folder"
+            f"({_suffixes(exported=True)}) or an exported *_openvino_model / *_ncnn_model folder"
         )
     fmt = format_for_path(path)  # a folder has no suffix of its own, and users may rename it: its contents say
     if fmt is None:
@@ -313,7 +313,8 @@ def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], 
     return (lambda x: session.run(None, {inp.name: x})), tuple(d if isinstance(d, int) else -1 for d in inp.shape)
 
 
-def _suffixes() -> str:
+def _suffixes(exported: bool = False) -> str:
+    """The suffixes load_backend opens (`exported`: without the checkpoint's .pt)."""
     from mnv3det.deploy.formats import FORMATS
 
-    return ", ".join(dict.fromkeys(s for f in FORMATS.values() for s in f.opens))
+    return ", ".join(dict.fromkeys(s for f in FORMATS.values() for s in f.opens if not (exported and s == ".pt")))
