@@ -164,8 +164,8 @@ def _verdict(reference: Candidate, best: Candidate, conf: float, conf_from_app: 
     close = (ref.of_app >= AGREE_SHARE and ref.of_ref >= AGREE_SHARE and (ref.matched == 0 or (
         ref.mean_iou >= AGREE_IOU and ref.mean_score_diff <= AGREE_SCORE)))
     if close:
-        return "agrees", (f"{reference.mistake.says}: the reference matches {_fit(ref)}; it finds {ref.missed} "
-                          f"box(es) your app does not"), None
+        missed = f"{ref.missed} box(es) your app does not" if ref.missed else "no box your app misses"
+        return "agrees", f"{reference.mistake.says}: the reference matches {_fit(ref)} and finds {missed}", None
     line = (f"your app's boxes differ from the reference's (it matches {_fit(ref)}; {ref.missed} missed, "
             f"{ref.extra} extra), and none of the usual mistakes explains them better")
     if not best.is_reference:

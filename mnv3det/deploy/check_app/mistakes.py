@@ -36,7 +36,7 @@ class Steps:
     sigmoid_twice: bool = False  # sigmoid applied again to the score columns (obj and classes, or classes)
     iou: float | None = None  # NMS IoU threshold; None: the reference's
     pad_shift: float = 0.0  # input pixels added to the letterbox offset (on padded sides) when mapping boxes back
-    back: str = "image"  # "image": scaled and unpadded; "unpadded": scaled, padding left in; "input": input pixels
+    back: str = "image"  # "image": scaled, unpadded, clipped; "unpadded": scaled only; "input": input pixels
 
     @property
     def input_key(self) -> tuple:
@@ -114,10 +114,12 @@ def detections(pred: Tensor, input_hw: tuple[int, int], shape: ImageShape, steps
     if steps.back == "input":
         return det.numpy()
     orig_hw, (ratio, (pad_w, pad_h)) = shape
-    if steps.back == "unpadded":
-        pad = (0.0, 0.0)
-    else:  # a shift moves the offset on the sides that have padding
-        pad = (pad_w + steps.pad_shift if pad_w > 0 else pad_w, pad_h + steps.pad_shift if pad_h > 0 else pad_h)
+    if steps.back == "unpadded":  # x / ratio, unclipped, as an app that forgot the padding likely forgets clipping
+        det[:, [0, 2]] /= ratio[1]
+        det[:, [1, 3]] /= ratio[0]
+        return det.numpy()
+    # a shift moves the offset on the sides that have padding
+    pad = (pad_w + steps.pad_shift if pad_w > 0 else pad_w, pad_h + steps.pad_shift if pad_h > 0 else pad_h)
     det[:, :4] = scale_boxes(det[:, :4], input_hw, orig_hw, (ratio, pad))
     return det.numpy()
 
