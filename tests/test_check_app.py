@@ -298,3 +298,9 @@ def test_cli_prints_the_verdict_and_exits_1_when_the_app_differs(bccd_images, ba
     missing = runner.invoke(app, ["check-app", "-w", str(WEIGHTS), "--images", str(tmp_path / "nope"),
                                   "--predictions", str(pred)])
     assert missing.exit_code == 2 and "no such folder" in missing.output
+
+
+def test_thresholds_out_of_range_are_one_line_errors_before_the_model_loads(tmp_path):
+    imgs = _images(tmp_path / "imgs")
+    assert "--conf 1.5" in _error(lambda: check_app(tmp_path / "none.pt", imgs, tmp_path, conf=1.5))
+    assert "--max-det 0" in _error(lambda: check_app(tmp_path / "none.pt", imgs, tmp_path, max_det=0))

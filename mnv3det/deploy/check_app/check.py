@@ -42,7 +42,7 @@ class Candidate:
         return self.key.startswith("reference")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "explanation": self.mistake.says, **self.tally.as_dict()}
+        return {"key": self.key, "says": self.mistake.says, **self.tally.as_dict()}
 
 
 @dataclass
@@ -113,6 +113,11 @@ def check_app(
     from mnv3det.deploy.runtime.backends import load_backend
     from mnv3det.deploy.runtime.predictor import NmsSettings, resolve_imgsz
 
+    for option, value, low in (("--conf", conf, 0.0), ("--iou", iou, 0.0)):
+        if value is not None and not low <= value < 1:
+            raise UserError(f"{option} {value}: give a value from 0 up to (not including) 1")
+    if max_det is not None and max_det < 1:
+        raise UserError(f"--max-det {max_det}: give at least 1")
     weights, predictions = Path(weights), Path(predictions)
     files = list_images(Path(images))
     if not predictions.exists():
@@ -123,16 +128,34 @@ def check_app(
     app = read_predictions(predictions, files, len(backend.names))
     defaults = NmsSettings()
     conf_from_app = conf is None
-    if conf is None:
+    if conf is None:  # the app's own threshold, as far as its boxes show it
         scores = [b.rows[:, 5].min() for b in app.values() if len(b.rows)]
         conf = max(float(min(scores)) - CONF_MARGIN, 0.0) if scores else defaults.conf
     nms = NmsSettings(conf=conf, iou=defaults.iou if iou is None else iou,
                       max_det=defaults.max_det if max_det is None else max_det)
     candidates = [Candidate(m) for m in references(backend.fixed_shape is not None) + mistakes(nms.iou)]
-    per_image = {c.key: [] for c in candidates if c.is_reference}  # reference key -> [ImageCheck]
+    per_image = _run(backend, files, app, size, nms, candidates)
+    ranked = sorted(candidates, key=lambda c: c.tally.disagreement)  # stable: ties keep the table's order
+    reference = min((c for c in candidates if c.is_reference), key=lambda c: c.tally.disagreement)
+    verdict, line, named = _verdict(reference, ranked[0], nms.conf)
+    notes = [size_note] if size_note else []
+    if conf_from_app and any(len(b.rows) for b in app.values()):
+        notes.append(f"compared at conf {conf:.4g}: just below your app's lowest score (set --conf to choose)")
+        if abs(conf - defaults.conf) > 0.01:  # not a mistake (both sides use it), but worth knowing
+            notes.append(f"your app keeps scores down to {conf + CONF_MARGIN:.4g}; detect keeps {defaults.conf:g} "
+                         "and up by default")
+    return CheckAppResult(verdict, line, named, reference, ranked, per_image[reference.key], size, conf,
+                          conf_from_app, nms.iou, weights, predictions, notes)
+
+
+def _run(backend: Any, files: dict[str, Path], app: dict[str, AppBoxes], size: ImgSize, nms: Any,
+         candidates: list[Candidate]) -> dict[str, list[ImageCheck]]:
+    """Every candidate pipeline on every image, matched with the app's boxes into the candidates' tallies;
+    returns each reference pipeline's per-image checks."""
+    per_image: dict[str, list[ImageCheck]] = {c.key: [] for c in candidates if c.is_reference}
     for name, path in files.items():
         runner = ImageRunner(backend, _read(path), size, nms)
-        theirs = _xyxy(app[name], runner.image)
+        theirs = app[name].xyxy(int(runner.image.shape[0]), int(runner.image.shape[1]))
         for cand in candidates:
             m = match(theirs, runner(cand.mistake.steps))
             cand.tally.add(m)
@@ -140,17 +163,10 @@ def check_app(
                 one = Tally()
                 one.add(m)
                 per_image[cand.key].append(ImageCheck(name, one))
-    ranked = sorted(candidates, key=lambda c: c.tally.disagreement)  # stable: ties keep the table's order
-    reference = min((c for c in candidates if c.is_reference), key=lambda c: c.tally.disagreement)
-    verdict, line, named = _verdict(reference, ranked[0], nms.conf, conf_from_app)
-    notes = [size_note] if size_note else []
-    if conf_from_app and any(len(b.rows) for b in app.values()):
-        notes.append(f"compared at conf {conf:.4g}: just below your app's lowest score (set --conf to choose)")
-    return CheckAppResult(verdict, line, named, reference, ranked, per_image[reference.key], size, conf,
-                          conf_from_app, nms.iou, weights, predictions, notes)
+    return per_image
 
 
-def _verdict(reference: Candidate, best: Candidate, conf: float, conf_from_app: bool) -> tuple[str, str, str | None]:
+def _verdict(reference: Candidate, best: Candidate, conf: float) -> tuple[str, str, str | None]:
     """("agrees" | "mistake" | "differs", the one line, the mistake's key)."""
     ref, top = reference.tally, best.tally
     gain = ref.disagreement - top.disagreement
@@ -161,9 +177,8 @@ def _verdict(reference: Candidate, best: Candidate, conf: float, conf_from_app: 
     if ref.app == 0 and ref.ref == 0:
         return "agrees", (f"agrees, but neither your app nor the reference found a box at conf {conf:.4g}: "
                           "compare at a lower threshold"), None
-    close = (ref.of_app >= AGREE_SHARE and ref.of_ref >= AGREE_SHARE and (ref.matched == 0 or (
-        ref.mean_iou >= AGREE_IOU and ref.mean_score_diff <= AGREE_SCORE)))
-    if close:
+    if (ref.of_app >= AGREE_SHARE and ref.of_ref >= AGREE_SHARE and ref.mean_iou >= AGREE_IOU
+            and ref.mean_score_diff <= AGREE_SCORE):
         missed = f"{ref.missed} box(es) your app does not" if ref.missed else "no box your app misses"
         return "agrees", f"{reference.mistake.says}: the reference matches {_fit(ref)} and finds {missed}", None
     line = (f"your app's boxes differ from the reference's (it matches {_fit(ref)}; {ref.missed} missed, "
@@ -192,7 +207,3 @@ def _read(path: Path):
         return read_image(path)
     except UnreadableImage as err:
         raise UserError(f"{path}: {err}") from None
-
-
-def _xyxy(boxes: AppBoxes, image) -> Any:
-    return boxes.xyxy(int(image.shape[0]), int(image.shape[1]))
