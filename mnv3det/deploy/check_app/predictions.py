@@ -65,7 +65,9 @@ def list_images(folder: Path, option: str = "--images") -> dict[str, Path]:
     return images
 
 
-def read_predictions(pred: Path, images: dict[str, Path], nc: int, option: str = "--predictions") -> dict[str, AppBoxes]:
+def read_predictions(
+    pred: Path, images: dict[str, Path], nc: int, option: str = "--predictions"
+) -> dict[str, AppBoxes]:
     """AppBoxes per image file name (every image of `images`; those the app found nothing in get none).
 
     A prediction for an image not in `images`, a malformed row or a class index outside 0..nc-1 is a UserError
@@ -80,8 +82,8 @@ def read_predictions(pred: Path, images: dict[str, Path], nc: int, option: str =
         raise UserError(f"{option} {pred}: no predictions for any image in {folder} (expected "
                         f"{'<stem>.txt files' if pred.is_dir() else 'rows naming these images'}, "
                         f"e.g. for {next(iter(images))}); is it the right folder?")
-    empty = lambda: AppBoxes(np.zeros((0, 6)), pred.is_dir(), str(pred))  # noqa: E731
-    return {name: found.get(name) or empty() for name in images}
+    none = np.zeros((0, 6))  # an image the app found nothing in (detect writes no txt file for it)
+    return {name: found.get(name) or AppBoxes(none, pred.is_dir(), str(pred)) for name in images}
 
 
 def _read_txt_folder(folder: Path, images: dict[str, Path], nc: int) -> dict[str, AppBoxes]:
@@ -119,7 +121,8 @@ def _read_json(path: Path, images: dict[str, Path], nc: int) -> dict[str, AppBox
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: not a json file ({err}); give a list of boxes or a folder of YOLO txt files") from None
+        raise UserError(f"{path}: not a json file ({err}); give a list of boxes or a folder of YOLO txt "
+                        "files") from None
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a json list of boxes ({{\"file_name\", \"bbox\" [x, y, w, h], \"score\", "
                         "\"category_id\"}), got a " + type(data).__name__)
