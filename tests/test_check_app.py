@@ -304,3 +304,14 @@ def test_thresholds_out_of_range_are_one_line_errors_before_the_model_loads(tmp_
     imgs = _images(tmp_path / "imgs")
     assert "--conf 1.5" in _error(lambda: check_app(tmp_path / "none.pt", imgs, tmp_path, conf=1.5))
     assert "--max-det 0" in _error(lambda: check_app(tmp_path / "none.pt", imgs, tmp_path, max_det=0))
+
+
+def test_detects_own_txt_and_json_outputs_agree(bccd_images, tmp_path):
+    detect = runner.invoke(app, ["detect", str(bccd_images), "-w", str(WEIGHTS), "--imgsz", str(IMGSZ), "--conf",
+                                 str(CONF), "--save-txt", "--save-conf", "--save-json", "--nosave", "--project",
+                                 str(tmp_path), "--threads", "1"])
+    assert detect.exit_code == 0, detect.output
+    for pred in (tmp_path / "exp" / "labels", tmp_path / "exp" / "predictions.json"):
+        result = check_app(WEIGHTS, bccd_images, pred, imgsz=IMGSZ, threads=1)
+        assert result.verdict == "agrees", result.line
+        assert result.reference.tally.matched == result.reference.tally.app >= 5 * IMAGES
