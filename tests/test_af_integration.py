@@ -168,7 +168,7 @@ def test_predict_gives_the_boxes_of_a_hand_decode(scored):
     assert got.classes.tolist() == cls[kept].tolist()
 
 
-def test_detect_writes_the_boxes_the_api_finds(scored, tmp_path):
+def test_detect_writes_the_boxes_the_api_finds_and_check_app_agrees(scored, tmp_path):
     import mnv3det
 
     cv2.imwrite(str(tmp_path / "scene.png"), _image(1))
@@ -184,6 +184,11 @@ def test_detect_writes_the_boxes_the_api_finds(scored, tmp_path):
     api_order = np.lexsort(((found.boxes[:, 0] + found.boxes[:, 2]) / 2, -found.scores))
     np.testing.assert_allclose(xyxy[order], found.boxes[api_order], atol=1e-3)
     assert rows[order, 0].tolist() == found.classes[api_order].tolist()
+    # check-app reads those rows as an app's output and finds they agree with the reference path
+    (tmp_path / "images").mkdir()
+    shutil.copy(tmp_path / "scene.png", tmp_path / "images" / "scene.png")
+    check = mnv3det.check_app(scored, tmp_path / "images", tmp_path / "d" / "exp" / "labels", imgsz=SIZE, device="cpu")
+    assert check.verdict == "agrees", check.line
 
 
 # --- profile, autoanchor ---------------------------------------------------------------------------------------
