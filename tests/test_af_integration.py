@@ -243,7 +243,8 @@ def test_dynamic_exports_match_pytorch(fmt, scored, tmp_path):
 @pytest.mark.parametrize("fmt", [pytest.param(f, marks=needs(f)) for f in FLOAT_EDGE + INT8])
 def test_edge_exports_pass_their_agreement_check(fmt, scored, data, tmp_path):
     """ncnn (through pnnx) and LiteRT convert the softmax-over-bins decode (B, 4, bins, P) too: the raw outputs agree
-    within 1e-3. INT8 files keep the head's prediction convs and decode float and score themselves on val."""
+    within 1e-3. INT8 files quantize the head's branches, keep its prediction convs and decode float, and score
+    themselves on val."""
     import mnv3det
 
     result = mnv3det.export(scored, format=fmt, imgsz=SIZE, runs=1, data=str(data), calib_images=4,
@@ -255,8 +256,8 @@ def test_edge_exports_pass_their_agreement_check(fmt, scored, data, tmp_path):
         assert q["decode"] == "float" and q["head_convs"] == "float" and q["val_images"] == IMAGES
     else:
         assert result.max_abs_diff < 1e-3 and agreement.matched == agreement.reference
-    if fmt == "onnx-int8":
-        branches, predictions = onnx_head_convs(result.path)
+    if fmt in ("onnx-int8", "openvino-int8"):
+        branches, predictions = (onnx_head_convs if fmt == "onnx-int8" else openvino_head_convs)(result.path)
         assert branches and all(branches.values()), branches  # the depthwise-separable branches: INT8
         assert predictions and not any(predictions.values()), predictions  # box_pred, cls_pred: float
 
@@ -275,6 +276,22 @@ def onnx_head_convs(path: Path) -> tuple[dict[str, bool], dict[str, bool]]:
     convs = [n for n in graph.node if n.op_type == "Conv"]
     return ({n.name: quantized(n) for n in convs if "/branches." in n.name},
             {n.name: quantized(n) for n in convs if "/box_pred." in n.name or "/cls_pred." in n.name})
+
+
+def openvino_head_convs(folder: Path) -> tuple[dict[str, bool], dict[str, bool]]:
+    """The head's convolutions in an nncf INT8 IR, each with whether its input comes through a FakeQuantize:
+    (branch convs, prediction convs)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(next(folder.glob("*.xml")))
+    convs = [op for op in model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution")]
+
+    def quantized(op) -> bool:
+        return op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
+
+    names = {op.get_friendly_name(): op for op in convs}
+    return ({n: quantized(op) for n, op in names.items() if "/branches." in n},
+            {n: quantized(op) for n, op in names.items() if "/box_pred." in n or "/cls_pred." in n})
 
 
 @needs("coreml")
