@@ -45,11 +45,16 @@ def write_output(path: str | Path, data: bytes | str, *, option: str = "--projec
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         with AtomicOutput(path, durable=durable) as tmp:
-            with open(tmp, "wb") as f:
-                f.write(payload)
+            _fill(tmp, payload)
     except OSError as err:
         raise disk_error(path, err, option) from None
     return path
+
+
+def _fill(tmp: Path, payload: bytes) -> None:
+    """The bytes into the temporary (the one raw write of run outputs; tests make it fail as a full disk would)."""
+    with open(tmp, "wb") as f:
+        f.write(payload)
 
 
 class RunFiles:
