@@ -135,7 +135,10 @@ def _records(spec: Any, split: str, cap: int | None, required: bool) -> list[Any
 
 
 def _set_epoch(loader: Any, epoch: int, seed: int) -> None:
-    """Shuffle order as a function of (seed, epoch), so a resumed run sees the same order as an unbroken one."""
+    """Shuffle order as a function of (seed, epoch), and each sample's augmentation as a function of (seed, epoch,
+    index) (`DetectionDataset.set_epoch`), so a run resumed at an epoch's start equals the unbroken one."""
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
     sampler = getattr(loader, "sampler", None)
     if sampler is not None and hasattr(sampler, "set_epoch"):  # DistributedSampler
         sampler.set_epoch(epoch)
