@@ -242,3 +242,24 @@ def test_a_16_bit_png_gives_the_same_boxes_by_path_and_as_a_pil_image(detector, 
     assert len(by_path) > 0
     np.testing.assert_allclose(from_pil.boxes, by_path.boxes)
     np.testing.assert_array_equal(from_pil.image, by_path.image)
+
+
+def test_the_loader_skips_an_image_that_became_a_strip_with_one_line(tmp_path, capsys):
+    from mnv3det.data.loader import create_dataloader
+    from mnv3det.data.records import ImageRecord
+
+    def record(path: Path, image_id: int) -> ImageRecord:
+        return ImageRecord(path=path, width=128, height=96, boxes=np.zeros((0, 4), np.float32),
+                           classes=np.zeros(0, np.int64), crowd=np.zeros(0, bool), difficult=np.zeros(0, bool),
+                           image_id=image_id)
+
+    good = write_image(tmp_path / "good.jpg")
+    strip = tmp_path / "strip.png"  # checked as a normal image, replaced by a strip before the loader reads it
+    cv2.imwrite(str(strip), np.zeros((5, 10000, 3), np.uint8))
+    loader = create_dataloader([record(good, 0), record(strip, 1)], imgsz=64, batch_size=2, augment=False,
+                               workers=0)
+    images, targets, paths, _ = next(iter(loader))
+    assert images.shape[0] == 2 and paths == [str(good), str(strip)]
+    assert (images[1] == 114).all()  # the gray stand-in keeps the record order
+    out = capsys.readouterr()
+    assert "strip.png (image is 10000x5 pixels, a strip" in out.out + out.err
