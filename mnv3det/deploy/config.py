@@ -11,21 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnv3det.core.imgsz import ImgSize
+from mnv3det.core.nms_checks import check_nms_values
 from mnv3det.errors import UserError
 
 if TYPE_CHECKING:
     from mnv3det.deploy.formats import Format
     from mnv3det.deploy.runtime.predictor import NmsSettings
-
-
-def check_nms_values(conf: float, iou: float, max_det: int) -> None:
-    """One-line errors for NMS settings that cannot work (detect's, and what `export --nms` holds)."""
-    if not 0 <= conf <= 1:
-        raise UserError(f"--conf {conf}: must be between 0 and 1")
-    if not 0 <= iou <= 1:
-        raise UserError(f"--iou {iou}: must be between 0 and 1")
-    if max_det < 1:
-        raise UserError(f"--max-det {max_det}: must be 1 or more")
 
 
 @dataclass(kw_only=True)
@@ -35,7 +26,7 @@ class DetectConfig:
     source: str  # image, folder, glob, video or .txt list
     weights: Path  # a .pt checkpoint or an exported file
     imgsz: ImgSize | int | str | None = None  # None = the size the model was trained at (a static export: its own)
-    conf: float = 0.25  # score threshold (obj x class prob)
+    conf: float = 0.25  # score threshold (obj x class prob; anchor-free head: the class score)
     iou: float = 0.45  # NMS IoU threshold
     max_det: int = 300  # most boxes kept per image
     classes: list[int] | None = None  # keep only these class indices
@@ -55,10 +46,7 @@ class DetectConfig:
 
     def validate(self, names: list[str]) -> None:
         """Clear errors for values that cannot work with a model of these classes, naming the option."""
-        check_nms_values(self.conf, self.iou, self.max_det)
-        bad = [c for c in self.classes or [] if not 0 <= c < len(names)]
-        if bad:
-            raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
+        check_nms_values(conf=self.conf, iou=self.iou, max_det=self.max_det, classes=self.classes, names=names)
 
     def nms(self) -> "NmsSettings":
         from mnv3det.deploy.runtime.predictor import NmsSettings
@@ -142,7 +130,7 @@ class ExportConfig:
             if given:
                 raise UserError(f"{', '.join(given)} set(s) the NMS held in the file: add --nms")
             return
-        check_nms_values(self.conf, self.iou, self.max_det)
+        check_nms_values(conf=self.conf, iou=self.iou, max_det=self.max_det)
 
     def is_dynamic(self, fmt: "Format") -> bool:
         """Whether the file takes any batch and size: --dynamic/--static as given, else the format's default."""

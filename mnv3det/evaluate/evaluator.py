@@ -41,13 +41,15 @@ def evaluate(
     plots_dir: str | Path | None = None,
     save_json: str | Path | None = None,
     between_batches: Callable[[], object] | None = None,
+    write: Callable[[Path, bytes], Path] | None = None,
 ) -> EvalResult:
     """Run `model_or_backend` over `records` and score the detections (see the module docstring).
 
     spec: the DataSpec the records came from (names, category_ids). plots_dir: write the plots there;
     save_json: write the COCO results json there. loader: a validation DataLoader over these records built once
     with `make_eval_loader` and reused, so the trainer does not start new workers every epoch. between_batches:
-    called after every batch (the CPU thread governor's `poll`).
+    called after every batch (the CPU thread governor's `poll`). write: how each file is written (default
+    `core.outputs.write_output`; `mnv3det val` passes its run's `RunFiles.write`).
     """
     config = config or EvalConfig()
     config.validate()
@@ -73,9 +75,9 @@ def evaluate(
     scores = score(inference, spec, coco=config.coco, with_json=save_json is not None)
     result = scores.result
     if save_json is not None:
-        result.json_path = str(write_json(scores.coco_results, save_json))
+        result.json_path = str(write_json(scores.coco_results, save_json, write=write))
     if plots_dir is not None:
-        result.plots = write_plots(inference, scores, spec.names, plots_dir)
+        result.plots = write_plots(inference, scores, spec.names, plots_dir, write=write)
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 CSV_FIELDS = [
-    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+    "epoch", "train/box_loss", "train/obj_loss", "train/dfl_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
     "metrics/mAP50", "metrics/mAP50-95", "fitness", "lr/bias", "lr/decay", "lr/norm", "images_per_s", "epoch_s",
     "skipped_steps",
 ]
@@ -69,9 +69,8 @@ def results_row(epoch: int, stats: Any, result: Any, lrs: dict[str, float]) -> d
     epoch: the 0-based loop index; the row says epoch + 1, the number the log shows."""
     row: dict[str, Any] = {
         "epoch": epoch + 1,
-        "train/box_loss": round(stats.losses[0], 6),
-        "train/obj_loss": round(stats.losses[1], 6),
-        "train/cls_loss": round(stats.losses[2], 6),
+        # the head's own terms: obj for YOLOv5's head, dfl for the anchor-free head (the other column stays empty)
+        **{f"train/{name}_loss": round(value, 6) for name, value in zip(stats.names, stats.losses)},
         "images_per_s": round(stats.images_per_s, 2),
         "epoch_s": round(stats.seconds, 2),
         "skipped_steps": stats.skipped,

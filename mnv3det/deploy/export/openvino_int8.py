@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnv3det.deploy.export.onnx_int8 import detect_scope
+from mnv3det.deploy.export.onnx_int8 import HEAD_BRANCHES, detect_scope
 from mnv3det.deploy.export.openvino import save, update_metadata  # noqa: F401 (the same files as fp32)
 from mnv3det.deploy.runtime.openvino import Backend, keep_signal_stack
 
@@ -48,8 +48,8 @@ def ignored_scope(scope: str, head_float: bool, inside: str | None = None) -> An
     `inside` (nms_outside: --nms) every op outside that prefix, the NMS part."""
     nncf = import_nncf()
 
-    prefix = re.escape(scope)
-    patterns = [f"^{prefix}.*" if head_float else rf"^{prefix}(?!m\.\d+/Conv).*"]
+    prefix = re.escape(scope) + rf"(?!{re.escape(HEAD_BRANCHES)})"  # the anchor-free head's branches: quantized
+    patterns = [f"^{prefix}.*" if head_float else rf"^{prefix}(?!(m|box_pred|cls_pred)\.\d+/Conv).*"]
     if inside is not None:
         patterns.append(f"^(?!{re.escape(inside)}).*")
     return nncf.IgnoredScope(patterns=patterns, validate=False)
