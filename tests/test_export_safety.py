@@ -238,7 +238,7 @@ def test_ctrl_c_during_an_edge_export_prints_one_line_and_leaves_nothing(tmp_pat
         (out / "best.xml").write_text("<half")  # part of the model written, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(openvino, "export", interrupted)
+    monkeypatch.setattr(openvino, "write", interrupted)
     result = runner.invoke(app, ["export", "-w", str(weights), "--format", "openvino", "--imgsz", "64"])
     assert result.exit_code == 130, result.output
     out = tmp_path / "best_openvino_model"
