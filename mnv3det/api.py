@@ -256,6 +256,7 @@ def benchmark(
     runs: int | None = None,
     rounds: int | None = None,
     calib_images: int | None = None,
+    max_images: int | None = None,
     reference: bool = True,
     project: str | Path | None = None,
     name: str | None = None,
@@ -264,9 +265,9 @@ def benchmark(
 ) -> Any:
     """Export `weights` to every format (or `formats`), score each on val and time it, as `mnv3det benchmark` does.
 
-    formats: a list or the CLI's comma-separated text (None: every available one); the other options as in the
-    CLI, None keeping its defaults. Writes the run folder; returns the BenchReport (`.rows`, `.save_dir`,
-    `.to_json()`, `.to_df()`). verbose: print what runs.
+    formats: a list or the CLI's comma-separated text (None: every available one); max_images: score on the first N
+    val images (a quick answer); the other options as in the CLI, None keeping its defaults. Writes the run folder;
+    returns the BenchReport (`.rows`, `.save_dir`, `.to_json()`, `.to_df()`). verbose: print what runs.
     """
     from dataclasses import replace
 
@@ -278,7 +279,8 @@ def benchmark(
              "project": Path(project) if project is not None else None, "name": name}
     opts = replace(BenchOptions(weights=Path(weights)), data=str(data) if data is not None else None,
                    formats=[f.strip().lower() for f in formats if f.strip()] if formats else None, imgsz=imgsz,
-                   reference=reference, exist_ok=exist_ok, **{k: v for k, v in given.items() if v is not None})
+                   max_images=max_images, reference=reference, exist_ok=exist_ok,
+                   **{k: v for k, v in given.items() if v is not None})
     say = (lambda text: make_console(stderr=True).print(text, highlight=False)) if verbose else (lambda text: None)
     report, _ = run_benchmark(opts, say=say)
     return report

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from mnv3det.core.console import make_console
-from mnv3det.errors import Interrupted, UserError, error_line
+from mnv3det.errors import Interrupted, UserError, cli_spelling, error_line
 
 app = typer.Typer(
     name="mnv3det",
@@ -46,12 +46,14 @@ def main_options(
 
 
 def user_errors(fn: F) -> F:
-    """Wrap a command so a `UserError` becomes a red message on stderr and exit status 2."""
+    """Wrap a command so a `UserError` becomes a red message on stderr and exit status 2, its options spelled as
+    the command line spells them (`mnv3det.errors.option`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
         try:
-            return fn(*args, **kw)
+            with cli_spelling():  # messages name options as `--split`, not the API's `split=`
+                return fn(*args, **kw)
         except UserError as err:
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # user text: no markup
             raise typer.Exit(code=2) from None

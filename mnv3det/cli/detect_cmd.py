@@ -68,8 +68,6 @@ def detect_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Detect objects and save annotated images/videos (plus labels, json, crops when asked) to runs/detect/expN."""
-    from mnv3det.deploy.detect_runner import print_detect_report, run_detect
-
     config = build_config(
         DetectConfig, source=_one_source(source, source_option), weights=weights, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det,
         classes=parse_ints(classes, "--classes") if classes else None, agnostic_nms=agnostic_nms, device=device,
@@ -77,6 +75,9 @@ def detect_command(
         save_crop=save_crop, hide_conf=hide_conf, line_width=line_width, project=project, name=name,
         exist_ok=exist_ok, threads=threads,
     )
+    config.check_weights()  # before torch: a usage error in a moment
+    from mnv3det.deploy.detect_runner import print_detect_report, run_detect
+
     console = make_console()
     report = run_detect(config, console)
     print_detect_report(report, console)

@@ -62,8 +62,16 @@ def export_command(
     ),
 ) -> None:
     """Export a checkpoint, check it (onnx.checker, outputs and boxes vs PyTorch) and report size and latency."""
+    from mnv3det.core.near_files import missing_checkpoint
+    from mnv3det.data.locate import check_data_path
+    from mnv3det.deploy.export.registry import edge_format, known_format
+
+    if format:  # names and paths before torch: a usage error in a moment
+        known_format(format)
+    if weights.suffix.lower() == ".pt" and not weights.is_file():
+        raise missing_checkpoint(weights)
+    check_data_path(data)
     from mnv3det.deploy.export.pipeline import export_checkpoint
-    from mnv3det.deploy.export.registry import edge_format
 
     if format and edge_format(format) is not None:  # OpenVINO, ncnn, INT8: mnv3det.deploy.export.edge
         from mnv3det.api import check_edge_options

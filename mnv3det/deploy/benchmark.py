@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mnv3det.deploy.runtime.timing import time_in_subprocess
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, option
 
 TIMED_FORMATS = ("pytorch", "torchscript", "onnx", "onnx-int8", "openvino", "openvino-int8", "ncnn", "litert",
                  "litert-int8")
@@ -61,9 +61,22 @@ class BenchReport:
     rows: list[BenchRow]
     reference_best: str = ""  # yolov5n's fastest format
     save_dir: str = ""  # the run folder (benchmark.csv, benchmark.json, the exported files)
+    val_images: int = 0  # val images the mAP columns were scored on
+    val_images_total: int = 0  # val images the data has (more than val_images: --max-images took a subset)
+
+    @property
+    def subset(self) -> bool:
+        """True when the mAP columns come from a subset of the val images (--max-images)."""
+        return self.val_images < self.val_images_total
+
+    def scored_on(self) -> str:
+        """'mAP on 448 val images', or 'mAP on a subset: 50 of 448 val images (--max-images)'."""
+        if self.subset:
+            return f"mAP on a subset: {self.val_images} of {self.val_images_total} val images ({option('max_images')})"
+        return f"mAP on {self.val_images} val images"
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "subset": self.subset}
 
     def to_json(self, indent: int | None = None) -> str:
         """The report as json (what `mnv3det benchmark --json` prints)."""
@@ -111,8 +124,9 @@ def choose_formats(requested: list[str] | None) -> list[str]:
 
 
 def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, int], data: Any, calib: int,
-               threads: int, verify: bool, console: Any) -> tuple[Path, dict[str, Any]]:
-    """Write `model` as `fmt` under `folder` (static, batch 1); (path, INT8 figures or {})."""
+               threads: int, verify: bool, console: Any, val_images: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write `model` as `fmt` under `folder` (static, batch 1); (path, INT8 figures or {}); `val_images`: the INT8
+    figures on the first N val images only."""
     if fmt == "pytorch":
         raise ValueError("the checkpoint itself is the pytorch row")
     from mnv3det.deploy.export.registry import FORMATS
@@ -127,7 +141,7 @@ def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, 
         return result.path, {}
     from mnv3det.deploy.export.edge import Int8Options, export_edge
 
-    int8 = Int8Options(calib_images=calib, max_drop=0.01 if verify else None)
+    int8 = Int8Options(calib_images=calib, max_drop=0.01 if verify else None, val_images=val_images)
     result = export_edge(model, edge.output_for(folder / f"{stem}.pt"), edge, imgsz=imgsz, data=data, int8=int8,
                          threads=threads, latency_runs=0, console=console, verify=verify)
     if verify and not result.passed:
@@ -190,6 +204,7 @@ class BenchOptions:
     runs: int = 50  # timed calls per round
     rounds: int = 3  # rounds taken in turn over all formats; the median of the round medians is reported
     calib_images: int = 300  # INT8 calibration images of the train split
+    max_images: int | None = None  # score on the first N val images only (a quick answer); None: all of them
     reference: bool = True  # time yolov5n too (the ratio column)
     project: Path = Path("runs/benchmark")
     name: str = "exp"
@@ -210,7 +225,7 @@ def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts:
                 say(f"exporting {label} to {fmt}")
                 calib = opts.calib_images if verify else REFERENCE_CALIB_IMAGES
                 path, quant = export_one(model, fmt, folder, stem or label, imgsz, opts.data, calib, opts.threads,
-                                         verify, None)
+                                         verify, None, opts.max_images)
         except UserError:
             raise
         except Exception as err:  # one runtime failing must not cost the others' figures
@@ -229,18 +244,31 @@ def model_label(weights: Path) -> tuple[str, str]:
     return weights.name, stem
 
 
+def check_options(opts: BenchOptions) -> list[str]:
+    """The formats to run; every name, count and path checked first, without torch (a usage error in a moment)."""
+    from mnv3det.core.near_files import missing_checkpoint
+    from mnv3det.data.locate import check_data_path
+
+    formats = choose_formats(opts.formats)
+    for name, value in (("runs", opts.runs), ("rounds", opts.rounds), ("threads", opts.threads),
+                        ("max_images", opts.max_images)):
+        if value is not None and value < 1:
+            raise UserError(f"{option(name, value)}: must be 1 or more")
+    if not Path(opts.weights).is_file():
+        raise missing_checkpoint(opts.weights)
+    check_data_path(opts.data)
+    return formats
+
+
 def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Path]:
     """Export, score and time; see the module docstring. Returns the report and the run folder."""
+    formats = check_options(opts)
     from mnv3det.core.checkpoint import load_model
     from mnv3det.core.imgsz import choose_imgsz
     from mnv3det.core.runs import claim_run_dir
     from mnv3det.data import load_data
     from mnv3det.models import build_model
 
-    formats = choose_formats(opts.formats)
-    for option, value in (("--runs", opts.runs), ("--rounds", opts.rounds), ("--threads", opts.threads)):
-        if value < 1:
-            raise UserError(f"{option} {value}: must be 1 or more")
     model, ckpt = load_model(opts.weights, device="cpu")
     imgsz = choose_imgsz(opts.imgsz, ckpt.train_imgsz, int(max(int(s) for s in model.stride))).hw
     spec = load_data(opts.data)
@@ -250,6 +278,10 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
         raise UserError(f"{opts.weights} predicts {model.nc} classes but {spec.source} has {spec.nc}; "
                         "benchmark it on the data it was trained for (--data)")
     records = spec.records("val")
+    total = len(records)
+    records = records[: opts.max_images]
+    if len(records) < total:
+        say(f"{option('max_images', opts.max_images)}: scoring on a subset, {len(records)} of {total} val images")
     run_dir = claim_run_dir(Path(opts.project), opts.name, opts.exist_ok)
     folder = run_dir / "weights"
     folder.mkdir(exist_ok=True)
@@ -280,6 +312,6 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
             row.ratio = round(row.latency_ms / best.latency_ms, 3)
         row.latency_ms = round(row.latency_ms, 3) if row.latency_ms else None
     report = BenchReport(str(opts.weights), str(spec.source), imgsz, opts.threads, opts.runs, opts.rounds, all_rows,
-                         best.format if best else "", str(run_dir))
+                         best.format if best else "", str(run_dir), len(records), total)
     write_outputs(report, run_dir)
     return report, run_dir

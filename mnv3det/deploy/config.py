@@ -54,6 +54,13 @@ class DetectConfig:
         if bad:
             raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
 
+    def check_weights(self) -> None:
+        """A missing --weights, without torch (the CLI asks before its imports; the backend asks again)."""
+        from mnv3det.core.near_files import missing_model
+
+        if not Path(self.weights).exists():
+            raise missing_model(self.weights)
+
     def nms(self) -> "NmsSettings":
         from mnv3det.deploy.runtime.predictor import NmsSettings
 

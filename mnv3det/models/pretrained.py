@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mnv3det.errors import UserError
+from mnv3det.models.backbone_source import check_backbone_source, is_imagenet
 
 # The rows a torchvision backbone fills, recognised by the stem module and the number of blocks.
 _ARCHITECTURES = {
@@ -87,9 +88,8 @@ def _read_state_dict(source: str | Path, architecture: str) -> tuple[dict[str, T
                 f"mnv3det never downloads; fetch {url} on a machine with network, then pass its path."
             )
     else:
+        check_backbone_source(source)
         path = Path(source)
-        if not path.is_file():
-            raise UserError(f"--backbone-weights {path}: file not found; pass a torchvision state_dict (.pth) file")
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files

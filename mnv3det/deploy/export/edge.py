@@ -53,6 +53,7 @@ class Int8Options:
     head_float: bool = True  # also keep the Detect 1x1 convs in float (their int8 logits cost mAP)
     stem_float: bool = True  # onnx-int8: keep the first row (the conv on the 3-channel image) float, faster there
     reduce_range: bool = False  # ORT: 7-bit weights, for CPUs without VNNI
+    val_images: int | None = None  # score (and accuracy-control) on the first N val images only; None: all
 
 
 @dataclass
@@ -263,6 +264,7 @@ def _write(model: torch.nn.Module, fmt: ExportFormat, module: Any, out: Path, ou
 
         val_spec = load_data(data)
         val_records = val_spec.records("val") if "val" in val_spec.splits else []
+        val_records = val_records[: options.val_images]  # benchmark --max-images: a subset, said in its table
     onnx_path = scratch / "fp32.onnx"
     write_onnx(model, torch.zeros(shape), onnx_path, meta)
     stem = output.name.removesuffix(fmt.folder_suffix) if fmt.folder_suffix else output.stem

@@ -102,6 +102,14 @@ def export_format(name: str) -> ExportFormat | None:
     return FORMATS.get(ALIASES.get(key, key))
 
 
+def known_format(name: str) -> ExportFormat:
+    """The format called `name`; a UserError listing every format when there is none (no package is imported)."""
+    fmt = export_format(name)
+    if fmt is None:
+        raise UserError(f"--format {name!r} is not supported; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
 def edge_format(name: str) -> ExportFormat | None:
     """The format called `name` when `edge.export_edge` writes it (static input, verified after NMS); else None."""
     fmt = export_format(name)
@@ -111,8 +119,9 @@ def edge_format(name: str) -> ExportFormat | None:
 def get_exporter(name: str) -> ExportFormat:
     """The onnx/torchscript format called `name` (written by pipeline.export_model), its packages checked; a clear
     error otherwise."""
-    fmt = export_format(name)
-    if fmt is None or fmt.edge:
-        raise UserError(f"--format {name!r} is not supported; use one of {', '.join(FORMATS)}")
+    fmt = known_format(name)
+    if fmt.edge:
+        raise UserError(f"--format {name!r} is an edge format, written by deploy.export.edge; this path writes "
+                        "onnx and torchscript")
     fmt.load()
     return fmt

@@ -274,13 +274,9 @@ def load_backend(
             threads = TORCH_ONE_IMAGE_THREADS
         apply_threads(threads)
     if not path.exists():
-        from mnv3det.core.near_files import did_you_mean
+        from mnv3det.core.near_files import missing_model
 
-        exported = ", ".join(s for s in BACKENDS if s != ".pt")
-        raise UserError(
-            f"--weights {path} does not exist{did_you_mean(path)}; pass a .pt checkpoint, an exported file "
-            f"({exported}) or an exported *_openvino_model / *_ncnn_model folder"
-        )
+        raise missing_model(path)
     loader = BACKENDS.get(path.suffix.lower())
     if loader is None:  # OpenVINO / ncnn folders (or the .xml/.param inside): mnv3det.deploy.runtime.registry
         loader = _runtime_loader(path)
