@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from mnv3det.core.console import make_console
+from mnv3det.core.torch_pair import pair_problem
 from mnv3det.errors import Interrupted, UserError, cli_spelling, error_line
 
 app = typer.Typer(
@@ -53,6 +54,9 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kw: Any) -> Any:
         try:
             with cli_spelling():  # messages name options as `--split`, not the API's `split=`
+                mismatch = pair_problem()  # from the packages' metadata, before torchvision is imported
+                if mismatch:
+                    raise UserError(mismatch)
                 return fn(*args, **kw)
         except UserError as err:
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # user text: no markup
@@ -61,6 +65,10 @@ def user_errors(fn: F) -> F:
             err_console.print(escape(str(err)), highlight=False, soft_wrap=True)
             raise typer.Exit(code=130) from None
         except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
+            mismatch = pair_problem(err) if isinstance(err, RuntimeError) else None
+            if mismatch:  # torchvision built for another torch: which versions, and the command that fixes it
+                err_console.print(f"[bold red]error:[/] {escape(mismatch)}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=2) from None
             if not is_out_of_memory(err):
                 raise
             err_console.print(
