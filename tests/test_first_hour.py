@@ -1,0 +1,93 @@
+"""Issue 31, part A (the first hour): a torch/torchvision pair that does not belong together, options spelled as
+the caller spells them, and the other first-run messages. Tiny models and images; nothing is downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import mnv3det
+from mnv3det.cli import app
+from mnv3det.core import torch_pair
+from mnv3det.errors import UserError
+
+runner = CliRunner()
+
+
+# --- A.1: torch and torchvision from different builds ---------------------------------------------------------
+
+def test_release_table_and_build_tags_decide_the_pair():
+    assert torch_pair.versions_agree("2.5.1+cpu", "0.20.1+cpu")
+    assert torch_pair.versions_agree("2.14.1+cu130", "0.29.1+cu130")
+    assert torch_pair.versions_agree("2.5.1+cpu", "0.20.1")  # a tag on one side only: the release decides
+    assert not torch_pair.versions_agree("2.5.1+cpu", "0.21.0")  # torchvision for torch 2.6
+    assert not torch_pair.versions_agree("2.5.1+cpu", "0.20.1+cu121")  # same release, another build
+    assert torch_pair.fix_command("2.5.1+cpu").endswith("--index-url https://download.pytorch.org/whl/cpu")
+    assert torch_pair.fix_command("2.5.1+cu121").endswith("--index-url https://download.pytorch.org/whl/cu121")
+    assert torch_pair.fix_command("2.5.1") == "pip install --force-reinstall torch torchvision"  # both from PyPI
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_mismatched_versions_are_one_line_at_start_up(monkeypatch, tmp_path):
+    versions = {"torch": "2.5.1+cpu", "torchvision": "0.21.0"}
+    monkeypatch.setattr(torch_pair, "installed_version", versions.get)
+    line = _one_error_line(runner.invoke(app, ["train", "--project", str(tmp_path / "runs")]))
+    assert "torch 2.5.1+cpu and torchvision 0.21.0 do not belong together" in line
+    assert "pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/cpu" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_torchvision_operator_error_becomes_one_line(monkeypatch):
+    """The failure users saw (`operator torchvision::nms does not exist`, raised when torchvision's ops load),
+    simulated inside the command, with versions that the release table alone would not catch."""
+    import mnv3det.train.api as train_api
+
+    versions = {"torch": "2.5.1+cpu", "torchvision": "0.20.1"}
+    monkeypatch.setattr(torch_pair, "installed_version", versions.get)
+
+    def broken(**_):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(train_api, "train", broken)
+    line = _one_error_line(runner.invoke(app, ["train"]))
+    assert "torch 2.5.1+cpu and torchvision 0.20.1 do not belong together" in line and "--index-url" in line
+
+
+# --- A.3 (h): the Python API speaks Python ---------------------------------------------------------------------
+
+def _coco_train_only(tmp_path: Path) -> tuple[Path, Path]:
+    """A COCO json root with a train split only, and an untrained tiny checkpoint for its classes."""
+    from mnv3det.core.checkpoint import save_checkpoint
+    from mnv3det.models import build_model
+    from tests.test_data_formats import NAMES, write_coco
+
+    root = write_coco(tmp_path / "coco")
+    model = build_model("mnv3-small", nc=len(NAMES))
+    weights = save_checkpoint({"recipe": model.recipe, "nc": len(NAMES), "names": NAMES,
+                               "model": model.state_dict(), "epoch": -1}, tmp_path / "tiny.pt")
+    return root, weights
+
+
+def test_api_names_its_keyword_and_a_split_that_exists(tmp_path):
+    root, weights = _coco_train_only(tmp_path)
+    with pytest.raises(UserError) as err:
+        mnv3det.val(weights, data=root, split="test", imgsz=64, workers=0, plots=False, device="cpu",
+                    project=tmp_path / "runs")
+    message = str(err.value)
+    assert message.startswith("split='test': ") and "evaluate one of them with split='train'" in message
+    assert "--split" not in message
+
+
+def test_cli_keeps_its_option_spelling(tmp_path):
+    root, weights = _coco_train_only(tmp_path)
+    line = _one_error_line(runner.invoke(app, [
+        "val", "--weights", str(weights), "--data", str(root), "--split", "test", "--imgsz", "64", "--workers", "0",
+        "--no-plots", "--device", "cpu", "--project", str(tmp_path / "runs")]))
+    assert "--split test:" in line and "evaluate one of them with --split train" in line
