@@ -91,3 +91,63 @@ def test_cli_keeps_its_option_spelling(tmp_path):
         "val", "--weights", str(weights), "--data", str(root), "--split", "test", "--imgsz", "64", "--workers", "0",
         "--no-plots", "--device", "cpu", "--project", str(tmp_path / "runs")]))
     assert "--split test:" in line and "evaluate one of them with --split train" in line
+
+
+# --- A.3 (b): the validation loss, (e) one thread count, (f) a run shorter than the close-mosaic window --------
+
+def test_val_loss_hook_equals_the_loss_of_the_raw_head():
+    """ValLoss (a hook on Detect in eval mode) gives what the loss module gives on the head's raw maps."""
+    import torch
+
+    from mnv3det.models import build_model
+    from mnv3det.train.config import TrainConfig
+    from mnv3det.train.loss import YoloLoss
+    from mnv3det.train.val_loss import ValLoss
+
+    torch.manual_seed(0)
+    model = build_model("mnv3-small", nc=3).eval()
+    loss_fn = YoloLoss.from_config(model.detect, 3, TrainConfig(imgsz=64))
+    x = torch.rand(2, 3, 64, 96)  # a rect batch
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 2, 0.25, 0.6, 0.2, 0.2], [1, 0, 0.7, 0.3, 0.4, 0.5]])
+    with torch.no_grad(), ValLoss(model.detect, loss_fn) as val_loss:
+        model(x)  # decoded boxes, as the prediction path runs it
+        val_loss.add(targets)
+    model.detect.train()  # the reference: the same features, Detect's raw output
+    with torch.no_grad():
+        _, expected = loss_fn(model(x), targets)
+    assert val_loss.images == 2
+    assert torch.allclose(torch.tensor(val_loss.means(), dtype=torch.float32), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow  # a 2-epoch tiny run (the demo set at 128 px, 16 images)
+def test_short_run_states_mosaic_threads_and_writes_val_losses(tmp_path, monkeypatch):
+    import csv
+    import re
+    from io import StringIO
+
+    from rich.console import Console
+
+    from mnv3det.train import trainer
+    from mnv3det.train.plots import plot_results
+    from tests.test_cpu_share import _CountingGovernor
+    from tests.test_train import tiny
+
+    monkeypatch.setattr(trainer, "adapts", lambda *a, **k: True)  # as on a machine with cores to share
+    monkeypatch.setattr(trainer, "adaptive_governor", lambda *a, on_change=None, **k: _CountingGovernor(on_change))
+    log = StringIO()
+    result = trainer.fit(tiny(tmp_path, threads=None, epochs=2, close_mosaic=5, mosaic=1.0), show_progress=False,
+                         console=Console(file=log, width=400))
+    text = log.getvalue()
+    assert "mosaic off for the whole run, all 2 epoch(s): close_mosaic is 5 and the run has 2" in text
+    started = re.search(r"up to (\d+) threads \(fewer while other processes use the cores", text)
+    assert started, text
+    assert f"CPU threads: {started.group(1)} -> 1 (other processes used 1.0 of 2 cores)" in text
+
+    with (result.run_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for row in rows:
+        for name in ("box", "obj", "cls"):
+            assert float(row[f"val/{name}_loss"]) >= 0 and row[f"train/{name}_loss"] != ""
+        assert float(row["val/obj_loss"]) > 0  # every val image has boxes: objectness always costs something
+    assert plot_results(result.run_dir / "results.csv").stat().st_size > 0

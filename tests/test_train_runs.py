@@ -81,7 +81,7 @@ class _Result:
 
 def test_kill_between_last_and_best_is_repaired_on_resume(tmp_path, monkeypatch):
     fitness = iter([0.1, 0.2, 0.15])  # epoch 2 is the best and never beaten
-    monkeypatch.setattr(trainer, "_validate", lambda *a, **kw: _Result(next(fitness)))
+    monkeypatch.setattr(trainer, "_validate", lambda *a, **kw: (_Result(next(fitness)), None))
     real_save = trainer.save_checkpoint
     saves = []
 
