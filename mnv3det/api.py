@@ -58,16 +58,20 @@ class Detections:
                  "class": int(cls), "name": self.names[int(cls)]}
                 for (x1, y1, x2, y2), score, cls in zip(self.boxes, self.scores, self.classes)]
 
-    def plot(self, *, conf: bool = True, line_width: int | None = None) -> np.ndarray:
+    def plot(self, *, labels: bool = True, conf: bool = True, line_width: int | None = None) -> np.ndarray:
         """The image with every box drawn as `mnv3det detect` draws it: a new BGR uint8 (H, W, 3) array.
-        conf=False labels boxes with the class name only."""
+        labels=False draws boxes only (detect's --hide-labels); conf=False labels boxes with the class name only
+        (--hide-conf); line_width: one width for every box (None: by image size, thinner on small boxes)."""
         from mnv3det.deploy.runtime.annotate import draw_detections
         from mnv3det.errors import UserError
 
         if self.image is None:
             raise UserError("these Detections hold no image to draw on; get them from Detector.predict(...)")
+        if line_width is not None and line_width < 1:
+            raise UserError(f"plot(line_width={line_width}): must be 1 or more (None scales it with the boxes)")
         rows = np.c_[self.boxes, self.scores, self.classes].astype(np.float64)  # (n, 6) as detect draws them
-        return draw_detections(self.image, rows, self.names, show_conf=conf, line_width=line_width)
+        return draw_detections(self.image, rows, self.names, show_conf=conf, line_width=line_width,
+                               show_labels=labels)
 
     def save(self, path: str | Path, **plot_options: Any) -> Path:
         """Write `plot()` to `path` (.jpg, .jpeg, .png or .bmp; folders are made); returns the path."""

@@ -151,3 +151,74 @@ def test_short_run_states_mosaic_threads_and_writes_val_losses(tmp_path, monkeyp
             assert float(row[f"val/{name}_loss"]) >= 0 and row[f"train/{name}_loss"] != ""
         assert float(row["val/obj_loss"]) > 0  # every val image has boxes: objectness always costs something
     assert plot_results(result.run_dir / "results.csv").stat().st_size > 0
+
+
+# --- A.3 (a): dense scenes ------------------------------------------------------------------------------------
+
+DENSE_NAMES = ["RBC", "WBC", "Platelets"]
+
+
+def _dense_scene() -> tuple["np.ndarray", "np.ndarray"]:
+    """48 boxes of 48 px with 8 px gaps on a 640 x 480 image (BCCD has ~46 cells per image), and one big box."""
+    import numpy as np
+
+    rows = [[30 + j * 56, 30 + i * 56, 78 + j * 56, 78 + i * 56, 0.87, (i + j) % 3] for i in range(6) for j in range(8)]
+    return np.full((480, 640, 3), 255, np.uint8), np.array(rows, np.float64)
+
+
+def _interiors(rows, margin: int = 6):
+    import numpy as np
+
+    mask = np.zeros((480, 640), bool)
+    for x1, y1, x2, y2, *_ in rows:
+        mask[int(y1) + margin:int(y2) - margin, int(x1) + margin:int(x2) - margin] = True
+    return mask
+
+
+def test_dense_scene_labels_leave_the_objects_visible():
+    from mnv3det.deploy.runtime.annotate import draw_detections
+
+    image, rows = _dense_scene()
+    drawn = draw_detections(image, rows, DENSE_NAMES)
+    covered = (drawn != image).any(2)[_interiors(rows)].mean()
+    # labels at the image's size (one font for every box) covered ~20% of these boxes' insides; sized to the box, ~5%
+    assert covered < 0.1, covered
+    boxes_only = draw_detections(image, rows, DENSE_NAMES, show_labels=False)
+    assert not (boxes_only != image).any(2)[_interiors(rows, margin=3)].any()  # --hide-labels: the lines, nothing else
+    assert (boxes_only != image).any()
+
+
+def test_fixed_line_width_is_used_for_every_box():
+    import numpy as np
+
+    from mnv3det.deploy.runtime.annotate import draw_detections
+
+    image = np.full((200, 200, 3), 255, np.uint8)
+    small = np.array([[50, 50, 80, 80, 0.9, 0]], np.float64)  # 30 px: by default a thin line
+    thin = draw_detections(image, small, DENSE_NAMES, show_labels=False)
+    thick = draw_detections(image, small, DENSE_NAMES, show_labels=False, line_width=6)
+    column = lambda img: int((img[65, 40:70] != 255).any(1).sum())  # noqa: E731  pixels across the left edge
+    assert column(thick) > column(thin) >= 1
+
+
+def test_detect_options_and_api_plot_hide_labels(tmp_path, monkeypatch):
+    import mnv3det.deploy.detect_runner as runner_module
+    from mnv3det.api import Detections
+    from mnv3det.deploy.runtime.annotate import draw_detections
+
+    seen = []
+    monkeypatch.setattr(runner_module, "run_detect", lambda config, console: seen.append(config) or None)
+    monkeypatch.setattr(runner_module, "print_detect_report", lambda report, console: None)
+    result = runner.invoke(app, ["detect", "README.md", "--weights", "README.md", "--hide-labels", "--hide-conf",
+                                 "--line-width", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].hide_labels and seen[0].hide_conf and seen[0].line_width == 3
+
+    image, rows = _dense_scene()
+    found = Detections(boxes=rows[:, :4].astype("float32"), scores=rows[:, 4].astype("float32"),
+                       classes=rows[:, 5].astype("int64"), names=DENSE_NAMES, image_shape=image.shape[:2], speed_ms={},
+                       image=image)
+    assert (found.plot(labels=False) == draw_detections(image, rows, DENSE_NAMES, show_labels=False)).all()
+    assert not (found.plot(labels=False) == found.plot()).all()
+    with pytest.raises(UserError, match="line_width=0"):
+        found.plot(line_width=0)

@@ -36,8 +36,9 @@ class DetectConfig:
     save_conf: bool = False  # the score as a sixth column of --save-txt rows
     save_json: bool = False  # every box in predictions.json
     save_crop: bool = False  # each box cut out to crops/<class>/
+    hide_labels: bool = False  # boxes only, no labels (dense scenes)
     hide_conf: bool = False  # labels show the class name only
-    line_width: int | None = None  # box line width in pixels; None = by image size
+    line_width: int | None = None  # box line width in pixels; None = by image size, thinner on small boxes
     project: Path = Path("runs/detect")  # folder of run folders
     name: str = "exp"  # run folder name; exp2, exp3, ... when taken
     exist_ok: bool = False  # reuse project/name instead of a new folder
@@ -50,6 +51,8 @@ class DetectConfig:
             raise UserError(f"--iou {self.iou}: must be between 0 and 1")
         if self.max_det < 1:
             raise UserError(f"--max-det {self.max_det}: must be 1 or more")
+        if self.line_width is not None and self.line_width < 1:
+            raise UserError(f"--line-width {self.line_width}: must be 1 or more (leave it out to scale with the boxes)")
         bad = [c for c in self.classes or [] if not 0 <= c < len(names)]
         if bad:
             raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
