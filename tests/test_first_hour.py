@@ -222,3 +222,74 @@ def test_detect_options_and_api_plot_hide_labels(tmp_path, monkeypatch):
     assert not (found.plot(labels=False) == found.plot()).all()
     with pytest.raises(UserError, match="line_width=0"):
         found.plot(line_width=0)
+
+
+# --- A.3 (c, d): benchmark on a subset; --json is JSON only; no fork after JAX ---------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_json_stdout_is_json_only_and_says_the_subset(tmp_path):
+    """Third-party progress written to sys.stdout and to file descriptor 1 (as nncf's bars and C++ notes are) ends
+    on stderr; stdout parses as the report, which says it was scored on a subset."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"""
+import os, sys
+from pathlib import Path
+import mnv3det.cli.benchmark_cmd as cmd
+from mnv3det.deploy.benchmark import BenchReport, BenchRow
+
+def fake_run(opts, say):
+    print("Statistics collection ━━━━ 100%")            # Python-level, as rich/tqdm bars write
+    os.write(1, b"Applying Fast Bias correction\\n")     # straight to fd 1, as C++ code does
+    assert opts.max_images == 5
+    return BenchReport("best.pt", "data", (64, 64), 1, 1, 1, [BenchRow("best.pt", "onnx", map50_95=0.5)],
+                       val_images=5, val_images_total=448), Path({str(tmp_path)!r})
+
+cmd.run_benchmark = fake_run
+from mnv3det.cli import app
+sys.argv = ["mnv3det", "benchmark", "--weights", "best.pt", "--max-images", "5", "--json"]
+app()
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # the whole of stdout
+    assert report["subset"] is True and report["val_images"] == 5 and report["val_images_total"] == 448
+    assert "Statistics collection" in done.stderr and "Applying Fast Bias correction" in done.stderr
+
+
+def test_benchmark_table_says_when_it_is_a_subset():
+    from mnv3det.cli.benchmark_cmd import benchmark_table
+    from mnv3det.deploy.benchmark import BenchReport
+
+    subset = BenchReport("best.pt", "data", (64, 64), 1, 1, 1, [], val_images=50, val_images_total=448)
+    full = BenchReport("best.pt", "data", (64, 64), 1, 1, 1, [], val_images=448, val_images_total=448)
+    assert "a subset: 50 of 448 val images" in str(benchmark_table(subset).title)
+    assert "subset" not in str(benchmark_table(full).title) and "448 val images" in str(benchmark_table(full).title)
+
+
+def test_no_fork_after_jax_once_litert_is_loaded():
+    """JAX (LiteRT's converter) warns that a fork after it started threads may deadlock; after spawn_children a
+    multiprocessing child (a DataLoader worker, a library's pool) is spawned instead and JAX has nothing to say."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax", reason="the litert extra (jax) is not installed")
+    code = """
+import multiprocessing, warnings
+warnings.simplefilter("always")
+import jax.numpy as jnp
+jnp.ones(2).block_until_ready()  # JAX's threads are running
+from mnv3det.core.streams import spawn_children
+spawn_children()
+child = multiprocessing.Process(target=abs, args=(1,))
+child.start(); child.join()
+print("start method", multiprocessing.get_start_method())
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "start method spawn" in done.stdout
+    assert "os.fork() was called" not in done.stderr

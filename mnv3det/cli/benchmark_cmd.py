@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.core.console import make_console
+from mnv3det.core.streams import stdout_to_stderr
 from mnv3det.cli.app import command
 from mnv3det.deploy.benchmark import BenchOptions, BenchReport, run_benchmark
 
@@ -50,7 +51,9 @@ def benchmark_command(
         max_images=max_images, reference=reference, project=project, name=name, exist_ok=exist_ok,
     )
     status = make_console(stderr=True)
-    report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))
+    # --json: stdout holds the JSON document only; converters' progress bars and notes (nncf's) go to stderr
+    with stdout_to_stderr(json_out):
+        report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))
     if json_out:
         print(json.dumps(report.as_dict()))
         return

@@ -6,9 +6,6 @@ Options map onto `mnv3det.deploy.config.ExportConfig` (the defaults live there);
 
 from __future__ import annotations
 
-import contextlib
-import sys
-
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.core.console import make_console
+from mnv3det.core.streams import stdout_to_stderr
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help
 from mnv3det.deploy.config import ExportConfig
@@ -142,7 +140,7 @@ def _export_edge(weights: Path, fmt, json_out: bool, max_drop: float, calib_imag
     int8 = Int8Options(calib_images=calib_images, max_drop=max_drop / 100 if max_drop > 0 else None)
     console = make_console(stderr=True) if json_out else make_console()
     # --json: stdout holds the JSON line only; the converters' own progress bars (nncf's) go to stderr with the log.
-    with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
+    with stdout_to_stderr(json_out):
         result = export_edge_checkpoint(weights, fmt, int8=int8, console=console, **options)
     if json_out:
         import json
