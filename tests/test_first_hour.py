@@ -293,3 +293,18 @@ print("start method", multiprocessing.get_start_method())
     assert done.returncode == 0, done.stderr
     assert "start method spawn" in done.stdout
     assert "os.fork() was called" not in done.stderr
+
+
+# --- A.3 (g): the demo set says where it was written, once ------------------------------------------------------
+
+def test_demo_set_says_where_it_was_written_the_first_time(tmp_path, monkeypatch, capsys):
+    from mnv3det.data import demo
+
+    monkeypatch.setenv("MNV3DET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(demo, "DEMO_SPLITS", {"train": 2, "val": 1})  # a tiny set: the message, not the images
+    first = demo.demo_data_yaml()
+    said = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(said) == 1 and "demo set: wrote 2 train / 1 val images" in said[0]
+    assert str(first.parent) in said[0]
+    assert demo.demo_data_yaml() == first
+    assert capsys.readouterr().err == ""  # found current: nothing to say
