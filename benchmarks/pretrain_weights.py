@@ -29,20 +29,24 @@ SHIPPED: dict[str, list[str]] = {
     "mnv3-small-min": ["--samples", "49152"],
     "mnv3-small": ["--samples", "49152"],
     "yolov5n": ["--samples", "49152"],
+    # the anchor-free recipes (issue 29): the same budget, so the comparison is pretrained against pretrained
+    "mnv3-small-min-af": ["--samples", "49152"],
+    "mnv3-small-af": ["--samples", "49152"],
+    "yolov5n-af": ["--samples", "49152"],
 }
 COMMON = ["--imgsz", "416", "--seed", "0", "--batch", "16"]
 EVAL_POINTS = "mnv3-small-min@416,yolov5n@320"
 
 
-def make(recipe: str, threads: int | None, workers: int, device: str | None) -> Path:
-    run = RUNS / recipe
+def make(recipe: str, threads: int | None, workers: int, device: str | None, runs: Path = RUNS) -> Path:
+    run = runs / recipe
     machine = (["--threads", str(threads)] if threads else []) + ["--workers", str(workers)] + (
         ["--device", device] if device else [])
     last = run / "weights" / "last.pt"
     if last.is_file():
         cmd = ["pretrain", "--resume", str(run), *machine]
     else:
-        cmd = ["pretrain", "--recipe", recipe, *COMMON, *SHIPPED[recipe], "--project", str(RUNS), "--name", recipe,
+        cmd = ["pretrain", "--recipe", recipe, *COMMON, *SHIPPED[recipe], "--project", str(runs), "--name", recipe,
                *machine]
     if not (run / "weights" / "pretrained.pt").is_file():
         subprocess.run([sys.executable, "-m", "mnv3det", *cmd], cwd=ROOT, check=True)
@@ -68,6 +72,7 @@ def main() -> None:
     m = sub.add_parser("make")
     m.add_argument("--recipe", required=True, choices=sorted(SHIPPED))
     m.add_argument("--device", default=None)
+    m.add_argument("--runs", type=Path, default=RUNS, help="where the run folders live (default runs/pretrain)")
     e = sub.add_parser("eval")
     e.add_argument("--seeds", default="0,1,2")
     for p in (m, e):
@@ -75,7 +80,7 @@ def main() -> None:
         p.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     if args.cmd == "make":
-        make(args.recipe, args.threads, args.workers, args.device)
+        make(args.recipe, args.threads, args.workers, args.device, args.runs)
     else:
         evaluate(args.seeds, args.threads, args.workers)
 

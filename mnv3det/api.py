@@ -11,6 +11,7 @@
     metrics = mnv3det.val("best.pt", data="data.yaml")              # EvalResult: .map, .map50, .per_class, ...
     exported = mnv3det.export("best.pt", format="onnx")             # ExportResult: .path, .passed, .to_json()
     report = mnv3det.benchmark("best.pt", formats="onnx,openvino")  # BenchReport: .rows, .to_df()
+    check = mnv3det.check_app("best.onnx", "imgs/", "app_out/")     # CheckAppResult: .verdict, .line
 
 Arrays are taken as OpenCV gives them (H, W, 3) uint8 BGR; a PIL image is converted from RGB. Every call goes
 through the same prediction path as `mnv3det detect` and `mnv3det val`, so the numbers agree with the CLI.
@@ -290,6 +291,31 @@ def benchmark(
     return report
 
 
+def check_app(
+    weights: str | Path,
+    images: str | Path,
+    predictions: str | Path,
+    *,
+    imgsz: ImgSizeLike | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+) -> Any:
+    """Compare the detections your own app wrote for the images in `images` with mnv3det's, as `mnv3det check-app`.
+
+    predictions: a folder of YOLO txt files (`class cx cy w h conf`, normalised) or a json list of {file_name,
+    bbox [x, y, w, h] pixels, score, category_id}. conf None: just below the app's lowest score; imgsz, iou, max_det
+    None: detect's. Returns a CheckAppResult: `.verdict` ("agrees", "mistake", "differs"), `.line` (the one line
+    with the evidence), `.mistake` (the named mistake's key), `.images`, `.candidates`, `.to_json()`.
+    """
+    from mnv3det.deploy.check_app.check import check_app as run_check
+
+    return run_check(weights, images, predictions, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device,
+                     threads=threads)
+
+
 def _as_bgr(image: ImageInput) -> np.ndarray:
     """A BGR uint8 (H, W, 3) array from a path, an array (taken as BGR) or a PIL image (RGB)."""
     from mnv3det.errors import UserError
@@ -311,4 +337,4 @@ def _as_bgr(image: ImageInput) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3])
 
 
-__all__ = ["load", "val", "export", "benchmark", "Detector", "Detections"]
+__all__ = ["load", "val", "export", "benchmark", "check_app", "Detector", "Detections"]

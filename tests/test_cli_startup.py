@@ -34,7 +34,8 @@ def _heavy_modules_after(args: list[str]) -> list[str]:
 
 
 def test_help_version_and_usage_errors_import_nothing_heavy():
-    for args in (["--help"], ["--version"], ["val"], ["detect", "--help"], ["profile", "--help"], ["benchmark", "--help"]):
+    for args in (["--help"], ["--version"], ["val"], ["detect", "--help"], ["profile", "--help"], ["benchmark", "--help"],
+                 ["check-app", "--help"]):
         assert _heavy_modules_after(args) == [], args
 
 

@@ -116,7 +116,9 @@ def test_val_loss_hook_equals_the_loss_of_the_raw_head():
     with torch.no_grad():
         _, expected = loss_fn(model(x), targets)
     assert val_loss.images == 2
-    assert torch.allclose(torch.tensor(val_loss.means(), dtype=torch.float32), expected, rtol=1e-5, atol=1e-7)
+    assert list(val_loss.means()) == ["box", "obj", "cls"]
+    assert torch.allclose(torch.tensor(list(val_loss.means().values()), dtype=torch.float32), expected, rtol=1e-5,
+                          atol=1e-7)
 
 
 @pytest.mark.slow  # a 2-epoch tiny run (the demo set at 128 px, 16 images)

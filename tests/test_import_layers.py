@@ -151,7 +151,8 @@ def test_no_import_cycle_in_deploy_even_inside_functions():
     assert cycles(_graph(function_level=True, within="mnv3det.deploy")) == []
 
 
-ABOVE_BOTH = ("mnv3det.deploy.benchmark", "mnv3det.deploy.profile", "mnv3det.deploy.detect_runner")
+ABOVE_BOTH = ("mnv3det.deploy.benchmark", "mnv3det.deploy.profile", "mnv3det.deploy.detect_runner",
+              "mnv3det.deploy.check_app")
 LAYERS = [
     ("mnv3det.deploy.runtime", ("mnv3det.deploy.export", *ABOVE_BOTH, "mnv3det.evaluate", "mnv3det.train")),
     ("mnv3det.deploy.export", ABOVE_BOTH),

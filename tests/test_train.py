@@ -216,7 +216,7 @@ def test_resume_renumbers_a_results_csv_that_counted_from_0(tmp_path):
 def results_row_for(epoch: int, box_loss: float) -> dict:
     from types import SimpleNamespace
 
-    stats = SimpleNamespace(losses=(box_loss, 0.0, 0.0), images_per_s=1.0, seconds=1.0, skipped=0)
+    stats = SimpleNamespace(losses=(box_loss, 0.0, 0.0), names=("box", "obj", "cls"), images_per_s=1.0, seconds=1.0, skipped=0)
     return results.results_row(epoch, stats, None, {})
 
 

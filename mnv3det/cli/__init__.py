@@ -20,6 +20,7 @@ from mnv3det.cli import detect_cmd as _detect  # noqa: F401,E402
 from mnv3det.cli import export_cmd as _export  # noqa: F401,E402
 from mnv3det.cli import profile_cmd as _profile  # noqa: F401,E402
 from mnv3det.cli import benchmark_cmd as _benchmark  # noqa: F401,E402
+from mnv3det.cli import check_app_cmd as _check_app  # noqa: F401,E402
 from mnv3det.cli import data_cmd as _data  # noqa: F401,E402
 
 __all__ = ["app", "main"]

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from mnv3det.errors import UserError, error_line
 from mnv3det.models import layers as L
+from mnv3det.models.af_head import AFDetect
 from mnv3det.models.detect import Detect
 from mnv3det.models.light_head import CSPDS, DSConv
 
@@ -36,6 +37,7 @@ YOLO_PARTS = ("Conv", "Bottleneck", "C3", "SPPF", "DSConv", "CSPDS")
 REPEATED_PARTS = ("C3", "CSPDS")  # their repeat count is an argument (scaled by depth_multiple)
 SEED_BLOCKS = ("conv_bn_hswish", "MobileNet_Block", "DWSConv", "conv_bn_relu6", "InvertedResidual")
 SAME_CHANNELS = ("h_sigmoid", "h_swish", "SELayer", "nn.Upsample")
+HEADS = ("Detect", "AFDetect")  # the last row: YOLOv5's anchor head or the anchor-free head
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "h_sigmoid": L.h_sigmoid,
@@ -55,6 +57,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "Concat": L.Concat,
     "nn.Upsample": nn.Upsample,
     "Detect": Detect,
+    "AFDetect": AFDetect,
 }
 
 # Size of the dummy input that measures shapes and strides (YOLOv5 uses the same).
@@ -115,16 +118,17 @@ def parse_rows(recipe: dict[str, Any], label: str) -> list[Row]:
             if not isinstance(name, str) or name in names:
                 raise UserError(f"recipe {label}: row {i} name {name!r} must be a string used by one row only")
             names[name] = i
-        if module == "Concat" or module == "Detect":
+        if module == "Concat" or module in HEADS:
             src: int | list[int] = resolved
         elif len(resolved) != 1:
             raise UserError(f"recipe {label}: row {i} ({module}) reads {source!r}; {module} takes exactly one input")
         else:
             src = resolved[0]
         rows.append(Row(i, src, number, module, args, name))
-    detects = [r.index for r in rows if r.module == "Detect"]
+    detects = [r.index for r in rows if r.module in HEADS]
     if detects != [len(rows) - 1]:
-        raise UserError(f"recipe {label}: the last row, and only the last row, must be Detect (found Detect at rows {detects})")
+        raise UserError(f"recipe {label}: the last row, and only the last row, must be {' or '.join(HEADS)} (the "
+                        f"head; found one at rows {detects})")
     return rows
 
 
@@ -195,6 +199,12 @@ def build_layers(
                     raise UserError(f"recipe {label}: {row.describe()} must take [nc, anchors] so its classes follow nc")
                 c_out = 0
                 module = cls(*args, c_in)
+            elif row.module == "AFDetect":
+                if not args or args[0] != nc:
+                    raise UserError(f"recipe {label}: {row.describe()} must take [nc, bins, convs, kernel, act] so its "
+                                    "classes follow nc")
+                c_out = 0
+                module = cls(*args, ch=c_in)
             elif row.module == "SELayer":
                 c_out = c_in[0]
                 module = cls(c_in[0], *args)
@@ -275,7 +285,7 @@ def trace(modules: nn.ModuleList, label: str, size: int = TRACE_SIZE) -> tuple[l
                     f"Rows by stride so far: {_rows_by_stride(outputs, size)}. Point its 'from' at rows of equal "
                     "stride, e.g. name the backbone taps P3/P4/P5 and read those names."
                 )
-            if m.type == "Detect":
+            if m.type in HEADS:
                 raw = m.raw(ins)
                 strides = torch.tensor([size / r.shape[2] for r in raw])
                 if not bool((strides[1:] > strides[:-1]).all()):

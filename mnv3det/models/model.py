@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mnv3det.errors import UserError
+from mnv3det.models.af_head import AFDetect
 from mnv3det.models.detect import Detect
 from mnv3det.models.graph import build_layers, parse_rows, run_rows, trace
 from mnv3det.models.layers import fuse_conv_bn
@@ -25,8 +26,8 @@ class DetectionModel(nn.Module):
 
     def __init__(self, recipe: dict[str, Any], label: str = "<recipe dict>") -> None:
         super().__init__()
-        nc, anchors = _check_header(recipe, label)
         rows = parse_rows(recipe, label)
+        nc, anchors = _check_header(recipe, label, anchor_free=rows[-1].module == "AFDetect")
         self.layers = build_layers(
             rows,
             nc,
@@ -38,15 +39,20 @@ class DetectionModel(nn.Module):
         _, strides = trace(self.layers, label)  # also checks the wiring, row by row
         self.detect.set_strides(strides)
         self.nc = nc
-        self.recipe = {**recipe, "nc": nc, "anchors": anchors}
+        self.recipe = {**recipe, "nc": nc, "anchors": anchors} if anchors else {**recipe, "nc": nc}
         names = recipe.get("names")
         self.names: list[str] = [str(n) for n in names] if isinstance(names, list) and len(names) == nc else [
             str(i) for i in range(nc)
         ]
 
     @property
-    def detect(self) -> Detect:
+    def detect(self) -> Detect | AFDetect:
+        """The head (the last row): YOLOv5's `Detect` or the anchor-free `AFDetect` (`anchor_free` True)."""
         return self.layers[-1]  # type: ignore[return-value]
+
+    @property
+    def anchor_free(self) -> bool:
+        return bool(getattr(self.detect, "anchor_free", False))
 
     @property
     def stride(self) -> Tensor:
@@ -68,11 +74,18 @@ class DetectionModel(nn.Module):
         self.recipe["anchors"] = [[round(float(v), 3) for v in level] for level in flat]
 
 
-def _check_header(recipe: dict[str, Any], label: str) -> tuple[int, list[list[float]]]:
+def _check_header(recipe: dict[str, Any], label: str, anchor_free: bool = False) -> tuple[int, list[list[float]]]:
+    """(nc, pixel anchors); an anchor-free recipe has no anchors ([] returned, and a recipe that lists some is told
+    they are unused)."""
     nc = recipe.get("nc")
     if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
         raise UserError(f"recipe {label}: nc must be a positive integer (number of classes), got {nc!r}")
     anchors = recipe.get("anchors")
+    if anchor_free:
+        if anchors is not None:
+            raise UserError(f"recipe {label}: its head is AFDetect (anchor-free), which uses no anchors; "
+                            "remove the 'anchors' key")
+        return nc, []
     ok = (
         isinstance(anchors, list)
         and anchors

@@ -4,7 +4,8 @@ Every tensor whose name and shape fit is copied. The Detect output convs are the
 count change alters shapes: each is (na * (5 + nc), C, 1, 1), laid out per anchor as [x, y, w, h, obj,
 class 0 .. class nc-1]. Their box and objectness rows do not depend on the classes, so they are copied, and
 only the class rows keep the fresh initialisation (YOLOv5's class prior bias). A pretrained start thus keeps
-a head that already knows where objects are; only "which class" is learned from scratch.
+a head that already knows where objects are; only "which class" is learned from scratch. The anchor-free head
+(`AFDetect`) keeps its classes in convs of their own (`cls_pred`): those alone keep the fresh initialisation.
 
 strict=True (shipped or --pretrained weights): the source must have been made for this recipe. A recipe row
 that differs, or any tensor other than the class rows that does not fit, is a UserError listing the rows, so
@@ -44,8 +45,12 @@ class TransferReport:
         return text
 
 
+def _head_prefix(model: nn.Module) -> str:
+    return f"layers.{len(model.layers) - 1}."  # type: ignore[attr-defined]
+
+
 def _detect_prefix(model: nn.Module) -> str:
-    return f"layers.{len(model.layers) - 1}.m."  # type: ignore[attr-defined]
+    return _head_prefix(model) + "m."
 
 
 def _class_free_rows(theirs: Tensor, own: Tensor, na: int, nc_theirs: int, nc_own: int) -> Tensor | None:
@@ -96,6 +101,10 @@ def transfer_detector(model: nn.Module, state: dict[str, Tensor], nc_theirs: int
         theirs = state.get(key)
         if theirs is not None and theirs.shape == tensor.shape:
             new[key] = theirs.to(tensor.dtype)
+            continue
+        if theirs is not None and getattr(detect, "anchor_free", False) and key.startswith(_head_prefix(model) + "cls_pred."):
+            new[key] = tensor  # the class prior initialisation; the branch and box convs above were copied whole
+            class_rows.append(key)
             continue
         if theirs is not None and key.startswith(prefix):
             rows = _class_free_rows(theirs, tensor, detect.na, nc_theirs, detect.nc)

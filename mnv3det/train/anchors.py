@@ -93,6 +93,9 @@ def check_anchors(
     New anchors are set with `model.set_anchors(Tensor[nl, na, 2] pixels)` only if they raise BPR.
     """
     detect = model.detect
+    if getattr(detect, "anchor_free", False):
+        return AnchorReport(0.0, 0.0, 0.0, False, torch.zeros(0, 0, 2),
+                            "autoanchor: the anchor-free head has no anchors; nothing to do")
     stride = detect.stride.detach().float().cpu().view(-1, 1, 1)
     current = detect.anchors.detach().float().cpu() * stride  # (nl, na, 2) pixels
     wh = torch.as_tensor(np.asarray(box_wh, dtype=np.float32)).reshape(-1, 2)

@@ -76,6 +76,12 @@ class TrainConfig:
     anchor_t: float = 4.0  # target/anchor wh ratio limit for a match
     label_smoothing: float = 0.0
     autoanchor: bool = True  # check anchor recall before training and evolve anchors if below 0.98
+    # anchor-free head (AFDetect recipes, train/af_loss.py); the YOLOv5 head ignores these
+    af_box: float = 2.5  # 1 - GIoU gain
+    af_cls: float = 1.0  # class loss gain
+    af_dfl: float = 0.5  # distribution focal loss gain (heads with bins > 1)
+    af_cls_loss: str = "vfl"  # vfl (varifocal), qfl (quality focal) or bce, all against the task-aligned soft target
+    af_topk: int = 13  # positives per box in task-aligned assignment (TOOD's k)
 
     # --- augmentation (handed to the data loader) ---------------------------------------------
     hsv_h: float = 0.015
@@ -226,6 +232,9 @@ def _above(low: float) -> Range:
     return Range(low, low_open=True)
 
 
+# Class losses of the anchor-free head (train/af_loss.py): varifocal, quality focal, plain BCE.
+AF_CLASS_LOSSES = ("vfl", "qfl", "bce")
+
 _PROBABILITY = Range(0, 1)
 _FRACTION = Range(0, 1, high_open=True)
 
@@ -245,6 +254,7 @@ RANGES: dict[str, Range] = {
     # loss
     "box": _at_least(0), "cls": _at_least(0), "obj": _at_least(0), "cls_pw": _above(0), "obj_pw": _above(0),
     "anchor_t": _above(1), "label_smoothing": _FRACTION,
+    "af_box": _at_least(0), "af_cls": _at_least(0), "af_dfl": _at_least(0), "af_topk": _at_least(1),
     # augmentation
     "hsv_h": _PROBABILITY, "hsv_s": _PROBABILITY, "hsv_v": _PROBABILITY, "degrees": Range(0, 180),
     "translate": _FRACTION, "scale": _FRACTION, "shear": Range(0, 45), "perspective": Range(0, 0.01),
@@ -263,6 +273,8 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     checks = [
         (cfg.optimizer.lower() in ("sgd", "adamw"), f"optimizer must be SGD or AdamW, got {cfg.optimizer!r}"),
         (cfg.cache in (None, "ram"), f"cache must be 'ram' or left out, got {cfg.cache!r}"),
+        (cfg.af_cls_loss in AF_CLASS_LOSSES,
+         f"af_cls_loss must be one of {', '.join(AF_CLASS_LOSSES)}, got {cfg.af_cls_loss!r}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -30,7 +30,8 @@ BatchHook = Callable[[int, Tensor, Tensor], None]  # (batch index, uint8 images,
 
 @dataclass
 class EpochStats:
-    """What one epoch did. losses: mean (box, obj, cls) per batch, as reported by the loss."""
+    """What one epoch did. losses: mean per batch of the loss's three terms, named by `names` (the loss's own:
+    box, obj, cls for YOLOv5's head; box, dfl, cls for the anchor-free head)."""
 
     losses: list[float]
     images: int
@@ -40,6 +41,7 @@ class EpochStats:
     data_s: float  # waiting for the loader
     forward_s: float  # forward + loss
     backward_s: float  # backward + optimizer step + EMA
+    names: tuple[str, ...] = ("box", "obj", "cls")
 
     @property
     def images_per_s(self) -> float:
@@ -90,6 +92,7 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
     between_batches: called after every batch on this thread (the CPU thread governor's `poll`).
     An interrupt records (epoch, batch) in `state.stopped_at` and propagates.
     """
+    loss_names = tuple(state.loss_fn.names)
     model, device = state.model, state.device
     model.train()
     processes = ddp.world_size()  # images/s counts every process's batch
@@ -138,11 +141,11 @@ def train_one_epoch(state: TrainState, loader: Any, epoch: int, cfg: TrainConfig
                 if between_batches is not None:
                     between_batches()
                 if progress.enabled and (t3 - last_refresh > progress.refresh_s or i == nb - 1):
-                    progress.show(i + 1, loss_sum / max(counted, 1), images, t3 - start, device)
+                    progress.show(i + 1, loss_sum / max(counted, 1), images, t3 - start, device, loss_names)
                     last_refresh = t3
         except KeyboardInterrupt:
             state.stopped_at = (epoch, i)
             raise
     losses = (ddp.reduce_mean(loss_sum / max(counted, 1))).tolist()
     skipped = state.nonfinite_steps - nonfinite_before
-    return EpochStats(losses, images, nb, time.perf_counter() - start, skipped, t_data, t_fwd, t_bwd)
+    return EpochStats(losses, images, nb, time.perf_counter() - start, skipped, t_data, t_fwd, t_bwd, loss_names)

@@ -97,6 +97,8 @@ class YoloLoss(nn.Module):
     Gains are scaled as YOLOv5 does: box * 3/nl, cls * nc/80 * 3/nl, obj * (imgsz/640)^2 * 3/nl.
     """
 
+    names = ("box", "obj", "cls")  # the three returned terms (results.csv, progress)
+
     def __init__(
         self,
         detect: nn.Module,
@@ -172,3 +174,12 @@ class YoloLoss(nn.Module):
         lcls = lcls * self.cls_gain
         bs = preds[0].shape[0]
         return (lbox + lobj + lcls) * bs, torch.stack((lbox, lobj, lcls)).detach()
+
+
+def make_loss(model: nn.Module, cfg: "TrainConfig") -> nn.Module:
+    """The loss that trains `model`'s head: YoloLoss for Detect, AnchorFreeLoss for AFDetect (train/af_loss.py)."""
+    if getattr(model.detect, "anchor_free", False):
+        from mnv3det.train.af_loss import AnchorFreeLoss
+
+        return AnchorFreeLoss.from_config(model.detect, model.nc, cfg)
+    return YoloLoss.from_config(model.detect, model.nc, cfg)

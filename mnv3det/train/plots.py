@@ -31,8 +31,10 @@ def results_series(csv_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
     keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
     panels = [k for k in keys if k.startswith(("train/", "val/", "metrics/", "lr/"))] or keys
     epochs = np.array([int(float(r["epoch"])) for r in rows])  # from 1, as the log
-    return {key: (epochs, np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows]))
-            for key in panels}
+    series = {key: (epochs, np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows]))
+              for key in panels}
+    # a column the head never fills (obj for the anchor-free head, dfl for YOLOv5's) gets no panel
+    return {key: value for key, value in series.items() if np.isfinite(value[1]).any() or not rows}
 
 
 def plot_results(csv_path: str | Path, out: str | Path | None = None) -> Path:

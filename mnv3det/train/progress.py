@@ -60,11 +60,12 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.stop()
 
-    def show(self, done: int, mean_losses: Tensor, images: int, elapsed: float, device: torch.device) -> None:
-        """`done` batches finished in `elapsed` seconds; mean_losses (3,) = box, obj, cls so far."""
+    def show(self, done: int, mean_losses: Tensor, images: int, elapsed: float, device: torch.device,
+             names: tuple[str, ...] = LOSS_NAMES) -> None:
+        """`done` batches finished in `elapsed` seconds; mean_losses (3,) so far, named by `names`."""
         rate = images / max(elapsed, 1e-9)
         if self.bar is not None:
-            losses = " ".join(f"{n} {v:.4f}" for n, v in zip(LOSS_NAMES, mean_losses.tolist()))
+            losses = " ".join(f"{n} {v:.4f}" for n, v in zip(names, mean_losses.tolist()))
             self.bar.update(self.task, completed=done, info=f"{losses} | {rate:.1f} img/s | {memory_text(device)}")
         elif self.plain and elapsed - self.last_plain >= PLAIN_EVERY_S and done < self.total:
             eta = elapsed / done * (self.total - done)
@@ -77,7 +78,7 @@ def summary_line(epoch: int, epochs: int, stats: Any, result: Any, device: torch
                  eta_s: float | None = None) -> str:
     """The line printed after each epoch: losses, speed and its split, memory, validation metrics, and (eta_s) the
     time the remaining epochs should take."""
-    losses = " ".join(f"{n} {v:.4f}" for n, v in zip(LOSS_NAMES, stats.losses))
+    losses = " ".join(f"{n} {v:.4f}" for n, v in zip(stats.names, stats.losses))
     total = max(stats.data_s + stats.forward_s + stats.backward_s, 1e-9)
     split = (f"data {100 * stats.data_s / total:.0f}% fwd {100 * stats.forward_s / total:.0f}% "
              f"bwd {100 * stats.backward_s / total:.0f}%")

@@ -21,7 +21,7 @@ from mnv3det.errors import UserError
 from mnv3det.train import distributed as ddp
 from mnv3det.train.config import TrainConfig
 from mnv3det.train.ema import ModelEMA, unwrap
-from mnv3det.train.loss import YoloLoss
+from mnv3det.train.loss import make_loss
 from mnv3det.train.optim import Warmup, accumulate_steps, build_optimizer, lr_lambda, warmup_iters
 
 
@@ -34,7 +34,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
-    loss_fn: YoloLoss
+    loss_fn: nn.Module  # YoloLoss or AnchorFreeLoss (train/loss.make_loss)
     warmup: Warmup
     accumulate: int  # batches per optimizer step after warmup
     device: torch.device
@@ -102,7 +102,7 @@ def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, nb: in
     nw = min(warmup_iters(cfg.warmup_epochs, nb, cfg.min_warmup_iters), max(cfg.epochs * nb // 2, 1))
     warmup = Warmup(nw if cfg.warmup_epochs > 0 else 0, cfg.nbs, batch_per_step, cfg.momentum,
                     cfg.warmup_momentum, cfg.warmup_bias_lr, lf)
-    loss_fn = YoloLoss.from_config(model.detect, model.nc, cfg).to(device)  # BCE pos_weight buffers
+    loss_fn = make_loss(model, cfg).to(device)  # BCE pos_weight buffers
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     state = TrainState(model, ema, optimizer, scheduler, scaler, loss_fn, warmup, accumulate, device, dtype, memory_format)
     if info.enabled:

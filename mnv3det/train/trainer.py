@@ -274,9 +274,9 @@ def _refuse_nonfinite(state: TrainState, run: RunContext, epoch: int) -> None:
 
 
 def _validate(state: TrainState, run: RunContext,
-              between_batches: Callable[[], object] | None = None) -> tuple[Any, tuple[float, float, float] | None]:
+              between_batches: Callable[[], object] | None = None) -> tuple[Any, dict[str, float] | None]:
     """Fast mAP of the EMA model on the validation records, over the run's reusable val loader, and the training
-    loss (box, obj, cls) on the same batches."""
+    loss terms ({box, obj | dfl, cls}) on the same batches."""
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
     from mnv3det.train.val_loss import ValLoss

@@ -1,9 +1,10 @@
-"""The training loss on the validation images (results.csv's `val/box_loss`, `val/obj_loss`, `val/cls_loss`).
+"""The training loss on the validation images (results.csv's `val/box_loss`, `val/obj_loss` or `val/dfl_loss`,
+`val/cls_loss`: the terms of the run's head, as the train columns).
 
 The per-epoch validation runs the EMA model through the prediction path, which returns decoded boxes only. A
-forward hook on its Detect layer keeps that batch's raw maps (Detect.raw of the same features: the head's 1x1
-convs run once more, a small cost beside the backbone), and `add(targets)` scores them with the run's own loss
-module, so the gains and the anchor matching are the training ones. Beside the train losses, a gap that opens
+forward hook on its head (Detect, or the anchor-free AFDetect) keeps that batch's raw maps (`head.raw` of the same
+features, what the head returns in training: its convs run once more, a small cost beside the backbone), and
+`add(targets)` scores them with the run's own loss module, so the gains and the assignment are the training ones. Beside the train losses, a gap that opens
 epoch after epoch is over-fitting; the mAP columns alone do not show it until late.
 """
 
@@ -16,8 +17,9 @@ from torch import Tensor, nn
 
 
 class ValLoss:
-    """`with ValLoss(detect, loss_fn) as val_loss: evaluate(..., on_targets=val_loss.add)`; then `val_loss.means()`
-    is (box, obj, cls), each the mean over images as the training loss reports them (None before any batch)."""
+    """`with ValLoss(head, loss_fn) as val_loss: evaluate(..., on_targets=val_loss.add)`; then `val_loss.means()`
+    is {term: mean over images} in `loss_fn.names` order (box, obj, cls or box, dfl, cls), as the training loss
+    reports them (None before any batch)."""
 
     def __init__(self, detect: nn.Module, loss_fn: nn.Module) -> None:
         self.detect, self.loss_fn = detect, loss_fn
@@ -35,7 +37,7 @@ class ValLoss:
         self.raw = None
 
     def _keep(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        self.raw = module.raw(inputs[0])  # per level (B, na, H, W, 5 + nc), raw, as in training
+        self.raw = module.raw(inputs[0])  # per level, raw: what the head returns in training
 
     def add(self, targets: Tensor) -> None:
         """Score the batch the model just ran; targets: (M, 6) [img, cls, cx, cy, w, h] normalised, as the loader
@@ -49,8 +51,7 @@ class ValLoss:
         self.images += batch
         self.raw = None  # each batch once
 
-    def means(self) -> tuple[float, float, float] | None:
+    def means(self) -> dict[str, float] | None:
         if not self.images:
             return None
-        box, obj, cls = (self.total / self.images).tolist()
-        return box, obj, cls
+        return dict(zip(self.loss_fn.names, (self.total / self.images).tolist()))

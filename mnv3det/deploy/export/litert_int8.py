@@ -29,7 +29,9 @@ from mnv3det.deploy.export.litert import convert, set_metadata
 from mnv3det.deploy.runtime.litert import quiet_stderr
 from mnv3det.errors import UserError
 
-DETECT_SCOPE = r"mnv3det\.models\.detect\.Detect"  # in the name of every tensor the Detect module makes
+# In the name of every tensor the head makes (YOLOv5's Detect or the anchor-free AFDetect, whose branches stay float
+# here too: the converter's scope names were not mapped to quantize them as ONNX and OpenVINO do).
+DETECT_SCOPE = r"mnv3det\.models\.(detect\.Detect|af_head\.AFDetect)"
 DETECT_CONV = DETECT_SCOPE + r"_\d+/torch\.nn\.modules\.conv\.Conv2d"  # its 1x1 convs' outputs
 
 

@@ -59,6 +59,11 @@ MAX_CHUNK = 8
 COPIES = 3  # the calibrator's own copies of a chunk's outputs while it folds them (stack, flatten, abs)
 
 
+# The anchor-free head's depthwise-separable branches (models/af_head.py) are more network, not output: they are
+# quantized like the neck. What stays float is what writes the output: prediction convs (head_float) and decode.
+HEAD_BRANCHES = "branches."
+
+
 def detect_scope(model: Any) -> str:
     """The ONNX node-name prefix of the Detect module, e.g. '/layers.26/' (names follow the torch module path)."""
     for name, module in model.named_modules():
@@ -93,7 +98,7 @@ def float_nodes(proto: Any, scope: str, head_float: bool, stem: str | None = Non
         if stem is not None and node.name.startswith(stem):
             keep.append(node.name)
             continue
-        if not node.name.startswith(scope):
+        if not node.name.startswith(scope) or node.name.startswith(scope + HEAD_BRANCHES):
             continue
         if node.op_type == "Conv" and not head_float:
             continue

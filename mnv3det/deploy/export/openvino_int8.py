@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnv3det.deploy.export.onnx_int8 import detect_scope
+from mnv3det.deploy.export.onnx_int8 import HEAD_BRANCHES, detect_scope
 from mnv3det.deploy.export.openvino import save, update_metadata  # noqa: F401 (the same files as fp32)
 from mnv3det.deploy.runtime.openvino import Backend, keep_signal_stack
 
@@ -47,8 +47,8 @@ def ignored_scope(scope: str, head_float: bool) -> Any:
     """nncf IgnoredScope for every op under the Detect module (its 1x1 convs too when `head_float`)."""
     nncf = import_nncf()
 
-    prefix = re.escape(scope)
-    pattern = f"^{prefix}.*" if head_float else rf"^{prefix}(?!m\.\d+/Conv).*"
+    prefix = re.escape(scope) + rf"(?!{re.escape(HEAD_BRANCHES)})"  # the anchor-free head's branches: quantized
+    pattern = f"^{prefix}.*" if head_float else rf"^{prefix}(?!(m|box_pred|cls_pred)\.\d+/Conv).*"
     return nncf.IgnoredScope(patterns=[pattern], validate=False)
 
 

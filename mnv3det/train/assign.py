@@ -1,0 +1,94 @@
+"""Task-aligned assignment for the anchor-free head (written from TOOD, 2108.07755, section 3.2).
+
+Per image and ground-truth box g, every point p is scored by how well the prediction there already does both
+tasks: t = s^alpha * u^beta, s = the predicted score of g's class at p, u = IoU(predicted box at p, g).
+Candidates are the points whose centre lies inside g, or within `center_radius` strides of g's centre on their
+own level (so a box smaller than a cell still has candidates: FCOS's centre sampling, 1904.01355). The `topk`
+candidates with the largest t are g's positives. A point chosen by two boxes goes to the one it overlaps most.
+Each positive's class target is t normalised per box: t / max(t over g's positives) * max(u over g's positives),
+so the best-aligned point of a box learns a score equal to the box's best IoU, and the others less (TOOD's t-hat).
+
+Shapes: A points over all levels; m boxes in the image; nc classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+
+EPS = 1e-9
+
+
+@dataclass
+class Assignment:
+    """One image's targets per point.
+
+    fg: bool (A,) positive points; gt_index: int64 (A,) the box each positive takes (0 where not fg);
+    boxes: float (A, 4) xyxy pixels of that box; scores: float (A, nc) soft class targets (0 on negatives).
+    """
+
+    fg: Tensor
+    gt_index: Tensor
+    boxes: Tensor
+    scores: Tensor
+
+
+@dataclass(frozen=True)
+class TaskAlignedAssigner:
+    """TOOD's assigner; defaults are the paper's (k = 13, alpha = 1, beta = 6)."""
+
+    topk: int = 13
+    alpha: float = 1.0
+    beta: float = 6.0
+    center_radius: float = 1.0  # strides; 0 = centres inside the box only
+
+    def candidates(self, points: Tensor, strides: Tensor, gt_boxes: Tensor) -> Tensor:
+        """bool (m, A): point centre inside the box, or within `center_radius` strides of its centre on x and y."""
+        x, y = points[:, 0], points[:, 1]  # (A,)
+        x1, y1, x2, y2 = (gt_boxes[:, i : i + 1] for i in range(4))  # (m, 1) each
+        inside = (x > x1) & (x < x2) & (y > y1) & (y < y2)
+        if self.center_radius <= 0:
+            return inside
+        reach = self.center_radius * strides  # (A,)
+        near = ((x - (x1 + x2) / 2).abs() < reach) & ((y - (y1 + y2) / 2).abs() < reach)
+        return inside | near
+
+    @torch.no_grad()
+    def __call__(self, scores: Tensor, pred_boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
+                 gt_classes: Tensor) -> Assignment:
+        """scores (A, nc) probabilities; pred_boxes (A, 4) xyxy pixels; points (A, 2) pixels; strides (A,);
+        gt_boxes (m, 4) xyxy pixels; gt_classes (m,) int64."""
+        a, nc = scores.shape
+        m = gt_boxes.shape[0]
+        if m == 0:
+            return Assignment(torch.zeros(a, dtype=torch.bool, device=scores.device),
+                              torch.zeros(a, dtype=torch.long, device=scores.device),
+                              torch.zeros_like(pred_boxes), torch.zeros_like(scores))
+        cand = self.candidates(points, strides, gt_boxes)  # (m, A)
+        iou = box_iou(gt_boxes, pred_boxes).clamp(min=0) * cand  # (m, A)
+        cls_score = scores[:, gt_classes].T  # (m, A): the score of each box's own class
+        align = cls_score.pow(self.alpha) * iou.pow(self.beta) * cand
+        k = min(self.topk, a)
+        top = align.topk(k, dim=1).indices  # (m, k)
+        pos = torch.zeros_like(cand).scatter_(1, top, True) & cand  # (m, A)
+        # A point claimed by several boxes keeps the one it overlaps most.
+        shared = pos.sum(0) > 1  # (A,)
+        if bool(shared.any()):
+            best = (iou * pos).argmax(0)  # (A,)
+            one = torch.zeros_like(pos).scatter_(0, best.view(1, -1), True)
+            pos = torch.where(shared.view(1, -1), one & pos, pos)
+        fg = pos.any(0)  # (A,)
+        gt_index = pos.to(torch.uint8).argmax(0)  # (A,) first (only) claiming box
+        align = align * pos
+        iou = iou * pos
+        norm = align / (align.amax(1, keepdim=True) + EPS) * iou.amax(1, keepdim=True)  # (m, A)
+        quality = norm.amax(0) * fg  # (A,)
+        target_scores = torch.zeros_like(scores)
+        target_scores[torch.arange(a, device=scores.device), gt_classes[gt_index]] = quality
+        return Assignment(fg, gt_index, gt_boxes[gt_index], target_scores)
+
+
+__all__ = ["Assignment", "TaskAlignedAssigner"]
