@@ -95,28 +95,29 @@ def test_cli_keeps_its_option_spelling(tmp_path):
 
 # --- A.3 (b): the validation loss, (e) one thread count, (f) a run shorter than the close-mosaic window --------
 
-def test_val_loss_hook_equals_the_loss_of_the_raw_head():
-    """ValLoss (a hook on Detect in eval mode) gives what the loss module gives on the head's raw maps."""
+@pytest.mark.parametrize("recipe, terms", [("mnv3-small", ["box", "obj", "cls"]),
+                                           ("mnv3-small-min-af", ["box", "dfl", "cls"])])
+def test_val_loss_hook_equals_the_loss_of_the_raw_head(recipe, terms):
+    """ValLoss (a hook on the head in eval mode) gives what the run's loss gives on the head's training output."""
     import torch
 
     from mnv3det.models import build_model
     from mnv3det.train.config import TrainConfig
-    from mnv3det.train.loss import YoloLoss
+    from mnv3det.train.loss import make_loss
     from mnv3det.train.val_loss import ValLoss
 
     torch.manual_seed(0)
-    model = build_model("mnv3-small", nc=3).eval()
-    loss_fn = YoloLoss.from_config(model.detect, 3, TrainConfig(imgsz=64))
+    model = build_model(recipe, nc=3).eval()
+    loss_fn = make_loss(model, TrainConfig(imgsz=64))
     x = torch.rand(2, 3, 64, 96)  # a rect batch
     targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 2, 0.25, 0.6, 0.2, 0.2], [1, 0, 0.7, 0.3, 0.4, 0.5]])
     with torch.no_grad(), ValLoss(model.detect, loss_fn) as val_loss:
         model(x)  # decoded boxes, as the prediction path runs it
         val_loss.add(targets)
-    model.detect.train()  # the reference: the same features, Detect's raw output
+    model.detect.training = True  # the reference: the head's training output; its BN layers stay in eval
     with torch.no_grad():
         _, expected = loss_fn(model(x), targets)
-    assert val_loss.images == 2
-    assert list(val_loss.means()) == ["box", "obj", "cls"]
+    assert val_loss.images == 2 and list(val_loss.means()) == terms
     assert torch.allclose(torch.tensor(list(val_loss.means().values()), dtype=torch.float32), expected, rtol=1e-5,
                           atol=1e-7)
 
