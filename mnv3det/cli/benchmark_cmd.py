@@ -70,8 +70,8 @@ def benchmark_table(report: BenchReport) -> Table:
     h, w = report.imgsz
     best = f"yolov5n {report.reference_best}" if report.reference_best else "yolov5n (not timed)"
     table = Table(
-        title=f"{escape(report.weights)} at {h}x{w}, batch 1, {report.threads} threads; {report.scored_on()}; median of "
-        f"{report.rounds} rounds x {report.runs} runs, each runtime in its own process; ratio to {best}",
+        title=f"{escape(report.weights)} at {h}x{w}, batch 1, {report.threads} threads; {report.scored_on()}; "
+        f"median of {report.rounds} rounds x {report.runs} runs, each runtime in its own process; ratio to {best}",
         title_justify="left",
     )
     for column in ("model", "format", "size MB", "mAP50-95", "mAP50", "latency ms", "x yolov5n", "note"):

@@ -60,7 +60,9 @@ def detect_command(
     save_json: Optional[bool] = typer.Option(None, "--save-json", help="Write all boxes to predictions.json."),
     save_crop: Optional[bool] = typer.Option(None, "--save-crop", help="Cut each box out to crops/<class>/."),
     nosave: bool = typer.Option(False, "--nosave", help="Do not write annotated images/videos."),
-    hide_labels: Optional[bool] = typer.Option(None, "--hide-labels", help="Draw boxes only, no labels (dense scenes)."),
+    hide_labels: Optional[bool] = typer.Option(
+        None, "--hide-labels", help="Draw boxes only, no labels (dense scenes)."
+    ),
     hide_conf: Optional[bool] = typer.Option(None, "--hide-conf", help="Labels show the class name only."),
     line_width: Optional[int] = typer.Option(
         None, "--line-width", help="Box line width in pixels for every box (default: by image size, thinner on "

@@ -19,4 +19,5 @@ def check_data_path(data: str | Path | None) -> Path | None:
         return path
     if not path.exists():
         raise UserError(f"{option('data', str(data))}: no such file or folder; give a data yaml or a dataset folder")
-    raise UserError(f"{option('data', str(data))}: expected a data yaml (.yaml) or a dataset folder (see datasets/README.md)")
+    raise UserError(f"{option('data', str(data))}: expected a data yaml (.yaml) or a dataset folder "
+                    "(see datasets/README.md)")

@@ -48,8 +48,8 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     spec = load_data(data)
     _check_split(spec, cfg.split)
     if cfg.split == "train":
-        console.print(f"[yellow]note:[/] {option('split', 'train')} measures how well the model fits the images it was trained "
-                      "on, not how it does on new ones (use val or test for that)", highlight=False)
+        console.print(f"[yellow]note:[/] {option('split', 'train')} measures how well the model fits the images it "
+                      "was trained on, not how it does on new ones (use val or test for that)", highlight=False)
     records = spec.records(cfg.split)
     for line in source_lines(spec, [cfg.split]):
         console.print(line, highlight=False, soft_wrap=True)

@@ -137,8 +137,9 @@ def load_backbone_weights(model: nn.Module, source: str | Path) -> BackboneLoadR
     """Copy a torchvision MobileNetV3/V2 ImageNet state_dict into the model's backbone rows.
 
     `source` is a state_dict file (as `torch.save(tv_model.state_dict(), path)` writes) or `imagenet`
-    (torchvision's DEFAULT weights from torch's hub cache, downloaded there when missing and online). Every tensor of the backbone rows must be
-    found with the same shape, otherwise nothing is loaded and a UserError says what does not fit.
+    (torchvision's DEFAULT weights from torch's hub cache, downloaded there when missing and online). Every tensor
+    of the backbone rows must be found with the same shape, otherwise nothing is loaded and a UserError says what
+    does not fit.
     """
     rows, architecture = backbone_rows(model)
     state, label = _read_state_dict(source, architecture)

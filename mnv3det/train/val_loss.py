@@ -4,8 +4,8 @@
 The per-epoch validation runs the EMA model through the prediction path, which returns decoded boxes only. A
 forward hook on its head (Detect, or the anchor-free AFDetect) keeps that batch's raw maps (`head.raw` of the same
 features, what the head returns in training: its convs run once more, a small cost beside the backbone), and
-`add(targets)` scores them with the run's own loss module, so the gains and the assignment are the training ones. Beside the train losses, a gap that opens
-epoch after epoch is over-fitting; the mAP columns alone do not show it until late.
+`add(targets)` scores them with the run's own loss module, so the gains and the assignment are the training ones.
+Beside the train losses, a gap that opens epoch after epoch is over-fitting; the mAP columns alone show it late.
 """
 
 from __future__ import annotations
