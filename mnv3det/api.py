@@ -126,11 +126,13 @@ class Detector:
         classes: Sequence[int] | None = None,
     ) -> Detections | list[Detections]:
         """Detections for one image, or a list of them for a list of images (each run on its own, as `detect` does)."""
+        from mnv3det.core.nms_checks import check_nms_values
         from mnv3det.deploy.runtime.predictor import NmsSettings, predict
 
         single = not isinstance(images, (list, tuple))
-        nms = NmsSettings(conf=self.conf if conf is None else conf, iou=self.iou if iou is None else iou,
-                          max_det=max_det, classes=tuple(classes) if classes is not None else None)
+        conf, iou = self.conf if conf is None else conf, self.iou if iou is None else iou
+        check_nms_values(conf=conf, iou=iou, max_det=max_det, classes=classes, names=self.names, style="api")
+        nms = NmsSettings(conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes is not None else None)
         out = []
         for image in [images] if single else images:
             array = _as_bgr(image)
@@ -166,9 +168,11 @@ def load(
     one image per forward is fastest on one thread, see `mnv3det.core.threads`).
     """
     from mnv3det.core.device import select_device
+    from mnv3det.core.nms_checks import check_nms_values
     from mnv3det.deploy.runtime.backends import load_backend
     from mnv3det.deploy.runtime.predictor import resolve_imgsz, warmup
 
+    check_nms_values(conf=conf, iou=iou, max_det=1, style="api")  # before the model is opened
     backend = load_backend(weights, select_device(device), threads, one_image=True)
     size, _ = resolve_imgsz(backend, imgsz, weights)
     warmup(backend, size)
@@ -317,7 +321,9 @@ def check_app(
 
 
 def _as_bgr(image: ImageInput) -> np.ndarray:
-    """A BGR uint8 (H, W, 3) array from a path, an array (taken as BGR) or a PIL image (RGB)."""
+    """A BGR uint8 (H, W, 3) array from a path, an array (taken as BGR) or a PIL image (converted as a file of the
+    same mode is: `data.imageio.pil_to_bgr`); sizes the decoder refuses (`size_problem`) are a UserError."""
+    from mnv3det.data import imageio
     from mnv3det.errors import UserError
 
     if isinstance(image, (str, Path)):
@@ -327,14 +333,17 @@ def _as_bgr(image: ImageInput) -> np.ndarray:
             return read_image(Path(image))
         except UnreadableImage as err:
             raise UserError(f"{image}: {err}") from None
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
-        raise UserError(f"expected an image array (H, W, 3) uint8, got {array.dtype} {tuple(array.shape)}")
-    return np.ascontiguousarray(array[..., :3])
+    try:
+        if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+            return imageio.check_array(imageio.pil_to_bgr(image), "the PIL image")
+        array = np.asarray(image)
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
+            raise UserError(f"expected an image array (H, W, 3) uint8, got {array.dtype} {tuple(array.shape)}")
+        return np.ascontiguousarray(imageio.check_array(array, "the image array")[..., :3])
+    except imageio.UnreadableImage as err:
+        raise UserError(f"{err.path}: {err.reason}") from None
 
 
 __all__ = ["load", "val", "export", "benchmark", "check_app", "Detector", "Detections"]

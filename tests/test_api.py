@@ -250,7 +250,7 @@ def test_val_runs_the_prediction_path_of_detect(monkeypatch):
 
     calls = []
     real = predictor.nms_per_image
-    monkeypatch.setattr(predictor, "nms_per_image", lambda pred, nms: calls.append(nms) or real(pred, nms))
+    monkeypatch.setattr(predictor, "nms_per_image", lambda pred, nms, nc=None: calls.append(nms) or real(pred, nms, nc))
     spec = load_data(None)
     torch.manual_seed(0)
     model = build_model("mnv3-small", nc=len(spec.names))

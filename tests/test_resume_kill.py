@@ -49,3 +49,28 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
     assert not (tmp_path / "exp2").exists()  # resumed in place, no new run folder
 
+
+
+@pytest.mark.slow
+def test_sigterm_ends_training_with_the_ctrl_c_line(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
+    args = [sys.executable, "-m", "mnv3det", "train", "--device", "cpu", "--epochs", "50", "--imgsz", "64",
+            "--batch", "4", "--max-images", "8", "--workers", "0", "--threads", "1", "--no-plots",
+            "--project", str(tmp_path)]
+    last = tmp_path / "exp" / "weights" / "last.pt"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not last.exists():
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no last.pt after 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # what a scheduler or `docker stop` sends
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    line = [x for x in stderr.splitlines() if x.startswith("interrupted")]
+    assert line and f"mnv3det train --resume {tmp_path / 'exp'}" in line[0], stderr[-2000:]
+    assert "Traceback" not in stderr

@@ -239,3 +239,35 @@ def test_a_run_ends_with_the_pycocotools_result_and_three_commands_quoted_for_a_
     assert [c[:2] for c in commands] == [["mnv3det", "val"], ["mnv3det", "detect"], ["mnv3det", "export"]]
     assert all(c[c.index("--weights") + 1] == str(best) for c in commands)  # one argument despite the space
     assert Path(commands[1][2]).is_file()  # a real image to try detect on
+
+
+def _metrics(csv_path) -> list[dict[str, str]]:
+    """results.csv rows without the timing columns (those differ between any two runs)."""
+    import csv
+
+    with open(csv_path) as f:
+        return [{k: v for k, v in row.items() if k not in ("images_per_s", "epoch_s")} for row in csv.DictReader(f)]
+
+
+def test_a_run_interrupted_mid_epoch_and_resumed_equals_the_unbroken_run(tmp_path, monkeypatch):
+    """Mosaic and the other augmentations on: the resumed epochs draw what the unbroken run drew."""
+    settings = dict(epochs=3, max_images=8, close_mosaic=0, mosaic=1.0)
+    whole = fit(tiny(tmp_path / "whole", **settings), show_progress=False)
+    real = loss.YoloLoss.forward
+    calls = []
+
+    def interrupted(self, preds, targets):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 2, batch 1 (2 batches per epoch): a Ctrl-C mid-epoch
+            raise KeyboardInterrupt
+        return real(self, preds, targets)
+
+    monkeypatch.setattr(loss.YoloLoss, "forward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path / "cut", **settings), show_progress=False)
+    monkeypatch.setattr(loss.YoloLoss, "forward", real)
+    last = tmp_path / "cut" / "runs" / "exp" / "weights" / "last.pt"
+    assert load_checkpoint(last).epoch == 0
+    cfg, _ = config_for_resume(last)
+    fit(cfg, resume=last, show_progress=False)
+    assert _metrics(tmp_path / "cut" / "runs" / "exp" / "results.csv") == _metrics(whole.run_dir / "results.csv")

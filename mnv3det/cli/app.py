@@ -2,7 +2,8 @@
 
 Each command lives in its own module of this package and is registered with `@command()`.
 The decorator turns a `UserError` into a red one-line message and exit status 2, so a user
-never sees a traceback for something they can fix (also under Typer's CliRunner in tests).
+never sees a traceback for something they can fix (also under Typer's CliRunner in tests), and
+SIGTERM into Ctrl-C (`core.signals`), so both end a command with the same line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from mnv3det.core.console import make_console
+from mnv3det.core.signals import sigterm_as_interrupt
 from mnv3det.core.torch_pair import pair_problem
 from mnv3det.errors import Interrupted, UserError, cli_spelling, error_line
 
@@ -53,7 +55,8 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
         try:
-            with cli_spelling():  # messages name options as `--split`, not the API's `split=`
+            # SIGTERM (schedulers, docker stop) ends a command as Ctrl-C does; messages name options as `--split`
+            with sigterm_as_interrupt(), cli_spelling():
                 mismatch = pair_problem()  # from the packages' metadata, before torchvision is imported
                 if mismatch:
                     raise UserError(mismatch)

@@ -14,7 +14,8 @@ Why each step:
   writer left (a live one keeps its lock) and can run at the start of every write;
 - files are created with mode 0666 minus the umask (mkstemp would force 0600), folders 0777 minus the umask.
 
-`keep_suffix=True` ends the temporary's name with the target's suffix (`.best.onnx.1a2b3c4d.tmp.onnx`), for
+`durable=False` leaves out the fsync (run outputs such as plots and labels: still whole or absent after a crash
+of the process, though not after a power cut). `keep_suffix=True` ends the temporary's name with the target's suffix (`.best.onnx.1a2b3c4d.tmp.onnx`), for
 writers and loaders that pick the format by suffix. Errors creating the temporary are OSErrors; `unwritable`
 turns one into the standard one-line UserError naming the option.
 """
@@ -39,8 +40,9 @@ class AtomicOutput:
 
     `target` may be changed inside the block (e.g. to keep a file that failed its check under another name)."""
 
-    def __init__(self, path: str | Path, *, folder: bool = False, keep_suffix: bool = False):
+    def __init__(self, path: str | Path, *, folder: bool = False, keep_suffix: bool = False, durable: bool = True):
         self.path = Path(path)
+        self.durable = durable  # fsync before the rename (False: whole or absent, but a power cut may lose it)
         self.target = self.path
         self.folder = folder
         self.keep_suffix = keep_suffix
@@ -76,7 +78,7 @@ class AtomicOutput:
         done = False
         try:
             if kind is None:
-                if not self.folder:
+                if not self.folder and self.durable:
                     _fsync(self.tmp)  # the data is on disk before the name points at it
                 _replace(self.tmp, self.target)
                 done = True

@@ -26,6 +26,10 @@ DEFAULT_IMGSZ = 640  # when neither the user nor the model gives a size
 # TrainConfig checks against it before a model exists; the trainer then checks the built model's own stride.
 P5_STRIDE = 32
 
+# The largest side accepted: a 8192 x 8192 input is 0.8 GB of float32 pixels before the first layer's activations
+# (tens of GB); past it the letterbox or the forward would fail on allocation with a raw OpenCV/torch error.
+MAX_SIDE = 8192
+
 
 @dataclass(frozen=True)
 class ImgSize:
@@ -52,6 +56,9 @@ class ImgSize:
             raise UserError(
                 f"{option} {_show(value)}: give a positive size such as 640, or height,width such as 480,640"
             )
+        if max(sizes) > MAX_SIDE:
+            raise UserError(f"{option} {_show(value)}: at most {MAX_SIDE} pixels a side (larger inputs do not fit in "
+                            "memory); try 640, or 1280 for small objects")
         return cls(sizes[0], sizes[-1])
 
     @property
@@ -126,4 +133,4 @@ def _show(value: Any) -> str:
     return str(value).strip() if isinstance(value, str) else repr(value) if not isinstance(value, int) else str(value)
 
 
-__all__ = ["DEFAULT_IMGSZ", "ImgSize", "ImgSizeLike", "choose_imgsz", "parse_imgsz", "check_imgsz"]
+__all__ = ["DEFAULT_IMGSZ", "MAX_SIDE", "ImgSize", "ImgSizeLike", "choose_imgsz", "parse_imgsz", "check_imgsz"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from mnv3det.data.records import ImageRecord, Problem
 
 log = logging.getLogger("mnv3det.data")
-CACHE_VERSION = 3  # 2: problems carry a value; tiny / too-many-boxes checks; 3: pose rows, repeated images
+CACHE_VERSION = 4  # 2: problems carry a value; tiny / too-many-boxes checks; 3: pose rows, repeated images; 4: strips
 
 
 def cache_dir() -> Path:

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mnv3det.data.imageio import FULL_DECODE_SUFFIXES, UnreadableImage, decoded_size
+from mnv3det.data.imageio import (FULL_DECODE_SUFFIXES, UnreadableImage, bomb_reason, decoded_size, max_pixels,
+                                  size_problem)
 from mnv3det.data.records import MAX_BOXES_PER_IMAGE, TINY_BOX_PX, ImageRecord, Problem, RawSample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -37,14 +38,15 @@ def read_image_header(path: Path) -> tuple[int, int, list[Problem]]:
             fmt = im.format
     except Image.DecompressionBombError as err:
         # PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS (~179 MP): a small file can claim 20000x20000.
-        detail = str(err).split(",")[0][:100]  # "Image size (N pixels) exceeds limit of M pixels"
-        return 0, 0, [Problem(name, None, "image_too_large", f"{detail}; shrink the image or remove it")]
+        return 0, 0, [Problem(name, None, "image_too_large", bomb_reason(err))]
     except (UnidentifiedImageError, OSError, ValueError) as err:
         return 0, 0, [Problem(name, None, "image_unreadable", str(err)[:120])]
     except Exception as err:  # noqa: BLE001 - PIL's format plugins raise SyntaxError, struct.error, ... on hostile files
         return 0, 0, [Problem(name, None, "image_unreadable", f"{type(err).__name__}: {err}"[:120])]
-    if width < 2 or height < 2:
-        return 0, 0, [Problem(name, None, "image_unreadable", f"image is {width}x{height} pixels")]
+    refused = size_problem(width, height)  # the one rule read_image applies too (tiny, bomb, strip)
+    if refused:
+        kind = "image_too_large" if width * height > max_pixels() else "image_unreadable"
+        return 0, 0, [Problem(name, None, kind, refused)]
     if fmt == "JPEG":
         # A JPEG must end with the EOI marker FF D9; without it the file was cut short.
         with open(path, "rb") as f:

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mnv3det.data.augment import (
     apply_albumentations,
@@ -82,12 +82,12 @@ class DetectionDataset(Dataset):
         self.hyp = resolve_hyp(hyp if augment else "none")
         self.rect = rect
         self.stride = stride
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(seed)  # replaced per sample by `_seed_sample` when augmenting
         self.album = build_albumentations(self.hyp["albumentations"]) if augment else None
-        if self.album is not None:
-            self.album.set_random_seed(seed)
-        # A tensor in shared memory: workers (fork or spawn) see the change without a restart.
+        # Tensors in shared memory: workers (fork or spawn) see a change without a restart.
         self._mosaic_on = torch.ones(1, dtype=torch.bool).share_memory_()
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._reported: set[str] = set()
         self.records = list(records)
         self.batch_shapes: np.ndarray | None = None
@@ -175,6 +175,19 @@ class DetectionDataset(Dataset):
         """Switch mosaic on or off (e.g. off for the last N epochs); takes effect in running workers."""
         self._mosaic_on.fill_(bool(enabled))
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose random draws `__getitem__` makes (see `_seed_sample`); running workers see it too."""
+        self._epoch.fill_(int(epoch))
+
+    def _seed_sample(self, index: int) -> None:
+        """Every random draw of sample `index` (mosaic partners, affine, HSV, flips, albumentations) comes from a
+        generator seeded by (seed, epoch, index): a pure function of them, whatever the worker, the order or the
+        draws before, so a run resumed at an epoch's start augments as the unbroken run did."""
+        sequence = np.random.SeedSequence([self.seed % 2**32, int(self._epoch.item()), int(index)])
+        self.rng = np.random.default_rng(sequence)
+        if self.album is not None:
+            self.album.set_random_seed(int(sequence.generate_state(1)[0]))
+
     @property
     def mosaic_enabled(self) -> bool:
         return bool(self._mosaic_on.item()) and self.hyp["mosaic"] > 0
@@ -183,6 +196,8 @@ class DetectionDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str, Shapes]:
+        if self.augment:
+            self._seed_sample(index)
         for attempt in range(10):
             i = (index + attempt * 7919) % len(self.records)  # a far-away substitute, deterministic
             try:
@@ -293,12 +308,7 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor, str, Shapes]]):
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Give each worker its own generator from the loader's seed (same seed -> same batches)."""
-    info = get_worker_info()
-    seed = info.seed % 2**32  # base seed (drawn from the loader's generator) + worker id
-    info.dataset.rng = np.random.default_rng(seed)
-    if info.dataset.album is not None:
-        info.dataset.album.set_random_seed(seed)
+    """A worker's set-up. Its random draws need no seed here: each sample seeds its own (`_seed_sample`)."""
     cv2.setNumThreads(0)  # workers are the parallelism; OpenCV threads would oversubscribe the cores
 
 

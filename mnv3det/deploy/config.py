@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnv3det.core.imgsz import ImgSize
+from mnv3det.core.nms_checks import check_nms_values
 from mnv3det.errors import UserError
 
 if TYPE_CHECKING:
@@ -45,17 +46,9 @@ class DetectConfig:
 
     def validate(self, names: list[str]) -> None:
         """Clear errors for values that cannot work with a model of these classes, naming the option."""
-        if not 0 <= self.conf <= 1:
-            raise UserError(f"--conf {self.conf}: must be between 0 and 1")
-        if not 0 <= self.iou <= 1:
-            raise UserError(f"--iou {self.iou}: must be between 0 and 1")
-        if self.max_det < 1:
-            raise UserError(f"--max-det {self.max_det}: must be 1 or more")
+        check_nms_values(conf=self.conf, iou=self.iou, max_det=self.max_det, classes=self.classes, names=names)
         if self.line_width is not None and self.line_width < 1:
             raise UserError(f"--line-width {self.line_width}: must be 1 or more (leave it out to scale with the boxes)")
-        bad = [c for c in self.classes or [] if not 0 <= c < len(names)]
-        if bad:
-            raise UserError(f"--classes {bad}: this model has classes 0..{len(names) - 1} ({', '.join(names[:10])}...)")
 
     def check_weights(self) -> None:
         """A missing --weights, without torch (the CLI asks before its imports; the backend asks again)."""

@@ -10,8 +10,10 @@ One unreadable file is reported and skipped; the summary table counts objects pe
 Names: every source gets one stem, unique among the run's outputs (`_Outputs.stem`): two `img.jpg` from different
 folders become img and img-2, and a stem that a video's frame names (`clip_0`, `clip_1`, ...) would also produce
 gets a `-k` too, so no two sources ever write the same labels/ or crops/ file. With `exist_ok` (a reused run
-folder) labels/ and crops/ start empty: files of an earlier run there are removed (and counted in a note), so
-they never mix with this run's.
+folder) labels/ and crops/ start empty of what earlier mnv3det runs wrote there (their manifest, `core.outputs.
+RunFiles`; counted in a note), so they never mix with this run's; nothing else is removed or overwritten, and an
+output folder that is, holds or lies inside a source is refused before the model is loaded. Every file is written
+whole or not at all (a video under a temporary name until it is closed); a full disk is one line.
 Every user string printed (paths, class names, notes) is escaped: rich must not read `[crowd]` as markup.
 """
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ from rich.table import Table
 from mnv3det.core.console import make_console
 from mnv3det.core.device import select_device
 from mnv3det.core.imgsz import ImgSize
+from mnv3det.core.atomic import AtomicOutput
+from mnv3det.core.outputs import RunFiles, disk_error, refuse_overlap
 from mnv3det.core.runs import claim_run_dir
 from mnv3det.deploy.runtime.annotate import crop_box, draw_detections
 from mnv3det.deploy.runtime.backends import Backend, load_backend
@@ -86,11 +89,11 @@ class DetectReport:
         return self.save_dir.is_dir() and any(self.save_dir.iterdir())
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
+def _encode(path: Path, image: np.ndarray) -> bytes:
     ok, data = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    data.tofile(str(path))  # tofile handles non-ASCII paths, unlike cv2.imwrite
+    return data.tobytes()
 
 
 def _yolo_lines(det: torch.Tensor, width: int, height: int, with_conf: bool) -> list[str]:
@@ -115,18 +118,16 @@ class _Outputs:
 
     def __init__(self, opts: DetectConfig, save_dir: Path, names: list[str]):
         self.opts, self.save_dir, self.names = opts, save_dir, names
-        self.writers: dict[Path, cv2.VideoWriter] = {}
+        self.files = RunFiles(save_dir)
+        self.writers: dict[Path, tuple[AtomicOutput, cv2.VideoWriter]] = {}  # a video grows under a temporary name
         self.stems: dict[Path, str] = {}
         self.video_stems: set[str] = set()
         self.json_records: list[dict] = []
         self.labels_dir = save_dir / "labels" if opts.save_txt else None
-        self.removed = 0  # files of an earlier run removed from labels/ and crops/ (a reused run folder)
-        for folder, asked in ((self.labels_dir, opts.save_txt), (save_dir / "crops", opts.save_crop)):
-            if asked and folder is not None and folder.exists():
-                self.removed += sum(1 for p in folder.rglob("*") if p.is_file())
-                shutil.rmtree(folder)
-        if self.labels_dir:
-            self.labels_dir.mkdir(parents=True, exist_ok=True)
+        self.removed = 0  # files earlier mnv3det runs wrote in labels/ and crops/ (a reused run folder), removed
+        for folder, asked in (("labels", opts.save_txt), ("crops", opts.save_crop)):
+            if asked:
+                self.removed += self.files.remove_earlier(folder)
 
     def _taken(self, stem: str, video: bool) -> bool:
         """True when `stem` (or, for a video, one of its frame names) could name another source's outputs."""
@@ -163,28 +164,22 @@ class _Outputs:
                                     show_labels=not opts.hide_labels)
             if frame.is_video:
                 out_path = self.save_dir / f"{stem}.mp4"
-                writer = self.writers.get(frame.path)
-                if writer is None:
-                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps, (width, height))
-                    if not writer.isOpened():
-                        raise UserError(f"could not open a video writer for {out_path} (mp4v codec missing in OpenCV?)")
-                    self.writers[frame.path] = writer
-                writer.write(drawn)
+                if frame.path not in self.writers:
+                    self.writers[frame.path] = self._open_video(out_path, frame.fps, width, height)
+                self.writers[frame.path][1].write(drawn)
             else:
                 suffix = frame.path.suffix.lower()
                 out_path = self.save_dir / f"{stem}{suffix if suffix in WRITABLE_SUFFIXES else '.jpg'}"
-                _write_image(out_path, drawn)
+                self.files.write(out_path, _encode(out_path, drawn))
         if self.labels_dir is not None and len(det):
-            (self.labels_dir / f"{tag}.txt").write_text(
-                "\n".join(_yolo_lines(det, width, height, opts.save_conf)) + "\n", encoding="utf-8"
-            )
+            self.files.write(self.labels_dir / f"{tag}.txt",
+                             "\n".join(_yolo_lines(det, width, height, opts.save_conf)) + "\n")
         if opts.save_crop:
             for k, row in enumerate(det.tolist()):
                 crop_dir = self.save_dir / "crops" / re.sub(r"[^\w.-]+", "_", self.names[int(row[5])])  # safe folder name
-                crop_dir.mkdir(parents=True, exist_ok=True)
                 crop = crop_box(image, row[:4])
                 if crop.size:
-                    _write_image(crop_dir / f"{tag}_{k}.jpg", crop)
+                    self.files.write(crop_dir / f"{tag}_{k}.jpg", _encode(crop_dir / f"{tag}_{k}.jpg", crop))
         if opts.save_json:
             for x1, y1, x2, y2, score, cls in det.tolist():
                 self.json_records.append(
@@ -199,13 +194,34 @@ class _Outputs:
                 )
         return out_path
 
-    def close(self) -> Path | None:
-        for writer in self.writers.values():
+    def _open_video(self, out_path: Path, fps: float, width: int, height: int) -> tuple[AtomicOutput, cv2.VideoWriter]:
+        """A video writer on a temporary beside `out_path` (renamed over it by `close`, removed on failure)."""
+        self.files.claim(out_path)
+        staged = AtomicOutput(out_path, keep_suffix=True, durable=False)
+        try:
+            tmp = staged.open()
+        except OSError as err:
+            raise disk_error(out_path, err) from None
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            staged.__exit__(RuntimeError, None, None)
+            raise UserError(f"could not open a video writer for {out_path} (mp4v codec missing in OpenCV?)")
+        return staged, writer
+
+    def close(self, failed: bool = False) -> Path | None:
+        """Finish the videos (renamed into place, or removed when the run `failed`) and write predictions.json."""
+        error = None
+        for staged, writer in self.writers.values():
             writer.release()
-        if self.opts.save_json:
-            path = self.save_dir / "predictions.json"
-            path.write_text(json.dumps(self.json_records, indent=1), encoding="utf-8")
-            return path
+            try:
+                staged.__exit__(RuntimeError if failed else None, None, None)
+            except OSError as err:
+                error = error or disk_error(staged.path, err)
+        self.writers.clear()
+        if error is not None:
+            raise error
+        if self.opts.save_json and not failed:
+            return self.files.write(self.save_dir / "predictions.json", json.dumps(self.json_records, indent=1))
         return None
 
 
@@ -213,6 +229,7 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
     """Detect objects in every image/frame of `opts.source`; see the module docstring for the outputs."""
     console = console or make_console()
     paths = collect_sources(opts.source)  # clear error for a missing/empty source, before loading the model
+    _refuse_source_overlap(opts, paths)
     nested = media_in_subfolders(Path(opts.source))
     if nested:  # read as YOLOv5 and Ultralytics read a folder: its own files only; said, with the way to include them
         console.print(f"[yellow]note:[/] {escape(nested)}", highlight=False)
@@ -231,8 +248,10 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
                       f"{escape(str(save_dir))}, so they do not mix with this run's", highlight=False)
     try:
         summaries, skipped, speed_sum = _detect_frames(backend, size, opts.nms(), paths, outputs, console)
-    finally:
-        json_path = outputs.close()
+    except BaseException:
+        outputs.close(failed=True)  # no half-written video is left under its final name
+        raise
+    json_path = outputs.close()
 
     if not summaries:
         if not any(save_dir.rglob("*")):
@@ -254,6 +273,15 @@ def run_detect(opts: DetectConfig, console: Console | None = None, backend: Back
         speed_ms={k: v / n for k, v in speed_sum.items()},
         conf=opts.conf,
     )
+
+
+def _refuse_source_overlap(opts: DetectConfig, paths: list[Path]) -> None:
+    """The output folder may not be, hold or lie inside a source folder, nor be or hold a source file."""
+    out = Path(opts.project) / opts.name
+    source = Path(str(opts.source))
+    folders = [source] if source.is_dir() else []
+    refuse_overlap(out, folders)
+    refuse_overlap(out, sorted({p.parent for p in paths if isinstance(p, Path)} - set(folders)), inside=False)
 
 
 def _detect_frames(

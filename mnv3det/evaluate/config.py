@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnv3det.core.nms_checks import check_nms_values
 from mnv3det.errors import UserError, option
 
 if TYPE_CHECKING:
@@ -33,10 +34,8 @@ class EvalConfig:
 
     def validate(self) -> None:
         """Clear errors for values that cannot work, naming the option."""
-        for option, value in (("--conf", self.conf), ("--iou", self.iou)):
-            if not 0.0 <= value <= 1.0:
-                raise UserError(f"{option} {value}: must lie between 0 and 1")
-        for option, value in (("--batch", self.batch), ("--max-det", self.max_det)):
+        check_nms_values(conf=self.conf, iou=self.iou, max_det=self.max_det)
+        for option, value in (("--batch", self.batch),):
             if value < 1:
                 raise UserError(f"{option} {value}: must be a positive integer")
         if self.workers < 0:

@@ -42,6 +42,7 @@ def evaluate(
     save_json: str | Path | None = None,
     between_batches: Callable[[], object] | None = None,
     on_targets: Callable[[torch.Tensor], object] | None = None,
+    write: Callable[[Path, bytes], Path] | None = None,
 ) -> EvalResult:
     """Run `model_or_backend` over `records` and score the detections (see the module docstring).
 
@@ -49,7 +50,8 @@ def evaluate(
     save_json: write the COCO results json there. loader: a validation DataLoader over these records built once
     with `make_eval_loader` and reused, so the trainer does not start new workers every epoch. between_batches:
     called after every batch (the CPU thread governor's `poll`). on_targets: called with each batch's targets
-    after the model ran on it (train/val_loss.py).
+    after the model ran on it (train/val_loss.py). write: how each file is written (default
+    `core.outputs.write_output`; `mnv3det val` passes its run's `RunFiles.write`).
     """
     config = config or EvalConfig()
     config.validate()
@@ -75,9 +77,9 @@ def evaluate(
     scores = score(inference, spec, coco=config.coco, with_json=save_json is not None)
     result = scores.result
     if save_json is not None:
-        result.json_path = str(write_json(scores.coco_results, save_json))
+        result.json_path = str(write_json(scores.coco_results, save_json, write=write))
     if plots_dir is not None:
-        result.plots = write_plots(inference, scores, spec.names, plots_dir)
+        result.plots = write_plots(inference, scores, spec.names, plots_dir, write=write)
     return result
 
 

@@ -2,15 +2,36 @@
 
 matplotlib is imported inside each function with the Agg backend selected there, so importing
 this module changes nothing for a user who has their own backend (no action on import).
-Every function writes one file and returns its path.
+Every function writes one file and returns its path, through `write` (default `core.outputs.write_output`: whole
+or absent, a full or read-only disk one line naming the folder; `mnv3det val` passes its run's `RunFiles.write`).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+
+Writer = Callable[[Path, bytes], Path]  # (path, encoded file) -> path
+
+
+def _writer(write: Writer | None) -> Writer:
+    from mnv3det.core.outputs import write_output
+
+    return write or write_output
+
+
+def _save_figure(fig, path: str | Path, write: Writer | None, dpi: int = 150) -> Path:
+    """The figure encoded in memory (format from the suffix), then written by `write`; the figure is closed."""
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return _writer(write)(Path(path), buffer.getvalue())
 
 
 def _pyplot():
@@ -30,7 +51,8 @@ def _class_labels(names: Sequence[str], values: np.ndarray | None, fmt: str) -> 
 
 
 def plot_pr_curves(
-    recall: np.ndarray, precision: np.ndarray, ap50: np.ndarray, names: Sequence[str], path: str | Path
+    recall: np.ndarray, precision: np.ndarray, ap50: np.ndarray, names: Sequence[str], path: str | Path,
+    *, write: Writer | None = None,
 ) -> Path:
     """Precision vs recall at IoU 0.5: one thin line per class, the class mean in bold.
 
@@ -49,14 +71,12 @@ def plot_pr_curves(
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01), title="Precision-Recall curve")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, write)
 
 
 def plot_metric_curve(
     conf: np.ndarray, values: np.ndarray, names: Sequence[str], path: str | Path, ylabel: str = "F1",
-    present: np.ndarray | None = None,
+    present: np.ndarray | None = None, *, write: Writer | None = None,
 ) -> Path:
     """A metric (F1, precision or recall) against confidence: one line per class, the mean in bold.
 
@@ -78,12 +98,11 @@ def plot_metric_curve(
     ax.set(xlabel="Confidence", ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01), title=f"{ylabel}-Confidence curve")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, write)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path, *,
+                          write: Writer | None = None) -> Path:
     """Column-normalised confusion matrix (nc+1, nc+1) = [predicted, true], last row/column background."""
     plt = _pyplot()
     path = Path(path)
@@ -103,9 +122,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
                     ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if matrix[i, j] > 0.5 else "black")
     ax.set(xlabel="True", ylabel="Predicted", title="Confusion matrix (normalised per true class)")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, write)
 
 
 MIN_TILE = 480  # tiles are drawn at least this long, so labels and boxes stay readable on small inputs
@@ -134,6 +151,8 @@ def plot_image_mosaic(
     path: str | Path,
     max_images: int = 16,
     max_size: int = 1920,
+    *,
+    write: Writer | None = None,
 ) -> Path:
     """A grid of images with boxes drawn on them (ground truth or predictions).
 
@@ -165,5 +184,7 @@ def plot_image_mosaic(
         r, c = divmod(i, cols)
         mosaic[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = tile
         cv2.rectangle(mosaic, (c * tw, r * th), ((c + 1) * tw - 1, (r + 1) * th - 1), (255, 255, 255), 2)
-    cv2.imwrite(str(path), mosaic)
-    return path
+    ok, encoded = cv2.imencode(Path(path).suffix or ".jpg", mosaic)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path}")
+    return _writer(write)(Path(path), encoded.tobytes())

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from mnv3det.core.console import make_console
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
+from mnv3det.core.outputs import RunFiles, refuse_overlap
 from mnv3det.core.runs import claim_run_dir
 from mnv3det.errors import UserError, option
 from mnv3det.evaluate.default_data import data_for_weights
@@ -56,16 +57,20 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     if backend.names and list(backend.names) != list(spec.names) and len(backend.names) == len(spec.names):
         console.print("[yellow]note:[/] the model's class names differ from the dataset's; the dataset's are shown")
 
+    # The run folder may not be the dataset (or hold it), nor be, hold or lie in a folder of its images (--exist-ok).
+    refuse_overlap(Path(cfg.project) / cfg.name, [spec.root], inside=False)
+    refuse_overlap(Path(cfg.project) / cfg.name, sorted({r.path.parent for r in records}))
     run_dir = claim_run_dir(Path(cfg.project), cfg.name, exist_ok=cfg.exist_ok)
+    files = RunFiles(run_dir)
     governor = _thread_governor(cfg, device)
     result = evaluate(
         backend, records, spec, cfg.eval_config(imgsz), device=device, progress=not console.quiet,
         plots_dir=run_dir if cfg.plots else None,
         save_json=run_dir / "predictions.json" if cfg.save_json else None,
-        between_batches=governor.poll if governor is not None else None,
+        between_batches=governor.poll if governor is not None else None, write=files.write,
     )
     result.save_dir = str(run_dir)
-    _save_and_print(cfg, result, spec, imgsz, run_dir, console)
+    _save_and_print(cfg, result, spec, imgsz, run_dir, console, files)
     return result, run_dir
 
 
@@ -90,13 +95,14 @@ def _thread_governor(cfg: ValConfig, device: Any) -> ThreadGovernor | None:
     return adaptive_governor(cfg.threads, torch.get_num_threads(), device=device)
 
 
-def _save_and_print(cfg: ValConfig, result: EvalResult, spec, imgsz: int, run_dir: Path, console: Console) -> None:
+def _save_and_print(cfg: ValConfig, result: EvalResult, spec, imgsz: int, run_dir: Path, console: Console,
+                    files: RunFiles) -> None:
     title = f"{cfg.weights} on {spec.source} ({cfg.split}, imgsz {imgsz})"
     summary = summary_text(result, title)
-    (run_dir / "results.json").write_text(json.dumps(
+    files.write(run_dir / "results.json", json.dumps(
         {"weights": str(cfg.weights), "data": str(spec.source), "split": cfg.split, "imgsz": imgsz,
          "conf": cfg.conf, "iou": cfg.iou, "max_det": cfg.max_det, **result.as_dict()}, indent=2))
-    (run_dir / "summary.txt").write_text(summary + "\n")
+    files.write(run_dir / "summary.txt", summary + "\n")
     print_eval(result, spec.names, console=console)
     console.print("\n[bold]Summary[/] (to paste; also in summary.txt):")
     console.print(summary, highlight=False, soft_wrap=True, markup=False)  # plain, never wrapped or cut

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mnv3det.evaluate.infer import Inference
+from mnv3det.evaluate.plots import Writer
 from mnv3det.evaluate.metrics import CURVE_POINTS, ConfusionMatrix, FastMetrics
 from mnv3det.evaluate.score import Scores
 
@@ -21,26 +22,28 @@ MOSAIC_BATCHES = 3  # validation batches drawn as ground-truth / prediction mosa
 MOSAIC_MIN_SCORE = 0.25  # drawing 300 low-score boxes per image hides the image
 
 
-def write_json(rows: list[dict[str, Any]], path: str | Path) -> Path:
+def write_json(rows: list[dict[str, Any]], path: str | Path, *, write: Writer | None = None) -> Path:
     """The COCO results json (image_id, category_id, bbox xywh, score), the boxes that were scored."""
+    from mnv3det.core.outputs import write_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows))
-    return path
+    return (write or write_output)(path, json.dumps(rows).encode("utf-8"))
 
 
-def write_plots(inference: Inference, scores: Scores, names: Sequence[str], folder: str | Path) -> list[str]:
-    """Every plot into `folder`; returns the files written."""
+def write_plots(inference: Inference, scores: Scores, names: Sequence[str], folder: str | Path, *,
+                write: Writer | None = None) -> list[str]:
+    """Every plot into `folder` through `write` (see `evaluate.plots`); returns the files written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for index, (images, targets, dets) in enumerate(inference.batches):
-        files += _plot_batch(images, targets, dets, list(names), folder, index)
-    return files + _plot_metrics(scores.fast, scores.confusion, list(names), folder)
+        files += _plot_batch(images, targets, dets, list(names), folder, index, write)
+    return files + _plot_metrics(scores.fast, scores.confusion, list(names), folder, write)
 
 
 def _plot_batch(images: torch.Tensor, targets: torch.Tensor, dets: list[torch.Tensor], names: list[str],
-                folder: Path, index: int) -> list[str]:
+                folder: Path, index: int, write: Writer | None) -> list[str]:
     """Mosaics of one batch in letterboxed pixels: ground truth (from the loader's targets) and predictions."""
     from mnv3det.evaluate.plots import plot_image_mosaic
 
@@ -54,20 +57,22 @@ def _plot_batch(images: torch.Tensor, targets: torch.Tensor, dets: list[torch.Te
         gt.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, rows[:, 1]], 1))
     preds = [d[d[:, 4] > MOSAIC_MIN_SCORE].cpu().numpy() for d in dets]
     return [
-        str(plot_image_mosaic(imgs, gt, names, folder / f"val_batch{index}_labels.jpg")),
-        str(plot_image_mosaic(imgs, preds, names, folder / f"val_batch{index}_pred.jpg")),
+        str(plot_image_mosaic(imgs, gt, names, folder / f"val_batch{index}_labels.jpg", write=write)),
+        str(plot_image_mosaic(imgs, preds, names, folder / f"val_batch{index}_pred.jpg", write=write)),
     ]
 
 
-def _plot_metrics(fast: FastMetrics, confusion: ConfusionMatrix, names: list[str], folder: Path) -> list[str]:
+def _plot_metrics(fast: FastMetrics, confusion: ConfusionMatrix, names: list[str], folder: Path,
+                  write: Writer | None) -> list[str]:
     """PR curves, F1/P/R-confidence curves and the normalised confusion matrix."""
     from mnv3det.evaluate.plots import plot_confusion_matrix, plot_metric_curve, plot_pr_curves
 
     ap50 = np.where(fast.present, fast.ap50, np.nan)
     return [
-        str(plot_pr_curves(CURVE_POINTS, fast.pr_curve, ap50, names, folder / "PR_curve.png")),
-        str(plot_metric_curve(CURVE_POINTS, fast.f1_curve, names, folder / "F1_curve.png", "F1", fast.present)),
-        str(plot_metric_curve(CURVE_POINTS, fast.p_curve, names, folder / "P_curve.png", "Precision", fast.present)),
-        str(plot_metric_curve(CURVE_POINTS, fast.r_curve, names, folder / "R_curve.png", "Recall", fast.present)),
-        str(plot_confusion_matrix(confusion.normalized(), names, folder / "confusion_matrix.png")),
+        str(plot_pr_curves(CURVE_POINTS, fast.pr_curve, ap50, names, folder / "PR_curve.png", write=write)),
+        str(plot_metric_curve(CURVE_POINTS, fast.f1_curve, names, folder / "F1_curve.png", "F1", fast.present, write=write)),
+        str(plot_metric_curve(CURVE_POINTS, fast.p_curve, names, folder / "P_curve.png", "Precision", fast.present,
+                               write=write)),
+        str(plot_metric_curve(CURVE_POINTS, fast.r_curve, names, folder / "R_curve.png", "Recall", fast.present, write=write)),
+        str(plot_confusion_matrix(confusion.normalized(), names, folder / "confusion_matrix.png", write=write)),
     ]

@@ -26,6 +26,7 @@ from rich.console import Console
 from mnv3det.core.console import make_console
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor, adapts
 from mnv3det.core.checkpoint import Checkpoint, DataInfo, nonfinite_weights, remove_stale_temporaries, save_checkpoint
+from mnv3det.core.outputs import RunFiles
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
 from mnv3det.core.imgsz import check_imgsz
 from mnv3det.errors import UserError
@@ -134,7 +135,10 @@ def _records(spec: Any, split: str, cap: int | None, required: bool) -> list[Any
 
 
 def _set_epoch(loader: Any, epoch: int, seed: int) -> None:
-    """Shuffle order as a function of (seed, epoch), so a resumed run sees the same order as an unbroken one."""
+    """Shuffle order as a function of (seed, epoch), and each sample's augmentation as a function of (seed, epoch,
+    index) (`DetectionDataset.set_epoch`), so a run resumed at an epoch's start equals the unbroken one."""
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
     sampler = getattr(loader, "sampler", None)
     if sampler is not None and hasattr(sampler, "set_epoch"):  # DistributedSampler
         sampler.set_epoch(epoch)
@@ -209,6 +213,9 @@ def prepare(cfg: TrainConfig, ckpt: Checkpoint | None, source: str, device: torc
     return Prepared(spec, train_records, val_records, loader, state, val_loader, notes, data, generated)
 
 
+RUN_FILES = ("config.yaml", "results.csv", "weights/last.pt", "weights/best.pt")  # a new run (re)writes these
+
+
 @contextlib.contextmanager
 def open_run_dir(cfg: TrainConfig, resume_dir: Path | None) -> Iterator[Path]:
     """Claim (new run) or lock (resume) the run folder for the block; stale temporaries removed."""
@@ -218,8 +225,10 @@ def open_run_dir(cfg: TrainConfig, resume_dir: Path | None) -> Iterator[Path]:
         weights.mkdir(exist_ok=True)
         remove_stale_temporaries(weights)
         if resume_dir is None:  # --exist-ok into an old run: a fresh log and no weights of the old run
-            for old in (run_dir / "results.csv", weights / "last.pt", weights / "best.pt"):
-                old.unlink(missing_ok=True)
+            files = RunFiles(run_dir)
+            files.remove_earlier(*RUN_FILES)  # only what an mnv3det run recorded writing there
+            for name in RUN_FILES:  # a file of these names that no run wrote is the user's: refused, never replaced
+                files.claim(run_dir / name)
         yield run_dir
 
 

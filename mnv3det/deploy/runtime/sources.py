@@ -212,17 +212,21 @@ class UnreadableImage(Exception):
 
 
 def read_image(path: Path) -> np.ndarray:
-    """The decoded BGR image (H, W, 3) uint8; raises UnreadableImage with a short reason."""
+    """The decoded BGR image (H, W, 3) uint8 by the one decoder (`data.imageio.read_image`: orientation applied,
+    sizes it cannot process refused from the header); raises UnreadableImage with a short reason."""
+    from mnv3det.data import imageio
+
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII paths
+        if path.stat().st_size == 0:
+            raise UnreadableImage("file is empty")
     except OSError as err:
         raise UnreadableImage(f"cannot read file: {err.strerror or err}") from None
-    if data.size == 0:
-        raise UnreadableImage("file is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise UnreadableImage("not a decodable image (corrupt or wrong format)")
-    return image
+    try:
+        return imageio.read_image(path)
+    except imageio.UnprocessableImage as err:  # decodes, but its size cannot be processed: the rule's reason
+        raise UnreadableImage(err.reason) from None
+    except imageio.UnreadableImage:
+        raise UnreadableImage("not a decodable image (corrupt or wrong format)") from None
 
 
 def frame_count(path: Path) -> int:
@@ -271,3 +275,4 @@ def iter_frames(paths: list[Path]) -> Iterator[Frame]:
                 yield Frame(path, None, error=str(err))
                 continue
             yield Frame(path, image)
+
