@@ -68,6 +68,10 @@ class ValConfig(EvalConfig):
         from mnv3det.data.locate import check_data_path
 
         super().validate()
+        if self.imgsz:  # an option's value before a path: the size rule (core/imgsz.py) is light too
+            from mnv3det.core.imgsz import ImgSize
+
+            ImgSize.parse(self.imgsz)
         if not Path(self.weights).exists():
             raise missing_model(self.weights)
         check_data_path(self.data)
