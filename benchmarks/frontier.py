@@ -86,8 +86,17 @@ def start_suffix(start: str, sep: str) -> str:
     return "" if start == SCRATCH else f"{sep}{start}"
 
 
-def key(recipe: str, imgsz: int, seed: int, epochs: int = PROTOCOL_EPOCHS, start: str = SCRATCH) -> str:
-    return f"{recipe}@{imgsz}/s{seed}{schedule_suffix(epochs, '/')}{start_suffix(start, '/')}"
+PROTOCOL_HYP = "hyp.small-data"
+
+
+def hyp_suffix(hyp: str, sep: str) -> str:
+    """'' for the protocol's preset, else e.g. '/hyp-af-bce' (a variant's file stem): a point of its own."""
+    return "" if hyp == PROTOCOL_HYP else f"{sep}hyp-{Path(hyp).stem.removeprefix('hyp.')}"
+
+
+def key(recipe: str, imgsz: int, seed: int, epochs: int = PROTOCOL_EPOCHS, start: str = SCRATCH,
+        hyp: str = PROTOCOL_HYP) -> str:
+    return f"{recipe}@{imgsz}/s{seed}{schedule_suffix(epochs, '/')}{start_suffix(start, '/')}{hyp_suffix(hyp, '/')}"
 
 
 def score(weights: Path, imgsz: int, split: str, threads: int) -> dict:
@@ -117,15 +126,16 @@ def val_history(results_csv: Path) -> dict[str, float]:
 
 def train_point(recipe: str, imgsz: int, seed: int, args: argparse.Namespace) -> dict:
     start = start_label(args.start, args.start_label)
-    name = f"{recipe}-{imgsz}-s{seed}{schedule_suffix(args.epochs, '-')}{start_suffix(start, '-')}"
+    name = (f"{recipe}-{imgsz}-s{seed}{schedule_suffix(args.epochs, '-')}{start_suffix(start, '-')}"
+            f"{hyp_suffix(args.hyp, '-')}")
     pretrained = "none" if start == SCRATCH else args.start
     t0 = time.time()
-    mnv3det("train", "--recipe", recipe, "--data", str(BCCD), "--hyp", "hyp.small-data", "--epochs", str(args.epochs),
+    mnv3det("train", "--recipe", recipe, "--data", str(BCCD), "--hyp", args.hyp, "--epochs", str(args.epochs),
             "--imgsz", str(imgsz), "--batch", "16", "--seed", str(seed), "--workers", str(args.workers), "--no-plots",
             "--pretrained", pretrained, "--project", str(RUNS), "--name", name, "--exist-ok", threads=args.threads)
     minutes = (time.time() - t0) / 60
     weights = RUNS / name / "weights" / "best.pt"
-    return {"recipe": recipe, "imgsz": imgsz, "seed": seed, "epochs": args.epochs, "start": start,
+    return {"recipe": recipe, "imgsz": imgsz, "seed": seed, "epochs": args.epochs, "start": start, "hyp": args.hyp,
             "pretrained": pretrained, "train_min": round(minutes, 1), "load_after": os.getloadavg()[0],
             "weights": str(weights.relative_to(ROOT)), "val_history": val_history(RUNS / name / "results.csv"),
             "val": score(weights, imgsz, "val", args.threads), "test": score(weights, imgsz, "test", args.threads)}
@@ -136,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for point in args.points.split(","):
         recipe, imgsz = point.split("@")
         for seed in (int(s) for s in args.seeds.split(",")):
-            k = key(recipe, int(imgsz), seed, args.epochs, start_label(args.start, args.start_label))
+            k = key(recipe, int(imgsz), seed, args.epochs, start_label(args.start, args.start_label), args.hyp)
             if k in store["points"] and not args.again:
                 print(f"{k}: done already ({store['points'][k]['val']})")
                 continue
@@ -410,6 +420,7 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--again", action="store_true", help="re-train points already in the store")
+    t.add_argument("--hyp", default=PROTOCOL_HYP, help="another preset or yaml (a variant: its own key, /hyp-STEM)")
     t.add_argument("--start", default=SCRATCH, help="scratch, shipped (the recipe's shipped pretrained weights) or the "
                                                      "path of a `mnv3det pretrain` weights file")
     t.add_argument("--start-label", default=None, help="name of a --start file in keys and folders (default: its run)")

@@ -37,7 +37,7 @@ class Detections:
     """The boxes found in one image (numpy arrays, original-image pixels), with the image they were found in."""
 
     boxes: np.ndarray  # float32 (n, 4) x1, y1, x2, y2
-    scores: np.ndarray  # float32 (n,) obj x class probability
+    scores: np.ndarray  # float32 (n,) obj x class probability (an anchor-free head: its class score)
     classes: np.ndarray  # int64 (n,) class indices
     names: list[str]  # the model's class names (index -> name)
     image_shape: tuple[int, int]  # (height, width) of the image

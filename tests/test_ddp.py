@@ -1,4 +1,4 @@
-"""DDP on CPU: `torchrun --nproc_per_node 2 -m mnv3det train` with gloo, a few steps on the demo set."""
+"""DDP on CPU: `torchrun --nproc_per_node 2 -m mnv3det train` with gloo, a few steps on the demo set, either head."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from mnv3det.core.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("recipe", ["mnv3-small", "mnv3-small-min-af"])  # YOLOv5's Detect and the anchor-free head
+def test_torchrun_two_cpu_processes(tmp_path, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mnv3det", "train", "--device", "cpu", "--epochs", "2", "--imgsz", "64", "--batch", "8",
-           "--nbs", "8", "--max-images", "16", "--workers", "0", "--threads", "1", "--no-plots",
+           "-m", "mnv3det", "train", "--recipe", recipe, "--device", "cpu", "--epochs", "2", "--imgsz", "64",
+           "--batch", "8", "--nbs", "8", "--max-images", "16", "--workers", "0", "--threads", "1", "--no-plots",
            "--project", str(tmp_path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr

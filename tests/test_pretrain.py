@@ -161,6 +161,7 @@ def test_a_killed_pretraining_run_resumes_to_the_same_weights(tmp_path, monkeypa
     (["--families", "ellipse,dragon"], "dragon"),
     (["--objects", "3,1"], "objects per image 3..1"),
     (["--imgsz", "100"], "multiple of 32"),
+    (["--imgsz", "128"], "under 4 px at size 128; use a size of 160 or more"),
 ])
 def test_impossible_pretraining_requests_are_one_line_errors(tmp_path, args, message):
     out = CliRunner().invoke(app, ["pretrain", "--project", str(tmp_path), "--device", "cpu", "--workers", "0", *args])

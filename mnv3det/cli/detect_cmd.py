@@ -49,7 +49,7 @@ def detect_command(
         None, "--imgsz", help="Inference size: 640, or height,width (default: the training size, else 640). "
         "A static export uses its own."
     ),
-    conf: Optional[float] = typer.Option(None, "--conf", help=_help("conf", "Confidence threshold (obj x class prob).")),
+    conf: Optional[float] = typer.Option(None, "--conf", help=_help("conf", "Score threshold (obj x class prob; an anchor-free head: its class score).")),
     iou: Optional[float] = typer.Option(None, "--iou", help=_help("iou", "NMS IoU threshold.")),
     max_det: Optional[int] = typer.Option(None, "--max-det", help=_help("max_det", "Most boxes kept per image.")),
     classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these class indices, e.g. 0,2,3."),

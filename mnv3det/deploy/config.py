@@ -25,7 +25,7 @@ class DetectConfig:
     source: str  # image, folder, glob, video or .txt list
     weights: Path  # a .pt checkpoint or an exported file
     imgsz: ImgSize | int | str | None = None  # None = the size the model was trained at (a static export: its own)
-    conf: float = 0.25  # score threshold (obj x class prob)
+    conf: float = 0.25  # score threshold (obj x class prob; anchor-free head: the class score)
     iou: float = 0.45  # NMS IoU threshold
     max_det: int = 300  # most boxes kept per image
     classes: list[int] | None = None  # keep only these class indices

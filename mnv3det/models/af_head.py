@@ -26,6 +26,7 @@ from mnv3det.models.layers import ConvNormAct
 
 # Class-score prior at initialisation (focal loss's 0.01): the class logits start where most points are background.
 CLASS_PRIOR = 0.01
+INIT_SIDE = 2.0  # stride units from the cell centre to each side of a new head's boxes
 
 
 class AFBranch(nn.Sequential):
@@ -69,13 +70,18 @@ class AFDetect(nn.Module):
 
     @torch.no_grad()
     def set_strides(self, strides: Tensor) -> None:
-        """Store the measured strides and initialise the prediction biases (class prior; sides near 2 strides)."""
+        """Store the measured strides and initialise the prediction biases: the class prior, and every side near
+        `INIT_SIDE` strides, so each level starts with boxes of its own scale (4 strides wide: 32 px at P3, 128 at
+        P5) instead of 15 strides wide; the first assignments then see IoUs that are not near zero."""
         self.stride.copy_(strides)
         for conv in self.cls_pred:
             conv.bias.fill_(-math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
         for conv in self.box_pred:
-            # R > 1: equal logits, the expectation starts at (R - 1) / 2; R = 1: softplus(b) = 2 stride units.
-            conv.bias.fill_(0.0 if self.bins > 1 else math.log(math.expm1(2.0)))
+            if self.bins == 1:
+                conv.bias.fill_(math.log(math.expm1(INIT_SIDE)))  # softplus(b) = INIT_SIDE
+            else:  # logits -(k - INIT_SIDE)^2 / 2 per bin k: a softmax peaked at INIT_SIDE (expectation 2.01 for 2)
+                peak = -0.5 * (torch.arange(self.bins, dtype=conv.bias.dtype) - INIT_SIDE) ** 2
+                conv.bias.copy_(peak.repeat(4))
 
     def raw(self, xs: list[Tensor]) -> list[Tensor]:
         """Per level: (B, C_l, H, W) -> (B, 4 * bins + nc, H, W), no activation."""

@@ -33,10 +33,14 @@ class TransferReport:
     class_rows: list[str] = field(default_factory=list)  # Detect convs: box/obj rows copied, class rows fresh
     skipped: list[str] = field(default_factory=list)  # tensors left at their initialisation
     classes: tuple[int, int] = (0, 0)  # (source nc, model nc)
+    anchor_free: bool = False  # AFDetect: class_rows are its class convs, left whole at their initialisation
 
     def summary(self) -> str:
         text = f"{self.loaded}/{self.total} tensors loaded from {self.source}"
-        if self.class_rows:
+        if self.class_rows and self.anchor_free:
+            text += (f"; {len(self.class_rows)} class-conv tensors (cls_pred) re-initialised "
+                     f"({self.classes[0]} -> {self.classes[1]} classes)")
+        elif self.class_rows:
             text += (f"; {len(self.class_rows)} Detect tensors loaded for box and objectness, their class rows "
                      f"re-initialised ({self.classes[0]} -> {self.classes[1]} classes)")
         if self.skipped:
@@ -120,7 +124,8 @@ def transfer_detector(model: nn.Module, state: dict[str, Tensor], nc_theirs: int
     if not new:
         raise UserError(f"{source}: no tensor fits this model; is it the same architecture?")
     model.load_state_dict(new, strict=False)
-    return TransferReport(source, len(new) - len(class_rows), len(own), class_rows, skipped, (nc_theirs, detect.nc))
+    return TransferReport(source, len(new) - len(class_rows), len(own), class_rows, skipped, (nc_theirs, detect.nc),
+                          anchor_free=bool(getattr(detect, "anchor_free", False)))
 
 
 __all__ = ["TransferReport", "recipe_row_differences", "transfer_detector"]

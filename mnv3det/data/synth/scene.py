@@ -70,8 +70,10 @@ class SceneConfig:
             out.append(f"objects per image {self.min_objects}..{self.max_objects} must satisfy 1 <= min <= max <= 200")
         if not 0 < self.min_scale <= self.max_scale <= 1:
             out.append(f"object scale {self.min_scale}..{self.max_scale} must satisfy 0 < min <= max <= 1")
-        if self.min_scale * self.size < 4:
-            out.append(f"min_scale {self.min_scale} gives objects under 4 px at size {self.size}")
+        if 0 < self.min_scale and self.min_scale * self.size < 4:
+            smallest = math.ceil(4 / self.min_scale / 32) * 32  # the first multiple of 32 (sizes are) that fits
+            out.append(f"min_scale {self.min_scale} gives objects under 4 px at size {self.size}; use a size of "
+                       f"{smallest} or more")
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             out.append(f"unknown shape families {unknown}; known: {', '.join(FAMILIES)}" if unknown

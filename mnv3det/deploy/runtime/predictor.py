@@ -37,7 +37,7 @@ ImageShape = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, floa
 class NmsSettings:
     """What NMS keeps (see `mnv3det.core.postprocess.non_max_suppression`)."""
 
-    conf: float = 0.25  # score threshold (obj x class prob)
+    conf: float = 0.25  # score threshold (obj x class prob; anchor-free head: the class score)
     iou: float = 0.45  # boxes of one class overlapping more than this are merged
     max_det: int = 300  # most boxes kept per image
     classes: tuple[int, ...] | None = None  # keep only these class indices
