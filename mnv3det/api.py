@@ -59,16 +59,20 @@ class Detections:
                  "class": int(cls), "name": self.names[int(cls)]}
                 for (x1, y1, x2, y2), score, cls in zip(self.boxes, self.scores, self.classes)]
 
-    def plot(self, *, conf: bool = True, line_width: int | None = None) -> np.ndarray:
+    def plot(self, *, labels: bool = True, conf: bool = True, line_width: int | None = None) -> np.ndarray:
         """The image with every box drawn as `mnv3det detect` draws it: a new BGR uint8 (H, W, 3) array.
-        conf=False labels boxes with the class name only."""
+        labels=False draws boxes only (detect's --hide-labels); conf=False labels boxes with the class name only
+        (--hide-conf); line_width: one width for every box (None: by image size, thinner on small boxes)."""
         from mnv3det.deploy.runtime.annotate import draw_detections
         from mnv3det.errors import UserError
 
         if self.image is None:
             raise UserError("these Detections hold no image to draw on; get them from Detector.predict(...)")
+        if line_width is not None and line_width < 1:
+            raise UserError(f"plot(line_width={line_width}): must be 1 or more (None scales it with the boxes)")
         rows = np.c_[self.boxes, self.scores, self.classes].astype(np.float64)  # (n, 6) as detect draws them
-        return draw_detections(self.image, rows, self.names, show_conf=conf, line_width=line_width)
+        return draw_detections(self.image, rows, self.names, show_conf=conf, line_width=line_width,
+                               show_labels=labels)
 
     def save(self, path: str | Path, **plot_options: Any) -> Path:
         """Write `plot()` to `path` (.jpg, .jpeg, .png or .bmp; folders are made); returns the path."""
@@ -240,6 +244,7 @@ def benchmark(
     rounds: int | None = None,
     calib_images: int | None = None,
     nms: bool = False,
+    max_images: int | None = None,
     reference: bool = True,
     project: str | Path | None = None,
     name: str | None = None,
@@ -248,9 +253,9 @@ def benchmark(
 ) -> Any:
     """Export `weights` to every format (or `formats`), score each on val and time it, as `mnv3det benchmark` does.
 
-    formats: a list or the CLI's comma-separated text (None: every available one); the other options as in the
-    CLI, None keeping its defaults. Writes the run folder; returns the BenchReport (`.rows`, `.save_dir`,
-    `.to_json()`, `.to_df()`). verbose: print what runs.
+    formats: a list or the CLI's comma-separated text (None: every available one); max_images: score on the first N
+    val images (a quick answer); the other options as in the CLI, None keeping its defaults. Writes the run folder;
+    returns the BenchReport (`.rows`, `.save_dir`, `.to_json()`, `.to_df()`). verbose: print what runs.
     """
     from dataclasses import replace
 
@@ -262,7 +267,8 @@ def benchmark(
              "project": Path(project) if project is not None else None, "name": name}
     opts = replace(BenchOptions(weights=Path(weights)), data=str(data) if data is not None else None,
                    formats=[f.strip().lower() for f in formats if f.strip()] if formats else None, imgsz=imgsz,
-                   reference=reference, nms=nms, exist_ok=exist_ok, **{k: v for k, v in given.items() if v is not None})
+                   max_images=max_images, reference=reference, nms=nms, exist_ok=exist_ok,
+                   **{k: v for k, v in given.items() if v is not None})
     say = (lambda text: make_console(stderr=True).print(text, highlight=False)) if verbose else (lambda text: None)
     report, _ = run_benchmark(opts, say=say)
     return report

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torchvision.ops import box_convert
 
-from mnv3det.data import ImageRecord, create_dataloader, dataset_box_sizes, letterbox, load_data
+from mnv3det.data import ImageRecord, create_dataloader, dataset_box_sizes, load_data
+from mnv3det.data.letterbox import letterbox
 from mnv3det.data.demo import DEMO_NAMES, make_demo_image
 from mnv3det.core.postprocess import scale_boxes
 

@@ -87,15 +87,63 @@ def test_other_bad_sources_are_user_errors(tmp_path):
         load_backbone_weights(build_model("yolov5n"), tmp_path / "other.pth")
 
 
-def test_imagenet_name_uses_only_the_local_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    model = build_model("mnv3-small")
-    with pytest.raises(UserError, match="not in the local cache .*never downloads"):
-        load_backbone_weights(model, "imagenet")
-    # put a (random) state_dict where torchvision caches the ImageNet file: now the name resolves offline
+def _offline_torch_home(tmp_path, monkeypatch) -> Path:
+    """A temporary TORCH_HOME (torch.hub.get_dir() = TORCH_HOME/hub) whose downloads fail as offline ones do:
+    torchvision's own download function is replaced, so nothing ever reaches the network."""
+    import urllib.error
+
+    import torchvision.models._api as weights_api
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # no set_dir() from elsewhere: TORCH_HOME decides
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_imagenet_offline_names_the_file_and_the_folder(tmp_path, monkeypatch):
+    folder = _offline_torch_home(tmp_path, monkeypatch)
+    name = torchvision.models.MobileNet_V3_Small_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    with pytest.raises(UserError) as err:
+        load_backbone_weights(build_model("mnv3-small"), "imagenet")
+    message = str(err.value)
+    assert "\n" not in message and "could not download" in message
+    assert f"put {name} (from https://" in message and f"in {folder} and run again" in message
+
+
+def test_imagenet_from_the_hub_cache_loads_one_to_one(tmp_path, monkeypatch):
+    folder = _offline_torch_home(tmp_path, monkeypatch)
     url = torchvision.models.MobileNet_V3_Small_Weights.DEFAULT.url
-    cached = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
-    cached.parent.mkdir(parents=True)
-    _torchvision_state("mnv3-small", cached)
+    folder.mkdir(parents=True)
+    cached = folder / url.rsplit("/", 1)[-1]  # where torchvision's weights API keeps it
+    tv = _torchvision_state("mnv3-small", cached)  # random init, torchvision's keys
+    model = build_model("mnv3-small")
     report = load_backbone_weights(model, "imagenet")
-    assert report.source == str(cached) and report.rows == 12
+    assert report.source == str(cached) and report.rows == 12 and report.architecture == "mobilenet_v3_small"
+    theirs = tv.state_dict()
+    ours = model.state_dict()
+    copied = [k for k in ours if k.startswith("layers.") and int(k.split(".")[1]) < 12]
+    assert len(copied) == report.mapped
+    for key in copied:
+        assert torch.equal(ours[key], theirs["features." + key.split(".", 1)[1]]), key
+
+
+def test_imagenet_online_downloads_into_the_hub_cache(tmp_path, monkeypatch):
+    """The download goes through torchvision's weights API into torch's cache (simulated: no network in tests)."""
+    import mnv3det.models.pretrained as pretrained
+
+    folder = _offline_torch_home(tmp_path, monkeypatch)
+    asked = []
+
+    def fake_download(weights):  # what torch.hub does: the file, named as in the URL, under hub/checkpoints
+        asked.append(weights)
+        folder.mkdir(parents=True, exist_ok=True)
+        _torchvision_state("mnv3-small", folder / weights.url.rsplit("/", 1)[-1])
+
+    monkeypatch.setattr(pretrained, "download_imagenet", fake_download)
+    report = load_backbone_weights(build_model("mnv3-small"), "imagenet")
+    assert asked == [torchvision.models.MobileNet_V3_Small_Weights.DEFAULT]
+    assert Path(report.source).parent == folder and report.mapped > 0

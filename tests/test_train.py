@@ -156,7 +156,7 @@ class _FixedResult:
 
 
 def test_early_stopping_with_patience(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, "_validate", lambda *a, **kw: _FixedResult())
+    monkeypatch.setattr(trainer, "_validate", lambda *a, **kw: (_FixedResult(), None))  # (result, val losses)
     result = fit(tiny(tmp_path, imgsz=64, max_images=8, epochs=5, patience=2), show_progress=False)
     assert result.epochs_done == 3 and "early stop" in result.stop_reason
     assert result.best_fitness == pytest.approx(0.25)

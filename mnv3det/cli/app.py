@@ -16,7 +16,8 @@ from rich.markup import escape
 
 from mnv3det.core.console import make_console
 from mnv3det.core.signals import sigterm_as_interrupt
-from mnv3det.errors import Interrupted, UserError, error_line
+from mnv3det.core.torch_pair import pair_problem
+from mnv3det.errors import Interrupted, UserError, cli_spelling, error_line
 
 app = typer.Typer(
     name="mnv3det",
@@ -48,12 +49,17 @@ def main_options(
 
 
 def user_errors(fn: F) -> F:
-    """Wrap a command so a `UserError` becomes a red message on stderr and exit status 2."""
+    """Wrap a command so a `UserError` becomes a red message on stderr and exit status 2, its options spelled as
+    the command line spells them (`mnv3det.errors.option`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
         try:
-            with sigterm_as_interrupt():  # SIGTERM (schedulers, docker stop) ends a command as Ctrl-C does
+            # SIGTERM (schedulers, docker stop) ends a command as Ctrl-C does; messages name options as `--split`
+            with sigterm_as_interrupt(), cli_spelling():
+                mismatch = pair_problem()  # from the packages' metadata, before torchvision is imported
+                if mismatch:
+                    raise UserError(mismatch)
                 return fn(*args, **kw)
         except UserError as err:
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # user text: no markup
@@ -62,6 +68,10 @@ def user_errors(fn: F) -> F:
             err_console.print(escape(str(err)), highlight=False, soft_wrap=True)
             raise typer.Exit(code=130) from None
         except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
+            mismatch = pair_problem(err) if isinstance(err, RuntimeError) else None
+            if mismatch:  # torchvision built for another torch: which versions, and the command that fixes it
+                err_console.print(f"[bold red]error:[/] {escape(mismatch)}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=2) from None
             if not is_out_of_memory(err):
                 raise
             err_console.print(

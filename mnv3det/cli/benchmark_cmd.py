@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnv3det.core.console import make_console
+from mnv3det.core.streams import stdout_to_stderr
 from mnv3det.cli.app import command
 from mnv3det.deploy.benchmark import BenchOptions, BenchReport, run_benchmark
 
@@ -35,6 +36,10 @@ def benchmark_command(
     calib_images: int = typer.Option(DEFAULTS.calib_images, "--calib-images", help="INT8 calibration images."),
     nms: bool = typer.Option(DEFAULTS.nms, "--nms", help="Also time each format's end-to-end file (export --nms) "
                              "beside the raw one: rows onnx+nms, openvino+nms, ..."),
+    max_images: Optional[int] = typer.Option(
+        None, "--max-images", help="Score on the first N val images only: a quick answer before the full one "
+        "(the table says it is a subset; default: all)."
+    ),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Time yolov5n too (the ratio column)."),
     project: Path = typer.Option(DEFAULTS.project, "--project", help="Where run folders go."),
     name: str = typer.Option(DEFAULTS.name, "--name", help="Run folder name (exp, exp2, ...)."),
@@ -45,10 +50,12 @@ def benchmark_command(
     opts = BenchOptions(
         weights=weights, data=data, formats=[f.strip().lower() for f in formats.split(",") if f.strip()] if formats
         else None, imgsz=imgsz, threads=threads, runs=runs, rounds=rounds, calib_images=calib_images,
-        nms=nms, reference=reference, project=project, name=name, exist_ok=exist_ok,
+        nms=nms, max_images=max_images, reference=reference, project=project, name=name, exist_ok=exist_ok,
     )
     status = make_console(stderr=True)
-    report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))
+    # --json: stdout holds the JSON document only; converters' progress bars and notes (nncf's) go to stderr
+    with stdout_to_stderr(json_out):
+        report, run_dir = run_benchmark(opts, say=lambda text: status.print(f"[dim]{escape(text)}[/]", highlight=False))
     if json_out:
         print(json.dumps(report.as_dict()))
         return
@@ -65,8 +72,8 @@ def benchmark_table(report: BenchReport) -> Table:
     h, w = report.imgsz
     best = f"yolov5n {report.reference_best}" if report.reference_best else "yolov5n (not timed)"
     table = Table(
-        title=f"{escape(report.weights)} at {h}x{w}, batch 1, {report.threads} threads; median of {report.rounds} rounds "
-        f"x {report.runs} runs, each runtime in its own process; ratio to {best}",
+        title=f"{escape(report.weights)} at {h}x{w}, batch 1, {report.threads} threads; {report.scored_on()}; "
+        f"median of {report.rounds} rounds x {report.runs} runs, each runtime in its own process; ratio to {best}",
         title_justify="left",
     )
     for column in ("model", "format", "size MB", "mAP50-95", "mAP50", "latency ms", "x yolov5n", "note"):

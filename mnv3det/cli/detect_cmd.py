@@ -60,23 +60,31 @@ def detect_command(
     save_json: Optional[bool] = typer.Option(None, "--save-json", help="Write all boxes to predictions.json."),
     save_crop: Optional[bool] = typer.Option(None, "--save-crop", help="Cut each box out to crops/<class>/."),
     nosave: bool = typer.Option(False, "--nosave", help="Do not write annotated images/videos."),
+    hide_labels: Optional[bool] = typer.Option(
+        None, "--hide-labels", help="Draw boxes only, no labels (dense scenes)."
+    ),
     hide_conf: Optional[bool] = typer.Option(None, "--hide-conf", help="Labels show the class name only."),
-    line_width: Optional[int] = typer.Option(None, "--line-width", help="Box line width in pixels (default: by image size)."),
+    line_width: Optional[int] = typer.Option(
+        None, "--line-width", help="Box line width in pixels for every box (default: by image size, thinner on "
+        "small boxes, labels sized to their box)."
+    ),
     project: Optional[Path] = typer.Option(None, "--project", help=_help("project", "Folder that holds the run folders.")),
     name: Optional[str] = typer.Option(None, "--name", help=_help("name", "Run folder name; exp, exp2, ... when taken.")),
     exist_ok: Optional[bool] = typer.Option(None, "--exist-ok", help="Reuse project/name instead of a new folder."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Detect objects and save annotated images/videos (plus labels, json, crops when asked) to runs/detect/expN."""
-    from mnv3det.deploy.detect_runner import print_detect_report, run_detect
-
     config = build_config(
         DetectConfig, source=_one_source(source, source_option), weights=weights, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det,
         classes=parse_ints(classes, "--classes") if classes else None, agnostic_nms=agnostic_nms, device=device,
         save_images=False if nosave else None, save_txt=save_txt, save_conf=save_conf, save_json=save_json,
-        save_crop=save_crop, hide_conf=hide_conf, line_width=line_width, project=project, name=name,
+        save_crop=save_crop, hide_labels=hide_labels, hide_conf=hide_conf, line_width=line_width, project=project,
+        name=name,
         exist_ok=exist_ok, threads=threads,
     )
+    config.check_weights()  # before torch: a usage error in a moment
+    from mnv3det.deploy.detect_runner import print_detect_report, run_detect
+
     console = make_console()
     report = run_detect(config, console)
     print_detect_report(report, console)

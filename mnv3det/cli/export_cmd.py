@@ -6,14 +6,12 @@ Options map onto `mnv3det.deploy.config.ExportConfig` (the defaults live there);
 
 from __future__ import annotations
 
-import contextlib
-import sys
-
 from pathlib import Path
 from typing import Optional
 
 import typer
 from mnv3det.core.console import make_console
+from mnv3det.core.streams import stdout_to_stderr
 from mnv3det.cli.app import command
 from mnv3det.cli.options import THREADS_HELP, build_config, default_help
 from mnv3det.deploy.config import ExportConfig
@@ -69,18 +67,24 @@ def export_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON only."),
 ) -> None:
     """Export a checkpoint, check it against PyTorch (raw outputs, detections; INT8: mAP) and report size and latency."""
-    from mnv3det.deploy.export.pipeline import export_checkpoint
-    from mnv3det.deploy.export.report import failure_line, print_result
+    from mnv3det.core.near_files import missing_checkpoint
+    from mnv3det.data.locate import check_data_path
 
     config = build_config(
         ExportConfig, format=format, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset, simplify=simplify,
         half=half, device=device, output=output, image=image, data=data, calib_images=calib_images,
         int8_max_drop=int8_max_drop, nms=nms, conf=conf, iou=iou, max_det=max_det, runs=runs, threads=threads,
     )
-    config.check()  # usage mistakes before torch is imported
+    config.check()  # names, options and paths before torch: a usage error in a moment
+    if weights.suffix.lower() == ".pt" and not weights.is_file():
+        raise missing_checkpoint(weights)
+    check_data_path(data)
+    from mnv3det.deploy.export.pipeline import export_checkpoint
+    from mnv3det.deploy.export.report import failure_line, print_result
+
     console = make_console(stderr=True) if json_out else make_console()
     # --json: stdout holds the JSON line only; the converters' own progress bars (nncf's) go to stderr with the log.
-    with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
+    with stdout_to_stderr(json_out):
         result = export_checkpoint(weights, config, console=console)
     if json_out:
         print(result.to_json())

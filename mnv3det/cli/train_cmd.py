@@ -36,7 +36,10 @@ def train_command(
     workers: Optional[int] = typer.Option(None, "--workers", help=f"Data loader worker processes per process (default {D.workers})."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads per process (default: cores / processes)."),
     hyp: Optional[str] = typer.Option(None, "--hyp", help="Yaml of TrainConfig fields (e.g. hyp.small-data, hyp.scratch)."),
-    backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="torchvision MobileNet state_dict file for the backbone."),
+    backbone_weights: Optional[str] = typer.Option(
+        None, "--backbone-weights", help="torchvision MobileNet state_dict file for the backbone, or imagenet "
+        "(torchvision's weights; downloaded into torch's cache when missing)."
+    ),
     weights: Optional[str] = typer.Option(None, "--weights", help="Start from an mnv3det checkpoint (tensors that fit are loaded)."),
     pretrained: Optional[str] = typer.Option(
         None, "--pretrained",

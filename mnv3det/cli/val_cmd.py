@@ -49,11 +49,12 @@ def val_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Evaluate a detector: per-class table, COCO AP/AR, speed; results in runs/val/expN."""
-    from mnv3det.api import val
-
     config = build_config(
         ValConfig, weights=weights, data=data, imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det,
         device=device, save_json=save_json, plots=plots, split=split, project=project, name=name, exist_ok=exist_ok,
         workers=workers, threads=threads,
     )
+    config.validate()  # options and paths before torch: a usage error in a moment
+    from mnv3det.api import val
+
     val(config, verbose=True)

@@ -230,10 +230,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint safely (weights_only=True); clear errors for missing, foreign or damaged files."""
     path = Path(path)
     if not path.is_file():
-        from mnv3det.core.near_files import did_you_mean
+        from mnv3det.core.near_files import missing_checkpoint
 
-        raise UserError(f"checkpoint {path} does not exist{did_you_mean(path)}; pass the path of a .pt file written "
-                        "by `mnv3det train`")
+        raise missing_checkpoint(path)
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle errors, truncated files, foreign formats

@@ -178,10 +178,16 @@ def adaptive_governor(threads: int | None, max_threads: int, *, device: object =
     competitors), there is more than one core to share and /proc is readable; otherwise None (the fixed count
     applies). MNV3DET_ADAPT_THREADS=0 turns it off.
     set_threads: what a change does (default torch.set_num_threads; ONNX Runtime switches sessions instead)."""
+    if not adapts(threads, max_threads, device=device, processes=processes):
+        return None
+    return ThreadGovernor(max_threads, on_change=on_change, set_threads=set_threads)
+
+
+def adapts(threads: int | None, max_threads: int, *, device: object = "cpu", processes: int = 1) -> bool:
+    """True when `adaptive_governor` would give a governor: the thread count then follows the free cores (a log
+    that states the count says so, rather than a fixed number that the first change contradicts)."""
     on_cpu = str(getattr(device, "type", device)).split(":")[0] == "cpu"
     turned_off = os.environ.get("MNV3DET_ADAPT_THREADS") == "0"
     if not on_cpu or threads is not None or processes > 1 or max_threads < 2 or turned_off:
-        return None
-    if not ThreadGovernor.supported():
-        return None
-    return ThreadGovernor(max_threads, on_change=on_change, set_threads=set_threads)
+        return False
+    return ThreadGovernor.supported()

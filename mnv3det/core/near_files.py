@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from mnv3det.errors import UserError, option
+
 MODEL_SUFFIXES = (".pt", ".onnx", ".torchscript")
 MODEL_FOLDERS = ("_openvino_model", "_ncnn_model")
 
@@ -26,3 +28,18 @@ def did_you_mean(path: str | Path) -> str:
     """' (did you mean runs/exp/weights/best.pt?)', or '' when nothing beside `path` looks like it."""
     near = near_models(path)
     return f" (did you mean {' or '.join(str(p) for p in near)}?)" if near else ""
+
+
+def missing_model(path: str | Path) -> UserError:
+    """The one error for a `--weights` (a checkpoint or an export) that is not there (val, detect, the API)."""
+    exported = ", ".join(s for s in MODEL_SUFFIXES if s != ".pt")
+    return UserError(
+        f"{option('weights', str(path))} does not exist{did_you_mean(path)}; pass a .pt checkpoint, an exported file "
+        f"({exported}) or an exported *_openvino_model / *_ncnn_model folder"
+    )
+
+
+def missing_checkpoint(path: str | Path) -> UserError:
+    """The one error for a .pt checkpoint that is not there (export, benchmark, train --weights)."""
+    return UserError(f"checkpoint {path} does not exist{did_you_mean(path)}; pass the path of a .pt file written "
+                     "by `mnv3det train`")

@@ -1,6 +1,6 @@
 """The one check of NMS values (conf, iou, max_det, classes), for the CLI (`--conf 2`) and the API (`conf=2`).
 
-    check_nms_values(conf=0.25, iou=0.45, max_det=300)                    # CLI wording: --conf, --max-det
+    check_nms_values(conf=0.25, iou=0.45, max_det=300)                    # the caller's wording (errors.option)
     check_nms_values(conf=2, iou=0.45, max_det=300, style="api")          # UserError "conf=2: ..."
 
 `detect` (DetectConfig.validate), `val` (EvalConfig.validate) and `Detector.predict` call it, so a value one
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 from typing import Literal, Sequence
 
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, option
 
 Style = Literal["cli", "api"]
 
@@ -22,7 +22,9 @@ def option_name(field: str, style: Style = "cli") -> str:
     return f"--{field.replace('_', '-')}" if style == "cli" else f"{field}="
 
 
-def _shown(field: str, value: object, style: Style) -> str:
+def _shown(field: str, value: object, style: Style | None) -> str:
+    if style is None:  # as the caller writes options: `--conf 2` under the CLI, `conf=2` in Python
+        return option(field, value)
     return f"{option_name(field, style)} {value}" if style == "cli" else f"{field}={value!r}"
 
 
@@ -33,10 +35,11 @@ def check_nms_values(
     max_det: int,
     classes: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
-    style: Style = "cli",
+    style: Style | None = None,
 ) -> None:
     """Raise one UserError naming the option when a value cannot work: conf/iou outside 0..1 (or NaN),
-    max_det under 1 or not an integer, a class index outside the model's 0..nc-1 (`names` given)."""
+    max_det under 1 or not an integer, a class index outside the model's 0..nc-1 (`names` given).
+    style None: the wording of the caller (`mnv3det.errors.option`: the CLI's command wrapper sets it)."""
     for field, value in (("conf", conf), ("iou", iou)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
             raise UserError(f"{_shown(field, value, style)}: must be a number between 0 and 1")

@@ -3,23 +3,38 @@
     spec = load_data("data.yaml")           # or a dataset folder, or None for the demo set
     records = spec.records("train")         # checked ImageRecords; bad samples reported and skipped
     loader = create_dataloader(records, imgsz=640, batch_size=16, augment=True, shuffle=True)
+
+The names below are imported on first use (PEP 562): the loader brings albumentations and OpenCV, which a usage
+error (a missing data path) should not wait for. `letterbox` is imported from `mnv3det.data.letterbox` (a package
+attribute of that name would be the submodule once it is imported).
 """
 
-from mnv3det.data.demo import demo_data_yaml
-from mnv3det.data.letterbox import letterbox
-from mnv3det.data.loader import DetectionDataset, collate, create_dataloader, dataset_box_sizes
-from mnv3det.data.records import ImageRecord, Problem
-from mnv3det.data.spec import DataSpec, load_data
+from __future__ import annotations
 
-__all__ = [
-    "DataSpec",
-    "DetectionDataset",
-    "ImageRecord",
-    "Problem",
-    "collate",
-    "create_dataloader",
-    "dataset_box_sizes",
-    "demo_data_yaml",
-    "letterbox",
-    "load_data",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "demo_data_yaml": "mnv3det.data.demo",
+    "DetectionDataset": "mnv3det.data.loader",
+    "collate": "mnv3det.data.loader",
+    "create_dataloader": "mnv3det.data.loader",
+    "dataset_box_sizes": "mnv3det.data.loader",
+    "ImageRecord": "mnv3det.data.records",
+    "Problem": "mnv3det.data.records",
+    "DataSpec": "mnv3det.data.spec",
+    "load_data": "mnv3det.data.spec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mnv3det.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

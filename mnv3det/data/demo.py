@@ -164,7 +164,18 @@ def demo_data_yaml() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not _is_current(root):  # another process may have built it while we waited
             _generate(root)
+            _say_where(root)
     return root / "data.yaml"
+
+
+def _say_where(root: Path) -> None:
+    """One line, the first time only (later runs find the set current): what was written and where, so a user
+    can look at the images, or delete the folder, or move it with $MNV3DET_CACHE."""
+    from mnv3det.core.console import make_console
+
+    counts = " / ".join(f"{n} {split}" for split, n in DEMO_SPLITS.items())
+    make_console(stderr=True).print(f"demo set: wrote {counts} images ({len(DEMO_NAMES)} classes) to {root} "
+                                    "($MNV3DET_CACHE moves it)", highlight=False, markup=False, soft_wrap=True)
 
 
 def _generate(root: Path) -> None:

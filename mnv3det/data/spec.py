@@ -24,6 +24,7 @@ from mnv3det.data.cache import first_report
 from mnv3det.data.formats_coco import CocoSplit, coco_categories
 from mnv3det.data.formats_voc import VocSplit, voc_class_names
 from mnv3det.data.formats_yolo import YoloSplit
+from mnv3det.data.locate import check_data_path
 from mnv3det.data.empty_split import has_boxes, no_boxes
 from mnv3det.data.names_check import names_mismatch
 from mnv3det.data.records import ImageRecord, Problem
@@ -312,11 +313,5 @@ def load_data(data: str | Path | DataSpec | None) -> DataSpec:
         from mnv3det.data.demo import demo_data_yaml
 
         return spec_from_yaml(demo_data_yaml())
-    path = Path(data).expanduser()
-    if path.is_dir():
-        return spec_from_dir(path)
-    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        return spec_from_yaml(path)
-    if not path.exists():
-        raise UserError(f"data {data}: no such file or folder; give a data yaml or a dataset folder")
-    raise UserError(f"data {data}: expected a data yaml (.yaml) or a dataset folder (see datasets/README.md)")
+    path = check_data_path(data)  # a UserError for a path that is neither a yaml nor a folder
+    return spec_from_dir(path) if path.is_dir() else spec_from_yaml(path)

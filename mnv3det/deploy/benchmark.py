@@ -27,7 +27,7 @@ from typing import Any
 
 from mnv3det.deploy.config import ExportConfig
 from mnv3det.deploy.runtime.timing import time_in_subprocess
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, option
 
 REFERENCE = "yolov5n"
 REFERENCE_CALIB_IMAGES = 32  # yolov5n is untrained: its INT8 files exist to be timed, not scored
@@ -75,9 +75,22 @@ class BenchReport:
     rows: list[BenchRow]
     reference_best: str = ""  # yolov5n's fastest format
     save_dir: str = ""  # the run folder (benchmark.csv, benchmark.json, the exported files)
+    val_images: int = 0  # val images the mAP columns were scored on
+    val_images_total: int = 0  # val images the data has (more than val_images: --max-images took a subset)
+
+    @property
+    def subset(self) -> bool:
+        """True when the mAP columns come from a subset of the val images (--max-images)."""
+        return self.val_images < self.val_images_total
+
+    def scored_on(self) -> str:
+        """'mAP on 448 val images', or 'mAP on a subset: 50 of 448 val images (--max-images)'."""
+        if self.subset:
+            return f"mAP on a subset: {self.val_images} of {self.val_images_total} val images ({option('max_images')})"
+        return f"mAP on {self.val_images} val images"
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "subset": self.subset}
 
     def to_json(self, indent: int | None = None) -> str:
         """The report as json (what `mnv3det benchmark --json` prints)."""
@@ -124,9 +137,10 @@ def choose_formats(requested: list[str] | None) -> list[str]:
 
 
 def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, int], data: Any, calib: int,
-               threads: int, verify: bool, console: Any, nms: bool = False) -> tuple[Path, dict[str, Any]]:
+               threads: int, verify: bool, console: Any, nms: bool = False, val_images: int | None = None
+               ) -> tuple[Path, dict[str, Any]]:
     """Write `model` as `fmt` under `folder` (static, batch 1; `nms`: end-to-end) through the one export pipeline;
-    (path, INT8 figures or {})."""
+    (path, INT8 figures or {}); `val_images`: the INT8 figures on the first N val images only."""
     from mnv3det.deploy.config import ExportConfig
     from mnv3det.deploy.export.pipeline import export_model
     from mnv3det.deploy.formats import FORMATS
@@ -136,7 +150,7 @@ def export_one(model: Any, fmt: str, folder: Path, stem: str, imgsz: tuple[int, 
         raise ValueError("the checkpoint itself is the pytorch row")
     int8 = {"calib_images": calib, **({} if verify else {"int8_max_drop": 0})}  # untrained: plain quantization
     config = ExportConfig(format=fmt, imgsz=imgsz, dynamic=False if record.dynamic else None, data=data,
-                          threads=threads, runs=0, verify=verify, nms=nms,
+                          threads=threads, runs=0, verify=verify, nms=nms, val_images=val_images,
                           **{k: v for k, v in int8.items() if record.accepts(k)})
     result = export_model(model, record.output_for(folder / f"{stem}.pt", nms), config, console=console)
     if verify and not result.passed:
@@ -195,6 +209,7 @@ class BenchOptions:
     rounds: int = 3  # rounds taken in turn over all formats; the median of the round medians is reported
     calib_images: int = ExportConfig.calib_images  # INT8 calibration images of the train split
     nms: bool = False  # also export and time end-to-end files (`export --nms`) beside the raw ones: "onnx+nms" rows
+    max_images: int | None = None  # score on the first N val images only (a quick answer); None: all of them
     reference: bool = True  # time yolov5n too (the ratio column)
     project: Path = Path("runs/benchmark")
     name: str = "exp"
@@ -218,7 +233,7 @@ def _export_rows(model: Any, label: str, formats: list[str], folder: Path, opts:
                 say(f"exporting {label} to {fmt}")
                 calib = opts.calib_images if verify else REFERENCE_CALIB_IMAGES
                 path, quant = export_one(model, name, folder, stem or label, imgsz, opts.data, calib, opts.threads,
-                                         verify, None, nms)
+                                         verify, None, nms, opts.max_images)
         except UserError:
             raise
         except Exception as err:  # one runtime failing must not cost the others' figures
@@ -250,18 +265,31 @@ def model_label(weights: Path) -> tuple[str, str]:
     return weights.name, stem
 
 
+def check_options(opts: BenchOptions) -> list[str]:
+    """The formats to run; every name, count and path checked first, without torch (a usage error in a moment)."""
+    from mnv3det.core.near_files import missing_checkpoint
+    from mnv3det.data.locate import check_data_path
+
+    formats = choose_formats(opts.formats)
+    for name, value in (("runs", opts.runs), ("rounds", opts.rounds), ("threads", opts.threads),
+                        ("max_images", opts.max_images)):
+        if value is not None and value < 1:
+            raise UserError(f"{option(name, value)}: must be 1 or more")
+    if not Path(opts.weights).is_file():
+        raise missing_checkpoint(opts.weights)
+    check_data_path(opts.data)
+    return formats
+
+
 def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Path]:
     """Export, score and time; see the module docstring. Returns the report and the run folder."""
+    formats = check_options(opts)
     from mnv3det.models.checkpoint import load_model
     from mnv3det.core.imgsz import choose_imgsz
     from mnv3det.core.runs import claim_run_dir
     from mnv3det.data import load_data
     from mnv3det.models import build_model
 
-    formats = choose_formats(opts.formats)
-    for option, value in (("--runs", opts.runs), ("--rounds", opts.rounds), ("--threads", opts.threads)):
-        if value < 1:
-            raise UserError(f"{option} {value}: must be 1 or more")
     model, ckpt = load_model(opts.weights, device="cpu")
     imgsz = choose_imgsz(opts.imgsz, ckpt.train_imgsz, int(max(int(s) for s in model.stride))).hw
     spec = load_data(opts.data)
@@ -271,6 +299,10 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
         raise UserError(f"{opts.weights} predicts {model.nc} classes but {spec.source} has {spec.nc}; "
                         "benchmark it on the data it was trained for (--data)")
     records = spec.records("val")
+    total = len(records)
+    records = records[: opts.max_images]
+    if len(records) < total:
+        say(f"{option('max_images', opts.max_images)}: scoring on a subset, {len(records)} of {total} val images")
     run_dir = claim_run_dir(Path(opts.project), opts.name, opts.exist_ok)
     folder = run_dir / "weights"
     folder.mkdir(exist_ok=True)
@@ -303,6 +335,6 @@ def run_benchmark(opts: BenchOptions, say: Any = print) -> tuple[BenchReport, Pa
             row.ratio = round(row.latency_ms / best.latency_ms, 3)
         row.latency_ms = round(row.latency_ms, 3) if row.latency_ms else None
     report = BenchReport(str(opts.weights), str(spec.source), imgsz, opts.threads, opts.runs, opts.rounds, all_rows,
-                         best.format if best else "", str(run_dir))
+                         best.format if best else "", str(run_dir), len(records), total)
     write_outputs(report, run_dir)
     return report, run_dir

@@ -38,8 +38,9 @@ class DetectConfig:
     save_conf: bool = False  # the score as a sixth column of --save-txt rows
     save_json: bool = False  # every box in predictions.json
     save_crop: bool = False  # each box cut out to crops/<class>/
+    hide_labels: bool = False  # boxes only, no labels (dense scenes)
     hide_conf: bool = False  # labels show the class name only
-    line_width: int | None = None  # box line width in pixels; None = by image size
+    line_width: int | None = None  # box line width in pixels; None = by image size, thinner on small boxes
     project: Path = Path("runs/detect")  # folder of run folders
     name: str = "exp"  # run folder name; exp2, exp3, ... when taken
     exist_ok: bool = False  # reuse project/name instead of a new folder
@@ -47,6 +48,15 @@ class DetectConfig:
     def validate(self, names: list[str]) -> None:
         """Clear errors for values that cannot work with a model of these classes, naming the option."""
         check_nms_values(conf=self.conf, iou=self.iou, max_det=self.max_det, classes=self.classes, names=names)
+        if self.line_width is not None and self.line_width < 1:
+            raise UserError(f"--line-width {self.line_width}: must be 1 or more (leave it out to scale with the boxes)")
+
+    def check_weights(self) -> None:
+        """A missing --weights, without torch (the CLI asks before its imports; the backend asks again)."""
+        from mnv3det.core.near_files import missing_model
+
+        if not Path(self.weights).exists():
+            raise missing_model(self.weights)
 
     def nms(self) -> "NmsSettings":
         from mnv3det.deploy.runtime.predictor import NmsSettings
@@ -86,6 +96,7 @@ class ExportConfig:
     runs: int = 10  # timed runs for the latency figure (0: not timed)
     threads: int | None = None  # CPU threads for verification and latency; None = the cores this process may use
     verify: bool = True  # False: no comparison with PyTorch (a file made only to be timed, benchmark's yolov5n)
+    val_images: int | None = None  # INT8: score on the first N val images only (benchmark --max-images); None: all
 
     def check(self) -> "Format":
         """The format record, after clear one-line errors for options it cannot take or that cannot work."""

@@ -160,7 +160,8 @@ class _Outputs:
         tag = _frame_name(stem, frame.index) if frame.is_video else stem
         out_path = None
         if opts.save_images:
-            drawn = draw_detections(image, det.numpy(), self.names, not opts.hide_conf, opts.line_width)
+            drawn = draw_detections(image, det.numpy(), self.names, not opts.hide_conf, opts.line_width,
+                                    show_labels=not opts.hide_labels)
             if frame.is_video:
                 out_path = self.save_dir / f"{stem}.mp4"
                 if frame.path not in self.writers:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnv3det.core.nms_checks import check_nms_values
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, option
 
 if TYPE_CHECKING:
     from mnv3det.deploy.runtime.predictor import NmsSettings
@@ -63,9 +63,20 @@ class ValConfig(EvalConfig):
     exist_ok: bool = False  # reuse project/name instead of a new folder
 
     def validate(self) -> None:
+        """The EvalConfig checks, then the split name and the paths (no torch: the CLI asks before its imports)."""
+        from mnv3det.core.near_files import missing_model
+        from mnv3det.data.locate import check_data_path
+
         super().validate()
+        if self.imgsz:  # an option's value before a path: the size rule (core/imgsz.py) is light too
+            from mnv3det.core.imgsz import ImgSize
+
+            ImgSize.parse(self.imgsz)
+        if not Path(self.weights).exists():
+            raise missing_model(self.weights)
+        check_data_path(self.data)
         if self.split not in SPLITS:
-            raise UserError(f"--split {self.split!r}: use one of {', '.join(SPLITS)}")
+            raise UserError(f"{option('split', self.split)}: use one of {', '.join(SPLITS)}")
 
     def eval_config(self, imgsz: int) -> EvalConfig:
         """The EvalConfig part, at the size resolved for the model."""

@@ -41,6 +41,7 @@ def evaluate(
     plots_dir: str | Path | None = None,
     save_json: str | Path | None = None,
     between_batches: Callable[[], object] | None = None,
+    on_targets: Callable[[torch.Tensor], object] | None = None,
     write: Callable[[Path, bytes], Path] | None = None,
 ) -> EvalResult:
     """Run `model_or_backend` over `records` and score the detections (see the module docstring).
@@ -48,7 +49,8 @@ def evaluate(
     spec: the DataSpec the records came from (names, category_ids). plots_dir: write the plots there;
     save_json: write the COCO results json there. loader: a validation DataLoader over these records built once
     with `make_eval_loader` and reused, so the trainer does not start new workers every epoch. between_batches:
-    called after every batch (the CPU thread governor's `poll`). write: how each file is written (default
+    called after every batch (the CPU thread governor's `poll`). on_targets: called with each batch's targets
+    after the model ran on it (train/val_loss.py). write: how each file is written (default
     `core.outputs.write_output`; `mnv3det val` passes its run's `RunFiles.write`).
     """
     config = config or EvalConfig()
@@ -67,7 +69,7 @@ def evaluate(
                                       workers=config.workers, fixed_shape=backend.fixed_shape)
         keep = MOSAIC_BATCHES if plots_dir is not None else 0
         inference = infer(backend, loader, records, config.nms(), progress=progress, keep_batches=keep,
-                          between_batches=between_batches)
+                          between_batches=between_batches, on_targets=on_targets)
     finally:
         if module is not None:
             module.train(was_training)

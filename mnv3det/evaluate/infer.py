@@ -65,11 +65,13 @@ def make_eval_loader(
 
 def infer(
     backend: Backend, loader: Any, records: Sequence[Any], nms: NmsSettings, *, progress: bool = True, keep_batches: int = 0,
-    between_batches: Callable[[], object] | None = None,
+    between_batches: Callable[[], object] | None = None, on_targets: Callable[[torch.Tensor], object] | None = None,
 ) -> Inference:
     """Run every batch of `loader` through the prediction path; boxes are matched to `records` by path.
 
     between_batches: called after every batch on this thread (the CPU thread governor's `poll`).
+    on_targets: called with each batch's loader targets (M, 6) right after the model ran on it (the trainer's
+    validation loss).
 
     An image the loader could not decode comes back as a substitute with the same path; it is scored once.
     """
@@ -79,6 +81,8 @@ def infer(
     with _progress_bar(progress, len(loader)) as advance:
         for index, (images, targets, paths, shapes) in enumerate(loader):
             prediction = run_batch(backend, images, shapes, nms)
+            if on_targets is not None:
+                on_targets(targets)
             out.seconds += [prediction.speed_ms[k] * len(paths) / 1000 for k in ("preprocess", "inference", "nms")]
             out.images_run += len(paths)
             for det, path in zip(prediction.detections, paths):

@@ -162,7 +162,7 @@ def plot_image_mosaic(
     """
     import cv2
 
-    from mnv3det.deploy.runtime.annotate import class_color  # the same colour per class as `detect` images
+    from mnv3det.deploy.runtime.annotate import draw_detections  # the boxes and labels of `detect` images
 
     path = Path(path)
     images = np.asarray(images)
@@ -170,25 +170,21 @@ def plot_image_mosaic(
     b, cols, rows, scale = mosaic_layout(len(images), h, w, max_images, max_size)
     images = images[:b]
     th, tw = int(h * scale), int(w * scale)
-    mosaic = np.full((rows * th, cols * tw, 3), 255, np.uint8)
+    mosaic = np.full((rows * th, cols * tw, 3), 255, np.uint8)  # BGR, as draw_detections and imwrite take it
     for i in range(b):
-        tile = np.ascontiguousarray(images[i].transpose(1, 2, 0))
+        tile = cv2.cvtColor(np.ascontiguousarray(images[i].transpose(1, 2, 0)), cv2.COLOR_RGB2BGR)
         if scale != 1:
             tile = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        tile = np.ascontiguousarray(tile)
         det = np.asarray(boxes[i], np.float64).reshape(-1, boxes[i].shape[-1] if len(boxes[i]) else 5)
-        for row in det:
-            x1, y1, x2, y2 = (row[:4] * scale).round().astype(int).tolist()
-            cls = int(row[-1])
-            color = class_color(cls, "rgb")  # the tiles are RGB
-            cv2.rectangle(tile, (x1, y1), (x2, y2), color, 2)
-            name = str(names[cls]) if 0 <= cls < len(names) else str(cls)
-            label = f"{name} {row[4]:.2f}" if det.shape[1] == 6 else name
-            cv2.putText(tile, label, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+        scored = det.shape[1] == 6
+        rows6 = det.copy() if scored else np.insert(det, 4, 1.0, axis=1)  # ground truth: no score to show
+        rows6[:, :4] *= scale
+        # lines and labels scale with each box and the tile (annotate.box_style): dense tiles stay readable
+        tile = draw_detections(tile, rows6, list(map(str, names)), show_conf=scored)
         r, c = divmod(i, cols)
         mosaic[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = tile
         cv2.rectangle(mosaic, (c * tw, r * th), ((c + 1) * tw - 1, (r + 1) * th - 1), (255, 255, 255), 2)
-    ok, encoded = cv2.imencode(Path(path).suffix or ".jpg", cv2.cvtColor(mosaic, cv2.COLOR_RGB2BGR))
+    ok, encoded = cv2.imencode(Path(path).suffix or ".jpg", mosaic)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {path}")
     return _writer(write)(Path(path), encoded.tobytes())

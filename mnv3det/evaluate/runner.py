@@ -18,7 +18,7 @@ from mnv3det.core.console import make_console
 from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
 from mnv3det.core.outputs import RunFiles, refuse_overlap
 from mnv3det.core.runs import claim_run_dir
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, option
 from mnv3det.evaluate.default_data import data_for_weights
 from mnv3det.evaluate.config import ValConfig
 from mnv3det.evaluate.evaluator import EvalResult, evaluate
@@ -52,8 +52,8 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
     spec = load_data(data)
     _check_split(spec, cfg.split)
     if cfg.split == "train":
-        console.print("[yellow]note:[/] --split train measures how well the model fits the images it was trained "
-                      "on, not how it does on new ones (use val or test for that)", highlight=False)
+        console.print(f"[yellow]note:[/] {option('split', 'train')} measures how well the model fits the images it "
+                      "was trained on, not how it does on new ones (use val or test for that)", highlight=False)
     records = spec.records(cfg.split)
     for line in source_lines(spec, [cfg.split]):
         console.print(line, highlight=False, soft_wrap=True)
@@ -78,12 +78,14 @@ def run_val(cfg: ValConfig, console: Console | None = None) -> tuple[EvalResult,
 
 
 def _check_split(spec: Any, split: str) -> None:
-    """A split the data does not have: one line naming the ones it has (a train-only COCO json: --split train)."""
+    """A split the data does not have: one line naming the ones it has and one to use instead, spelled as the user
+    gives options (`--split val` on the command line, `split='val'` in Python)."""
     if split in spec.splits:
         return
     have = ", ".join(spec.splits) or "none"
-    hint = f"; evaluate one of them with --split {next(iter(spec.splits))}" if spec.splits else ""
-    raise UserError(f"--split {split}: {spec.source} has no {split!r} split (it has: {have}){hint}")
+    instead = next((s for s in ("val", "test", "train") if s in spec.splits), next(iter(spec.splits), None))
+    hint = f"; evaluate one of them with {option('split', instead)}" if instead else ""
+    raise UserError(f"{option('split', split)}: {spec.source} has no {split!r} split (it has: {have}){hint}")
 
 
 def _thread_governor(cfg: ValConfig, device: Any) -> ThreadGovernor | None:

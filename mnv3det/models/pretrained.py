@@ -3,8 +3,10 @@
 The seed modules mirror torchvision's layout, so the mapping is row to row:
 `features.{i}.<rest>` (torchvision) -> `layers.{i}.<rest>` (ours) for every leading MobileNet row i.
 torchvision's last feature (the 1x1 conv to 576/960/1280 channels) and the classifier are not used.
-Nothing is ever downloaded: `imagenet` only works when torchvision's weights are already in the local
-torch hub cache.
+`imagenet` takes torchvision's DEFAULT weights of the architecture through its weights API
+(`MobileNet_V3_Small_Weights.DEFAULT`, ...): the file in torch's hub cache (`torch.hub.get_dir()/checkpoints`,
+named as in the weights' URL), downloaded there first when it is missing and the machine is online. Offline, one
+line names the file and the folder to put it in. Either way the file then loads as a local file does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mnv3det.errors import UserError
+from mnv3det.errors import UserError, option
+from mnv3det.models.backbone_source import IMAGENET, check_backbone_source, is_imagenet
 
 # The rows a torchvision backbone fills, recognised by the stem module and the number of blocks.
 _ARCHITECTURES = {
@@ -67,29 +70,56 @@ def _source_architecture(features: dict[str, Tensor]) -> str:
     )
 
 
-def _imagenet_cache_file(architecture: str) -> tuple[Path, str]:
-    """(where torchvision would cache the DEFAULT ImageNet weights of `architecture`, their URL); no download."""
+def _imagenet_weights(architecture: str) -> Any:
+    """torchvision's DEFAULT ImageNet weights entry (a WeightsEnum member) of `architecture`."""
     from torchvision.models import get_model_weights
 
     try:
-        weights = get_model_weights(architecture).DEFAULT
+        return get_model_weights(architecture).DEFAULT
     except ValueError:
         raise UserError(f"torchvision has no ImageNet weights for {architecture}; pass a state_dict file") from None
-    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1], weights.url
+
+
+def imagenet_cache_file(architecture: str) -> Path:
+    """Where torchvision keeps the DEFAULT ImageNet weights of `architecture`: torch's hub cache, the file named as
+    in the weights' URL (e.g. ~/.cache/torch/hub/checkpoints/mobilenet_v3_small-047dcff4.pth; $TORCH_HOME moves it)."""
+    url = _imagenet_weights(architecture).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def download_imagenet(weights: Any) -> None:
+    """Fetch `weights` into torch's hub cache with torchvision's own API (hash checked; progress on stderr)."""
+    weights.get_state_dict(progress=True, check_hash=True)
+
+
+def _imagenet_file(architecture: str) -> Path:
+    """The cached ImageNet file of `architecture`, downloaded first when missing; offline, one line naming the file
+    and the folder to put it in."""
+    path = imagenet_cache_file(architecture)
+    if path.is_file():
+        return path
+    weights = _imagenet_weights(architecture)
+    try:
+        download_imagenet(weights)
+    except Exception as err:  # offline (URLError), a proxy, a full disk, a hash mismatch: all fixed the same way
+        from mnv3det.errors import error_line
+
+        raise UserError(
+            f"{option('backbone_weights', IMAGENET)}: could not download {architecture}'s ImageNet weights "
+            f"({error_line(err, limit=120)}); put {path.name} (from {weights.url}) in {path.parent} and run again"
+        ) from None
+    if not path.is_file():  # torch.hub names the file from the URL; anything else is a bug worth a clear line
+        raise UserError(f"{option('backbone_weights', IMAGENET)}: the download did not leave {path}; put the file "
+                        "there and run again")
+    return path
 
 
 def _read_state_dict(source: str | Path, architecture: str) -> tuple[dict[str, Tensor], str]:
-    if str(source).lower() == "imagenet":
-        path, url = _imagenet_cache_file(architecture)
-        if not path.is_file():
-            raise UserError(
-                f"--backbone-weights imagenet: {architecture} ImageNet weights are not in the local cache ({path}). "
-                f"mnv3det never downloads; fetch {url} on a machine with network, then pass its path."
-            )
+    if is_imagenet(source):
+        path = _imagenet_file(architecture)
     else:
+        check_backbone_source(source)
         path = Path(source)
-        if not path.is_file():
-            raise UserError(f"--backbone-weights {path}: file not found; pass a torchvision state_dict (.pth) file")
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files
@@ -107,8 +137,9 @@ def load_backbone_weights(model: nn.Module, source: str | Path) -> BackboneLoadR
     """Copy a torchvision MobileNetV3/V2 ImageNet state_dict into the model's backbone rows.
 
     `source` is a state_dict file (as `torch.save(tv_model.state_dict(), path)` writes) or `imagenet`
-    (torchvision's cached DEFAULT weights, never downloaded). Every tensor of the backbone rows must be
-    found with the same shape, otherwise nothing is loaded and a UserError says what does not fit.
+    (torchvision's DEFAULT weights from torch's hub cache, downloaded there when missing and online). Every tensor
+    of the backbone rows must be found with the same shape, otherwise nothing is loaded and a UserError says what
+    does not fit.
     """
     rows, architecture = backbone_rows(model)
     state, label = _read_state_dict(source, architecture)

@@ -12,14 +12,17 @@ yaml < keywords given here. With no `data` and no `hyp` the built-in demo set tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from mnv3det.core.console import make_console
 from mnv3det.errors import UserError
 from mnv3det.train.config import TrainConfig, apply_overrides, load_hyp
-from mnv3det.train.trainer import TrainResult, fit
+from mnv3det.train.start_checks import check_start
+
+if TYPE_CHECKING:  # the trainer brings torch: imported once the names and paths are known to be right
+    from mnv3det.train.trainer import TrainResult
 
 
 def train(*, hyp: str | Path | None = None, backbone: str | None = None, resume: bool | str | Path = False,
@@ -41,12 +44,16 @@ def train(*, hyp: str | Path | None = None, backbone: str | None = None, resume:
         given["recipe"] = recipe_for_backbone(backbone)
     if resume is not False and resume is not None:
         from mnv3det.train.resume import config_for_resume, find_last_checkpoint
+        from mnv3det.train.trainer import fit
 
         if hyp is not None:
             raise UserError("--hyp cannot change a run being resumed; resume uses the run's saved config")
         last = find_last_checkpoint(None if resume is True else resume, given.pop("project", "runs/train"))
         cfg, _ = config_for_resume(last, given)
         return fit(cfg, resume=last, console=console, show_progress=progress)
+    # Names and paths first (an unknown preset or recipe, a missing file): one line before anything heavy.
+    start = apply_overrides(TrainConfig(), load_hyp(hyp), f"--hyp {hyp}") if hyp is not None else TrainConfig()
+    check_start(apply_overrides(start, given, "command-line options"))
     if given.get("data") is None and hyp is None:
         hyp = "hyp.demo"  # no data given: the demo set with settings that train it in a few CPU minutes
         console.print("no --data: training on the built-in demo set with the hyp.demo preset (recipes/hyp.demo.yaml)")
@@ -60,4 +67,6 @@ def train(*, hyp: str | Path | None = None, backbone: str | None = None, resume:
     if hyp is not None:
         cfg = apply_overrides(cfg, load_hyp(hyp), f"--hyp {hyp}")
     cfg = apply_overrides(cfg, given, "command-line options")
+    from mnv3det.train.trainer import fit
+
     return fit(cfg, console=console, show_progress=progress)

@@ -29,7 +29,7 @@ def results_series(csv_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
     with Path(csv_path).open() as f:
         rows = list(csv.DictReader(f))
     keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
-    panels = [k for k in keys if k.startswith(("train/", "metrics/", "lr/"))] or keys
+    panels = [k for k in keys if k.startswith(("train/", "val/", "metrics/", "lr/"))] or keys
     epochs = np.array([int(float(r["epoch"])) for r in rows])  # from 1, as the log
     series = {key: (epochs, np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows]))
               for key in panels}
@@ -38,17 +38,28 @@ def results_series(csv_path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 def plot_results(csv_path: str | Path, out: str | Path | None = None) -> Path:
-    """results.csv -> results.png: one panel per numeric column (train losses, metrics, lr)."""
+    """results.csv -> results.png: one panel per numeric column (losses, metrics, lr); each loss panel holds the
+    train curve and, beside it, the validation one (`val/box_loss` on `box_loss`), so a widening gap shows."""
     csv_path = Path(csv_path)
     out = Path(out) if out is not None else csv_path.with_name("results.png")
     series = results_series(csv_path)
-    panels = list(series)
+    val_of = {k: "val/" + k.split("/", 1)[1] for k in series if k.startswith("train/")}
+    paired = {k: v for k, v in val_of.items() if v in series}  # train/box_loss -> val/box_loss
+    panels = [k for k in series if k not in paired.values()]
     cols = 4
     fig, axes = _figure(max(1, (len(panels) + cols - 1) // cols), cols, (14, 3.2 * max(1, (len(panels) + cols - 1) // cols)))
     for ax, key in zip(axes, panels):
         epochs, values = series[key]
-        ax.plot(epochs, values, marker=".", linewidth=1.5)
-        ax.set_title(key, fontsize=10)
+        if key in paired:  # a loss: train and val in one panel
+            ax.plot(epochs, values, marker=".", linewidth=1.5, label="train")
+            val_epochs, val_values = series[paired[key]]
+            keep = ~np.isnan(val_values)  # epochs without validation (--val-interval) have no val loss
+            ax.plot(val_epochs[keep], val_values[keep], marker=".", linewidth=1.5, label="val")
+            ax.legend(fontsize=8)
+            ax.set_title(key.split("/", 1)[1] + " (train, val)", fontsize=10)
+        else:
+            ax.plot(epochs, values, marker=".", linewidth=1.5)
+            ax.set_title(key, fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.grid(alpha=0.3)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 CSV_FIELDS = [
-    "epoch", "train/box_loss", "train/obj_loss", "train/dfl_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+    "epoch", "train/box_loss", "train/obj_loss", "train/dfl_loss", "train/cls_loss",
+    "val/box_loss", "val/obj_loss", "val/dfl_loss", "val/cls_loss", "metrics/precision", "metrics/recall",
     "metrics/mAP50", "metrics/mAP50-95", "fitness", "lr/bias", "lr/decay", "lr/norm", "images_per_s", "epoch_s",
     "skipped_steps",
 ]
@@ -63,8 +64,10 @@ def trim_results(path: Path, first_epoch: int) -> None:
     os.replace(tmp, path)
 
 
-def results_row(epoch: int, stats: Any, result: Any, lrs: dict[str, float]) -> dict[str, Any]:
-    """One results.csv row from the epoch's stats (EpochStats), validation (EvalResult or None) and lrs.
+def results_row(epoch: int, stats: Any, result: Any, lrs: dict[str, float],
+                val_losses: dict[str, float] | None = None) -> dict[str, Any]:
+    """One results.csv row from the epoch's stats (EpochStats), validation (EvalResult or None), lrs and the loss
+    on the validation images (the head's terms by name, as `ValLoss.means()`; None when the epoch did not validate).
 
     epoch: the 0-based loop index; the row says epoch + 1, the number the log shows."""
     row: dict[str, Any] = {
@@ -75,6 +78,8 @@ def results_row(epoch: int, stats: Any, result: Any, lrs: dict[str, float]) -> d
         "epoch_s": round(stats.seconds, 2),
         "skipped_steps": stats.skipped,
     }
+    for name, value in (val_losses or {}).items():  # the same terms as the train columns
+        row[f"val/{name}_loss"] = round(value, 6)
     for group, lr in lrs.items():
         row[f"lr/{group}"] = round(lr, 8)
     if result is not None:

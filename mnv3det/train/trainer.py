@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 
 from mnv3det.core.console import make_console
-from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor
+from mnv3det.core.cpu_share import ThreadGovernor, adaptive_governor, adapts
 from mnv3det.core.checkpoint import Checkpoint, DataInfo, nonfinite_weights, remove_stale_temporaries, save_checkpoint
 from mnv3det.core.outputs import RunFiles
 from mnv3det.core.runs import claim_run_dir, increment_path, run_lock
@@ -241,9 +241,9 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     cfg, parts = run.cfg, run.parts
     _refuse_nonfinite(state, run, epoch)  # before validating or saving: such weights never become last.pt or best.pt
     final = epoch + 1 == cfg.epochs
-    result = None
+    result, val_losses = None, None
     if parts.val_records and ((epoch + 1) % cfg.val_interval == 0 or final):
-        result = _validate(state, run, between_batches)
+        result, val_losses = _validate(state, run, between_batches)
     improved = False
     if result is not None and (state.best_fitness is None or float(result.fitness) > state.best_fitness):
         state.best_fitness, state.best_epoch, improved = float(result.fitness), epoch, True
@@ -252,7 +252,7 @@ def end_epoch(state: TrainState, run: RunContext, epoch: int, stats: EpochStats,
     stop_reason = ""
     if cfg.patience and state.best_epoch >= 0 and epoch - state.best_epoch >= cfg.patience and not final:
         stop_reason = f"early stop: no improvement for {cfg.patience} epochs (best epoch {state.best_epoch + 1})"
-    row = results_row(epoch, stats, result, lrs)
+    row = results_row(epoch, stats, result, lrs, val_losses)
     append_results(run.run_dir / "results.csv", row)  # before last.pt: a resume trims rows it will redo
     ck = make_checkpoint(state, cfg, parts.data, epoch, finished=final or bool(stop_reason),
                          stop_reason=stop_reason or ("all epochs done" if final else ""))
@@ -282,17 +282,23 @@ def _refuse_nonfinite(state: TrainState, run: RunContext, epoch: int) -> None:
                     "with `mnv3det data check`, or on CPU drop --cpu-bf16")
 
 
-def _validate(state: TrainState, run: RunContext, between_batches: Callable[[], object] | None = None) -> Any:
-    """Fast mAP of the EMA model on the validation records, over the run's reusable val loader."""
+def _validate(state: TrainState, run: RunContext,
+              between_batches: Callable[[], object] | None = None) -> tuple[Any, dict[str, float] | None]:
+    """Fast mAP of the EMA model on the validation records, over the run's reusable val loader, and the training
+    loss terms ({box, obj | dfl, cls}) on the same batches."""
     from mnv3det.evaluate.config import EvalConfig
     from mnv3det.evaluate.evaluator import evaluate
+    from mnv3det.train.val_loss import ValLoss
 
     cfg = run.cfg
     ema_model = state.ema.module
     ema_model.names = list(state.net.names)
     config = EvalConfig(imgsz=cfg.imgsz, batch=cfg.batch * 2, coco=False, workers=cfg.workers)
-    return evaluate(ema_model, run.parts.val_records, run.parts.spec, config, device=state.device, progress=False,
-                    loader=run.parts.val_loader, between_batches=between_batches)
+    with ValLoss(ema_model.detect, state.loss_fn) as val_loss:
+        result = evaluate(ema_model, run.parts.val_records, run.parts.spec, config, device=state.device,
+                          progress=False, loader=run.parts.val_loader, between_batches=between_batches,
+                          on_targets=val_loss.add)
+    return result, val_loss.means()
 
 
 def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None:
@@ -313,12 +319,17 @@ def _start(run: RunContext, ckpt: Checkpoint | None, info: ddp.DistInfo) -> None
     run.writer = open_tensorboard(run.run_dir)
     state = parts.state
     precision = {torch.float16: "fp16 AMP", torch.bfloat16: "bf16 autocast", None: "fp32"}[state.autocast_dtype]
+    threads = torch.get_num_threads()
+    if adapts(cfg.threads, threads, device=state.device, processes=info.world_size):  # one count, and how it moves
+        thread_text = f"up to {threads} threads (fewer while other processes use the cores; each change is logged)"
+    else:
+        thread_text = f"{threads} thread{'s' if threads > 1 else ''}"
     train_set = parts.generated.describe() if parts.generated else f"{len(parts.train_records)} train"
     log.print(
         f"{train_set} / {len(parts.val_records)} val images, {len(parts.loader)} batches of "
         f"{cfg.batch // info.world_size}{f' x {info.world_size} processes' if info.enabled else ''}, optimizer step "
         f"every {state.accumulate} batch(es) (nominal batch {cfg.nbs}), warmup {state.warmup.iters} batches, "
-        f"{state.device}, {torch.get_num_threads()} threads, {precision}"
+        f"{state.device}, {thread_text}, {precision}"
         + ("" if run.writer else "; tensorboard not installed, logging to results.csv")
     )
 
@@ -340,11 +351,15 @@ def _thread_governor(run: RunContext | None, state: TrainState, cfg: TrainConfig
     """On CPU with the thread count left to mnv3det, one process: threads follow the cores other processes leave
     free (core/cpu_share.py); each change gets one log line, up to MAX_THREAD_LINES."""
 
+    current = [torch.get_num_threads()]  # the count the start line named; each line says from what to what
+
     def tell(threads: int, other_cores: float) -> None:
+        before, current[0] = current[0], threads
         if run is None or governor is None or governor.changes > MAX_THREAD_LINES:
             return
         more = " (further changes not shown)" if governor.changes == MAX_THREAD_LINES else ""
-        run.log.print(f"CPU threads: {threads} (other processes used {other_cores:.1f} of {governor.cores} cores){more}")
+        run.log.print(f"CPU threads: {before} -> {threads} (other processes used {other_cores:.1f} of "
+                      f"{governor.cores} cores){more}")
 
     governor = adaptive_governor(cfg.threads, torch.get_num_threads(), device=state.device, processes=ddp.world_size(),
                                  on_change=tell)
@@ -375,7 +390,7 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
         if close_at is not None and epoch == max(close_at, start_epoch):
             loader.dataset.set_mosaic(False)  # a shared flag: running workers see it too
             if run is not None:
-                run.log.print(f"mosaic off for the last {cfg.epochs - epoch} epoch(s)")
+                run.log.print(mosaic_off_line(cfg, epoch))
         _set_epoch(loader, epoch, cfg.seed)
         hook = _batch_plotter(run) if run is not None and cfg.plots and epoch == 0 else None
         stats = train_one_epoch(state, loader, epoch, cfg, console=console, show_progress=show_progress and run is not None,
@@ -388,6 +403,16 @@ def run_epochs(run: RunContext | None, parts: Prepared, cfg: TrainConfig, start_
         if ddp.broadcast_flag(bool(stop_reason), state.device):
             break
     return epoch, stop_reason, history
+
+
+def mosaic_off_line(cfg: TrainConfig, epoch: int) -> str:
+    """What turning mosaic off at `epoch` means for this run: the last N epochs, or all of it when the close-mosaic
+    window is as long as the run (a 3-epoch run with close_mosaic 5 never sees a mosaic)."""
+    left = cfg.epochs - epoch
+    if epoch == 0:
+        return (f"mosaic off for the whole run, all {left} epoch(s): close_mosaic is {cfg.close_mosaic} and the run "
+                f"has {cfg.epochs}")
+    return f"mosaic off for the last {left} epoch(s)"
 
 
 def fit(cfg: TrainConfig, *, resume: str | Path | None = None, console: Console | None = None,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mnv3det.core.atomic import AtomicOutput
+from mnv3det.core.streams import spawn_children
 from mnv3det.deploy.runtime.litert import METADATA_NAME, quiet_stderr
 from mnv3det.errors import UserError
 
@@ -74,6 +75,8 @@ def convert(model: torch.nn.Module, shape: tuple[int, int, int, int], out: Path,
     """Write the float32 .tflite of `model` (fused, eval, CPU) for inputs of `shape` to `out`."""
     with _quiet_converter():
         import litert_torch
+
+        spawn_children()  # litert_torch brought JAX, which runs threads: no os.fork() from here on
 
         try:
             with torch.no_grad():

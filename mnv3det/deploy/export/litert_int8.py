@@ -115,6 +115,10 @@ def quantize(float_path: Path, out: Path, calibration: Any, batch: int, head_flo
     so it gets CHUNK images a call, each call starting from the ranges so far: min/max ranges merge exactly."""
     from ai_edge_quantizer import quantizer
 
+    from mnv3det.core.streams import spawn_children
+
+    spawn_children()  # the quantizer runs on JAX, which runs threads: no os.fork() from here on
+
     key, input_name, float_names = signature(float_path)
     qt = quantizer.Quantizer(str(float_path), recipe(float_names, head_float))
     ranges = None

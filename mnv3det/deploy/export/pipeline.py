@@ -412,6 +412,7 @@ def _prepare_data(job: ExportJob, fmt: Format, config: ExportConfig, stride: int
 
         job.val_spec = load_data(config.data)
         job.val_records = job.val_spec.records("val") if "val" in job.val_spec.splits and config.verify else []
+        job.val_records = job.val_records[: config.val_images]  # benchmark --max-images: a subset, said in its table
     if fmt.calibration:
         from mnv3det.deploy.export.calibrate import calibration_set
         from rich.markup import escape

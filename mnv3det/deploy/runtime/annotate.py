@@ -39,37 +39,59 @@ def box_label(cls: int, score: float, names: list[str], show_conf: bool = True) 
     return f"{name} {score:.2f}" if show_conf else name
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+MIN_FONT_SCALE = 0.3  # about 7 px high: the smallest label that still reads
+LABEL_BOX_HEIGHT = 0.25  # a label is at most this share of its box's height ...
+LABEL_BOX_WIDTH = 1.5  # ... and this many times its width, so labels in a dense scene leave the objects visible
+BOX_LINE_DIVISOR = 12  # a box's line is at most 1/12 of its shorter side (thin lines on small boxes)
+
+
+def image_line_width(height: int, width: int) -> int:
+    """The line width for an image of this size: thicker on bigger images, at least 2 px."""
+    return max(round((height + width) / 2 * 0.003), 2)
+
+
+def box_style(label: str, box_w: float, box_h: float, line_width: int, fixed: bool) -> tuple[int, float, int]:
+    """(line thickness, font scale, font thickness) for one box. `fixed` (the user's --line-width): that width and
+    its font everywhere; otherwise both shrink with the box, so small, dense boxes keep thin lines and small labels
+    (BCCD's ~46 cells per image) while big boxes on big images get `line_width` and a font to match."""
+    font_scale = line_width / 3
+    if not fixed:
+        line_width = max(1, min(line_width, round(min(box_w, box_h) / BOX_LINE_DIVISOR)))
+        (tw, th), baseline = cv2.getTextSize(label, FONT, 1.0, 1)  # size at scale 1: the text scales linearly
+        fits = min(LABEL_BOX_HEIGHT * box_h / (th + baseline), LABEL_BOX_WIDTH * box_w / max(tw, 1))
+        font_scale = max(MIN_FONT_SCALE, min(font_scale, fits))
+    return line_width, font_scale, max(1, min(line_width - 1, round(font_scale * 2)))
+
+
 def draw_detections(
-    image: np.ndarray, detections, names: list[str], show_conf: bool = True, line_width: int | None = None
+    image: np.ndarray, detections, names: list[str], show_conf: bool = True, line_width: int | None = None,
+    show_labels: bool = True,
 ) -> np.ndarray:
-    """A copy of `image` with every detection drawn as a coloured box and a filled label."""
+    """A copy of `image` with every detection drawn as a coloured box and (show_labels) a filled label.
+
+    line_width None: from the image size, and each box's line and label shrink with the box (`box_style`);
+    a number: that width and its label size for every box."""
     out = image.copy()
     h, w = out.shape[:2]
-    lw = line_width or max(round((h + w) / 2 * 0.003), 2)  # thicker lines on bigger images
-    font_scale = lw / 3
-    font_thickness = max(lw - 1, 1)
+    lw = line_width or image_line_width(h, w)
     for x1, y1, x2, y2, score, cls in np.asarray(detections, dtype=np.float64).reshape(-1, 6):
         cls = int(cls)
         color = class_color(cls)
         p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
-        cv2.rectangle(out, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
         label = box_label(cls, float(score), names, show_conf)
-        (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thickness)
+        thickness, font_scale, font_thickness = box_style(label, x2 - x1, y2 - y1, lw, line_width is not None)
+        cv2.rectangle(out, p1, p2, color, thickness=thickness, lineType=cv2.LINE_AA)
+        if not show_labels:
+            continue
+        (tw, th), baseline = cv2.getTextSize(label, FONT, font_scale, font_thickness)
         above = p1[1] - th - baseline - 3 >= 0  # label above the box unless it would leave the image
         top = p1[1] - th - baseline - 3 if above else p1[1]
         bottom = top + th + baseline + 3
         left = min(p1[0], max(w - tw - 2, 0))
         cv2.rectangle(out, (left, top), (left + tw + 2, bottom), color, thickness=-1, lineType=cv2.LINE_AA)
-        cv2.putText(
-            out,
-            label,
-            (left + 1, bottom - baseline - 1),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            text_color(color),
-            thickness=font_thickness,
-            lineType=cv2.LINE_AA,
-        )
+        cv2.putText(out, label, (left + 1, bottom - baseline - 1), FONT, font_scale, text_color(color),
+                    thickness=font_thickness, lineType=cv2.LINE_AA)
     return out
 
 

@@ -285,12 +285,9 @@ def load_backend(
     from mnv3det.deploy.formats import format_for_path
 
     if not path.exists():
-        from mnv3det.core.near_files import did_you_mean
+        from mnv3det.core.near_files import missing_model
 
-        raise UserError(
-            f"--weights {path} does not exist{did_you_mean(path)}; pass a .pt checkpoint, an exported file "
-            f"({_suffixes(exported=True)}) or an exported *_openvino_model / *_ncnn_model folder"
-        )
+        raise missing_model(path)
     fmt = format_for_path(path)  # a folder has no suffix of its own, and users may rename it: its contents say
     if fmt is None:
         raise UserError(f"--weights {path}: unknown model file type {path.suffix.lower()!r}; use one of {_suffixes()}")
@@ -313,8 +310,8 @@ def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray], Any], 
     return (lambda x: session.run(None, {inp.name: x})), tuple(d if isinstance(d, int) else -1 for d in inp.shape)
 
 
-def _suffixes(exported: bool = False) -> str:
-    """The suffixes load_backend opens (`exported`: without the checkpoint's .pt)."""
+def _suffixes() -> str:
+    """The suffixes load_backend opens."""
     from mnv3det.deploy.formats import FORMATS
 
-    return ", ".join(dict.fromkeys(s for f in FORMATS.values() for s in f.opens if not (exported and s == ".pt")))
+    return ", ".join(dict.fromkeys(s for f in FORMATS.values() for s in f.opens))

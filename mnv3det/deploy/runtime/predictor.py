@@ -25,7 +25,7 @@ from torch import Tensor
 from mnv3det.core.device import synchronize
 from mnv3det.core.imgsz import DEFAULT_IMGSZ, ImgSize, ImgSizeLike, check_imgsz, choose_imgsz
 from mnv3det.core.postprocess import non_max_suppression, scale_boxes
-from mnv3det.data import letterbox
+from mnv3det.data.letterbox import letterbox
 from mnv3det.deploy.runtime.backends import Backend
 
 
