@@ -1,4 +1,4 @@
-"""Write a model in a deployment format and check it against PyTorch: one registry (registry.py), one module per
-format (its writer, calibration and verification choices), the pipelines (pipeline.py for onnx/torchscript,
-edge.py for the static formats). Sits above deploy/runtime, which runs what it writes.
+"""Write a model in a deployment format and check it against PyTorch: one writer module per format (what the format
+records in deploy/formats.py name), one pipeline (pipeline.py) for all of them, end_to_end.py for `--nms`. Sits
+above deploy/runtime, which runs what it writes.
 """
