@@ -357,7 +357,8 @@ def export_model(
     path = output_path(fmt, output if output is not None else config.output, Path("model.pt"), config.nms)
     dynamic = config.is_dynamic(fmt)
     meta = {**export_metadata(names, strides, size.hw, config.batch, dynamic, config.half, recipe_name, train_imgsz,
-                              config.nms_settings()), "format": fmt.name}
+                              config.nms_settings(), objectness=not getattr(model, "anchor_free", False)),
+            "format": fmt.name}
     shape = (config.batch, 3, *size.hw)
     result = ExportResult(
         path=path, format=fmt.name, runtime=fmt.title, imgsz=size.hw, batch=config.batch, dynamic=dynamic,

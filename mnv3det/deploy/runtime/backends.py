@@ -29,7 +29,7 @@ from torch import Tensor
 from mnv3det.core.imgsz import ImgSize
 from mnv3det.core.cpu_share import adaptive_governor
 from mnv3det.core.threads import TORCH_ONE_IMAGE_THREADS, apply_threads, ort_session_options
-from mnv3det.deploy.runtime.metadata import TORCHSCRIPT_META_FILE, check_metadata, meta_imgsz, meta_nms
+from mnv3det.deploy.runtime.metadata import TORCHSCRIPT_META_FILE, check_metadata, meta_imgsz, meta_nms, meta_objectness
 from mnv3det.errors import UserError
 
 
@@ -60,13 +60,23 @@ def check_outputs(backend: "Backend", path: Path) -> None:
             raise UserError(f"{path}: its metadata says it ends in NMS (max_det {backend.nms['max_det']}) but its "
                             f"output has shape {tuple(out.shape)}, not (B, max_det, 6); export it again")
         return
-    if width not in (4 + len(backend.names), 5 + len(backend.names)):
+    box_columns = 5 if has_objectness_column(backend) else 4  # cx, cy, w, h (+ obj)
+    if width != box_columns + len(backend.names):
         source = path / "metadata.json" if path.is_dir() else path
         raise UserError(
             f"{source}: export metadata key 'names' lists {len(backend.names)} classes but the model outputs "
-            f"{width - 5 if width >= 5 else 'no'} class scores per box; it was edited or belongs to another model: "
-            "export the checkpoint again with `mnv3det export`"
+            f"{width - box_columns if width >= box_columns else 'no'} class scores per box; it was edited or belongs "
+            "to another model: export the checkpoint again with `mnv3det export`"
         )
+
+
+def has_objectness_column(backend: "Backend") -> bool:
+    """True for YOLOv5-head rows (5 + nc), False for the anchor-free head's (4 + nc): from an export's metadata, or
+    from the model of a .pt backend."""
+    meta = getattr(backend, "meta", None)
+    if meta is not None:
+        return meta_objectness(meta)
+    return not getattr(getattr(backend, "model", None), "anchor_free", False)
 
 
 class TorchBackend:

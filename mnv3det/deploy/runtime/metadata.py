@@ -32,12 +32,14 @@ def export_metadata(
     recipe: str,
     train_imgsz: int | None = None,
     nms: dict[str, Any] | None = None,
+    objectness: bool = True,
 ) -> dict[str, Any]:
     """The description stored in an exported file (read back by the backends below).
 
     imgsz: the (h, w) the file was exported (traced) at; train_imgsz: the size its checkpoint was trained at;
     nms: {"conf", "iou", "max_det"} when the file ends in NMS (`export --nms`: its outputs are final detections,
-    deploy/export/end_to_end.py), else None.
+    deploy/export/end_to_end.py), else None; objectness: the raw rows are 5 + nc (YOLOv5's head) rather than 4 + nc
+    (the anchor-free head).
     """
     return {
         "mnv3det": METADATA_FORMAT,
@@ -52,7 +54,14 @@ def export_metadata(
         "recipe": recipe,
         "train_imgsz": int(train_imgsz) if train_imgsz else None,
         "nms": dict(nms) if nms else None,
+        "objectness": bool(objectness),
     }
+
+
+def meta_objectness(meta: dict[str, Any]) -> bool:
+    """Whether the file's raw rows carry an objectness column (5 + nc); files made before the key existed all came
+    from YOLOv5's head, so a missing key means yes."""
+    return bool(meta.get("objectness", True))
 
 
 def meta_nms(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -98,6 +107,8 @@ def check_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     imgsz = meta.get("imgsz")
     if not (isinstance(imgsz, list) and len(imgsz) == 2 and all(map(_positive_int, imgsz))):
         raise bad("imgsz", f"is {imgsz!r}: it must be the [height, width] the file was exported at")
+    if not isinstance(meta.get("objectness", True), bool):
+        raise bad("objectness", f"is {meta['objectness']!r}: it must be true (YOLOv5 head) or false (anchor-free head)")
     if not _positive_int(meta.get("batch", 1)):
         raise bad("batch", f"is {meta.get('batch')!r}: it must be a positive integer")
     if meta.get("train_imgsz") is not None and not _positive_int(meta["train_imgsz"]):
