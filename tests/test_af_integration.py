@@ -180,8 +180,11 @@ def test_detect_writes_the_boxes_the_api_finds_and_check_app_agrees(scored, tmp_
     assert len(rows) == len(found) > 0
     xyxy = np.c_[rows[:, 1] - rows[:, 3] / 2, rows[:, 2] - rows[:, 4] / 2, rows[:, 1] + rows[:, 3] / 2,
                  rows[:, 2] + rows[:, 4] / 2] * SIZE
-    order = np.lexsort((rows[:, 1], -rows[:, 5]))
-    api_order = np.lexsort(((found.boxes[:, 0] + found.boxes[:, 2]) / 2, -found.scores))
+    # one order for both (score to the txt's rounding, then the centre): boxes of equal score may come in any order
+    order = np.lexsort((rows[:, 2].round(4), rows[:, 1].round(4), -rows[:, 5].round(3)))
+    api_cx = (found.boxes[:, 0] + found.boxes[:, 2]) / 2 / SIZE
+    api_cy = (found.boxes[:, 1] + found.boxes[:, 3]) / 2 / SIZE
+    api_order = np.lexsort((api_cy.round(4), api_cx.round(4), -found.scores.round(3)))
     np.testing.assert_allclose(xyxy[order], found.boxes[api_order], atol=1e-3)
     assert rows[order, 0].tolist() == found.classes[api_order].tolist()
     # check-app reads those rows as an app's output and finds they agree with the reference path
@@ -257,7 +260,10 @@ def test_edge_exports_pass_their_agreement_check(fmt, scored, data, tmp_path):
         q = result.quantization
         assert q["decode"] == "float" and q["head_convs"] == "float" and q["val_images"] == IMAGES
     else:
-        assert result.max_abs_diff < 1e-3 and agreement.matched == agreement.reference
+        # every reference box found again; boxes whose NMS fate a 1e-5 difference can flip (near-equal scores of this
+        # barely trained model) count as borderline, as the agreement rule says
+        assert result.max_abs_diff < 1e-3 and agreement.unmatched == 0
+        assert agreement.matched + agreement.borderline >= agreement.reference
     if fmt in ("onnx-int8", "openvino-int8"):
         branches, predictions = (onnx_head_convs if fmt == "onnx-int8" else openvino_head_convs)(result.path)
         assert branches and all(branches.values()), branches  # the depthwise-separable branches: INT8
