@@ -50,7 +50,9 @@ def test_a_video_that_cannot_be_opened_is_a_user_error_before_anything_is_writte
     with pytest.raises(UserError, match="clip.mp4 cannot be opened"):
         collect_sources(tmp_path / "dir")
     project = tmp_path / "runs"
-    # The CLI stops before loading the model (the weights file need not exist) and before making a run folder.
+    # The CLI stops before loading the model (the weights file is not read: it only has to exist, which is checked
+    # first) and before making a run folder.
+    (tmp_path / "none.pt").write_bytes(b"not a checkpoint")
     result = CliRunner().invoke(app, ["detect", str(bad), "-w", str(tmp_path / "none.pt"), "--project", str(project)])
     assert result.exit_code == 2 and "clip.mp4 cannot be opened" in result.output, result.output
     assert not project.exists()
