@@ -11,8 +11,7 @@ attribute of that name would be the submodule once it is imported).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mnv3det.core.lazy import lazy_exports
 
 _EXPORTS = {
     "demo_data_yaml": "mnv3det.data.demo",
@@ -27,14 +26,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mnv3det.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("mnv3det.data", _EXPORTS)

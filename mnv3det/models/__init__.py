@@ -9,10 +9,10 @@ name before torch is imported: a usage error is answered in a fraction of a seco
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mnv3det.core.lazy import lazy_exports
 
 _EXPORTS = {
+    "AFDetect": "mnv3det.models.af_head",
     "Detect": "mnv3det.models.detect",
     "DetectionModel": "mnv3det.models.model",
     "build_model": "mnv3det.models.model",
@@ -23,14 +23,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mnv3det.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("mnv3det.models", _EXPORTS)
