@@ -5,7 +5,7 @@ Python API (docs/python-api.md; imported on first use, so `import mnv3det` stays
     mnv3det.val(weights, data, **options) -> EvalResult                        (mnv3det.api)
     mnv3det.export(weights, format="onnx", **options) -> ExportResult          (mnv3det.api)
     mnv3det.benchmark(weights, formats=..., **options) -> BenchReport          (mnv3det.api)
-    mnv3det.check_app(weights, images, predictions) -> CheckAppResult         (mnv3det.api)
+    mnv3det.check_app(weights, images, predictions) -> CheckAppResult  (mnv3det.deploy.check_app.check)
     mnv3det.train(data=..., epochs=..., ...) -> TrainResult                      (mnv3det.train.api.train)
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {name: "mnv3det.api" for name in ("load", "val", "export", "benchmark", "check_app", "Detector", "Detections")}
+_API = {name: "mnv3det.api" for name in ("load", "val", "export", "benchmark", "Detector", "Detections")}
+_API["check_app"] = "mnv3det.deploy.check_app.check"  # its own module holds the one signature and docstring
 
 
 def __getattr__(name: str) -> Any:

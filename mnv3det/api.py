@@ -274,31 +274,6 @@ def benchmark(
     return report
 
 
-def check_app(
-    weights: str | Path,
-    images: str | Path,
-    predictions: str | Path,
-    *,
-    imgsz: ImgSizeLike | None = None,
-    conf: float | None = None,
-    iou: float | None = None,
-    max_det: int | None = None,
-    device: str | None = None,
-    threads: int | None = None,
-) -> Any:
-    """Compare the detections your own app wrote for the images in `images` with mnv3det's, as `mnv3det check-app`.
-
-    predictions: a folder of YOLO txt files (`class cx cy w h conf`, normalised) or a json list of {file_name,
-    bbox [x, y, w, h] pixels, score, category_id}. conf None: just below the app's lowest score; imgsz, iou, max_det
-    None: detect's. Returns a CheckAppResult: `.verdict` ("agrees", "mistake", "differs"), `.line` (the one line
-    with the evidence), `.mistake` (the named mistake's key), `.images`, `.candidates`, `.to_json()`.
-    """
-    from mnv3det.deploy.check_app.check import check_app as run_check
-
-    return run_check(weights, images, predictions, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device,
-                     threads=threads)
-
-
 def _as_bgr(image: ImageInput) -> np.ndarray:
     """A BGR uint8 (H, W, 3) array from a path, an array (taken as BGR) or a PIL image (converted as a file of the
     same mode is: `data.imageio.pil_to_bgr`); sizes the decoder refuses (`size_problem`) are a UserError."""
@@ -325,4 +300,4 @@ def _as_bgr(image: ImageInput) -> np.ndarray:
         raise UserError(f"{err.path}: {err.reason}") from None
 
 
-__all__ = ["load", "val", "export", "benchmark", "check_app", "Detector", "Detections"]
+__all__ = ["load", "val", "export", "benchmark", "Detector", "Detections"]  # and mnv3det.check_app (deploy/check_app)

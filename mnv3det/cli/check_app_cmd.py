@@ -1,6 +1,6 @@
 """`mnv3det check-app --weights MODEL --images DIR --predictions PRED`: does your app get mnv3det's boxes?
 
-The work is `mnv3det.api.check_app` (mnv3det/deploy/check_app); this module maps options and prints. Exit status 0
+The work is `mnv3det.check_app` (mnv3det/deploy/check_app/check.py); this module maps options and prints. Exit status 0
 when the app agrees with the reference, 1 when it does not (usable in CI), 2 for bad input.
 """
 
@@ -35,7 +35,7 @@ def check_app_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON only."),
 ) -> None:
     """Compare your app's detections with mnv3det's on the same images; name the usual mistake that explains them."""
-    from mnv3det.api import check_app
+    from mnv3det.deploy.check_app.check import check_app
     from mnv3det.core.console import make_console
     from mnv3det.deploy.check_app.report import print_check
 
