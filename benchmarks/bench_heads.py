@@ -17,11 +17,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-POINTS = "mnv3-small-min-af@416,mnv3-small-min@416,mnv3-small-min@448,mnv3-small-min@512,yolov5n@256,yolov5n@320"
+POINTS = ("mnv3-small-min-af@384,mnv3-small-min-af@416,benchmarks/recipes/mnv3-small-min-af1.yaml@416,mnv3-small-min@416,"
+          "mnv3-small-min@448,mnv3-small-min@512,yolov5n@256,yolov5n@320")
 
 
-def export_point(recipe: str, imgsz: int, folder: Path) -> Path:
-    """A static float32 ONNX file of `recipe` at `imgsz` (BN fused), with the export metadata the runtimes read."""
+def export_point(recipe: str, imgsz: int, folder: Path, path: Path | None = None) -> Path:
+    """A static float32 ONNX file of `recipe` (a name or a yaml path) at `imgsz` (BN fused, fresh weights), with the
+    export metadata the runtimes read; written to `path` (default folder/NAME-SIZE.onnx)."""
     import torch
 
     from mnv3det.deploy.export.onnx import write_onnx
@@ -33,7 +35,7 @@ def export_point(recipe: str, imgsz: int, folder: Path) -> Path:
     strides = [int(s) for s in model.stride]
     meta = export_metadata(list(model.names), strides, (imgsz, imgsz), 1, False, False, recipe,
                            objectness=not model.anchor_free)
-    path = folder / f"{recipe}-{imgsz}.onnx"
+    path = path or folder / f"{Path(recipe).stem}-{imgsz}.onnx"
     write_onnx(model, torch.zeros(1, 3, imgsz, imgsz), path, meta)
     return path
 

@@ -124,19 +124,24 @@ def val_history(results_csv: Path) -> dict[str, float]:
     return out
 
 
-def train_point(recipe: str, imgsz: int, seed: int, args: argparse.Namespace) -> dict:
-    start = start_label(args.start, args.start_label)
+def recipe_name(recipe: str) -> str:
+    """A shipped recipe's name, or the stem of a recipe yaml given by path (benchmarks/recipes/: a variant)."""
+    return Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
+
+
+def train_point(recipe_arg: str, imgsz: int, seed: int, args: argparse.Namespace) -> dict:
+    recipe, start = recipe_name(recipe_arg), start_label(args.start, args.start_label)
     name = (f"{recipe}-{imgsz}-s{seed}{schedule_suffix(args.epochs, '-')}{start_suffix(start, '-')}"
             f"{hyp_suffix(args.hyp, '-')}")
     pretrained = "none" if start == SCRATCH else args.start
     t0 = time.time()
-    mnv3det("train", "--recipe", recipe, "--data", str(BCCD), "--hyp", args.hyp, "--epochs", str(args.epochs),
+    mnv3det("train", "--recipe", recipe_arg, "--data", str(BCCD), "--hyp", args.hyp, "--epochs", str(args.epochs),
             "--imgsz", str(imgsz), "--batch", "16", "--seed", str(seed), "--workers", str(args.workers), "--no-plots",
             "--pretrained", pretrained, "--project", str(RUNS), "--name", name, "--exist-ok", threads=args.threads)
     minutes = (time.time() - t0) / 60
     weights = RUNS / name / "weights" / "best.pt"
-    return {"recipe": recipe, "imgsz": imgsz, "seed": seed, "epochs": args.epochs, "start": start, "hyp": args.hyp,
-            "pretrained": pretrained, "train_min": round(minutes, 1), "load_after": os.getloadavg()[0],
+    return {"recipe": recipe, "recipe_arg": recipe_arg, "imgsz": imgsz, "seed": seed, "epochs": args.epochs,
+            "start": start, "hyp": args.hyp, "pretrained": pretrained, "train_min": round(minutes, 1), "load_after": os.getloadavg()[0],
             "weights": str(weights.relative_to(ROOT)), "val_history": val_history(RUNS / name / "results.csv"),
             "val": score(weights, imgsz, "val", args.threads), "test": score(weights, imgsz, "test", args.threads)}
 
@@ -146,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for point in args.points.split(","):
         recipe, imgsz = point.split("@")
         for seed in (int(s) for s in args.seeds.split(",")):
-            k = key(recipe, int(imgsz), seed, args.epochs, start_label(args.start, args.start_label), args.hyp)
+            k = key(recipe_name(recipe), int(imgsz), seed, args.epochs, start_label(args.start, args.start_label), args.hyp)
             if k in store["points"] and not args.again:
                 print(f"{k}: done already ({store['points'][k]['val']})")
                 continue
@@ -170,56 +175,90 @@ def ort_latency(onnx_path: Path, imgsz: int, threads: int, runs: int) -> float:
 
 
 def cmd_time(args: argparse.Namespace) -> None:
-    """Export each trained model (static ONNX at its size; an earlier export stands in for a lost checkpoint) and time
-    it, blocks taken in turn over `rounds`."""
+    """Export each trained model (static ONNX at its size; the recipe with fresh weights stands in for a lost
+    checkpoint, as in bench_heads.py) and time it, blocks taken in turn over `rounds`. `--points` times only those
+    (recipe, size) pairs, side by side, and merges their figures into the store with the run's load; without it every
+    point is timed and the table replaced."""
+    wanted = set(args.points.split(",")) if args.points else None
     store = load_store()
     models = {}  # (recipe, imgsz) -> onnx path (latency does not depend on the seed's weights)
     for point in store["points"].values():
         k = (point["recipe"], point["imgsz"])
-        if k not in models:
-            weights = ROOT / point["weights"]
-            out = RUNS / "onnx" / f"{point['recipe']}-{point['imgsz']}.onnx"
-            if weights.is_file():
-                mnv3det("export", "--weights", str(weights), "--imgsz", str(point["imgsz"]), "--static", "--runs", "1",
-                        "-o", str(out))
-            elif not out.is_file():  # an earlier export is as good: latency depends on the shapes, not the weights
-                raise FileNotFoundError(f"{weights} and {out} are both missing: train {k[0]}@{k[1]} again")
-            models[k] = out
+        if k in models or (wanted is not None and f"{k[0]}@{k[1]}" not in wanted):
+            continue
+        out = RUNS / "onnx" / f"{point['recipe']}-{point['imgsz']}.onnx"
+        weights = ROOT / point["weights"]
+        if weights.is_file():
+            mnv3det("export", "--weights", str(weights), "--imgsz", str(point["imgsz"]), "--static", "--runs", "1",
+                    "-o", str(out))
+        else:  # run folders are not kept forever; latency depends on the graph and size, not on the weights
+            from bench_heads import export_point
+
+            out.parent.mkdir(parents=True, exist_ok=True)
+            export_point(point.get("recipe_arg", point["recipe"]), point["imgsz"], out.parent, out)
+        models[k] = out
     load_before = os.getloadavg()
     samples: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for (recipe, imgsz), path in models.items():
             for threads in (1, 2):
                 samples.setdefault(f"{recipe}@{imgsz}/t{threads}", []).append(ort_latency(path, imgsz, threads, args.runs))
-    store["latency"] = {k: round(statistics.median(v), 2) for k, v in samples.items()}
-    store["latency_load"] = {"before": load_before[0], "after": os.getloadavg()[0], "rounds": args.rounds,
-                             "runs": args.runs}
+    timed = {k: round(statistics.median(v), 2) for k, v in samples.items()}
+    load = {"before": load_before[0], "after": os.getloadavg()[0], "rounds": args.rounds, "runs": args.runs}
+    store = load_store()
+    if wanted is None:
+        store["latency"], store["latency_load"], store["latency_runs"] = timed, load, []
+    else:
+        store.setdefault("latency", {}).update(timed)
+        store.setdefault("latency_runs", []).append({**load, "points": sorted(wanted), "date": time.strftime("%Y-%m-%d")})
     save_store(store)
-    print(json.dumps(store["latency"], indent=1))
+    print(json.dumps(timed, indent=1))
+
+
+def int8_key(point: dict) -> str:
+    """'recipe@size' for a scratch start (every earlier key keeps its name), else e.g. 'recipe@size/pt'."""
+    return f"{point['recipe']}@{point['imgsz']}{start_suffix(point.get('start', SCRATCH), '/')}"
 
 
 def cmd_int8(args: argparse.Namespace) -> None:
-    """Export every (recipe, size) to OpenVINO INT8 (seed 0's weights; kept in the store, so `--export-only` can
-    run on a busy machine first), then time each in turn on an idle one."""
+    """Export each chosen (recipe, size, start) to OpenVINO INT8 (seed 0's weights of the protocol schedule and hyp;
+    kept in the store, so `--export-only` can run on a busy machine first), then time them in turn on an idle one."""
     from mnv3det.deploy.runtime.timing import time_in_subprocess
 
+    wanted = set(args.points.split(",")) if args.points else None
+    start = start_label(args.start)
     store = load_store()
+    candidates: dict[str, list[dict]] = {}  # int8 key -> the protocol points of that recipe, size and start
     for point in store["points"].values():
-        k = f"{point['recipe']}@{point['imgsz']}"
-        if (point["seed"] != 0 or point["epochs"] != PROTOCOL_EPOCHS or point.get("start", SCRATCH) != SCRATCH
-                or k in store.setdefault("int8_export", {})):
+        if (point["epochs"] != PROTOCOL_EPOCHS or point.get("start", SCRATCH) != start
+                or point.get("hyp", PROTOCOL_HYP) != PROTOCOL_HYP
+                or (wanted is not None and f"{point['recipe']}@{point['imgsz']}" not in wanted)):
             continue
-        weights, out = ROOT / point["weights"], RUNS / "int8" / f"{point['recipe']}-{point['imgsz']}_openvino_int8_model"
-        result = json.loads(mnv3det("export", "--weights", str(weights), "--format", "openvino-int8", "--data", str(BCCD),
-                                    "--imgsz", str(point["imgsz"]), "--runs", "1", "-o", str(out), "--json"))
+        candidates.setdefault(int8_key(point), []).append(point)
+    chosen = []
+    for k, points in sorted(candidates.items()):
+        # seed 0's model, else the lowest seed whose weights are still on disk (run folders are not kept forever)
+        kept = sorted((p for p in points if (ROOT / p["weights"]).is_file()), key=lambda p: p["seed"])
+        if k in store.setdefault("int8_export", {}) and (ROOT / store["int8_export"][k]["path"]).exists():
+            chosen.append(k)
+            continue
+        if not kept:
+            print(f"{k}: skipped, no weights on disk for any seed ({', '.join(p['weights'] for p in points)})")
+            continue
+        point = kept[0]
+        chosen.append(k)
+        out = RUNS / "int8" / f"{k.replace('@', '-').replace('/', '-')}_openvino_int8_model"
+        result = json.loads(mnv3det("export", "--weights", str(ROOT / point["weights"]), "--format", "openvino-int8",
+                                    "--data", str(BCCD), "--imgsz", str(point["imgsz"]), "--runs", "1", "-o", str(out),
+                                    "--json"))
         store = load_store()  # a `train` process may have added points meanwhile
-        store.setdefault("int8_export", {})[k] = {"path": str(Path(result["path"]).relative_to(ROOT)),
+        store.setdefault("int8_export", {})[k] = {"path": str(Path(result["path"]).relative_to(ROOT)), "seed": point["seed"],
                                                   "imgsz": point["imgsz"], "quantization": result.get("quantization")}
         save_store(store)
-        print(f"{k}: {result.get('quantization')}", flush=True)
+        print(f"{k} (seed {point['seed']}): {result.get('quantization')}", flush=True)
     if args.export_only:
         return
-    exported = store["int8_export"]
+    exported = {k: store["int8_export"][k] for k in chosen}
     load_before = os.getloadavg()
     samples: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -229,26 +268,30 @@ def cmd_int8(args: argparse.Namespace) -> None:
                 if "error" in timed:
                     raise RuntimeError(f"timing {k}: {timed['error']}")
                 samples.setdefault(f"{k}/t{threads}", []).append(timed["median_ms"])
-    store["int8"] = {k: {"val_map_float": e["quantization"]["map50_95_float"],
-                         "val_map_int8": e["quantization"]["map50_95_int8"],
-                         "ms_t1": round(statistics.median(samples[f"{k}/t1"]), 2),
-                         "ms_t2": round(statistics.median(samples[f"{k}/t2"]), 2)}
-                     for k, e in exported.items()}
-    store["int8_load"] = {"before": load_before[0], "after": os.getloadavg()[0], "rounds": args.rounds, "runs": args.runs}
+    load = {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2), "rounds": args.rounds,
+            "runs": args.runs}
+    store = load_store()
+    for k, e in exported.items():  # merged into the store: a run over some points keeps the others' figures
+        store.setdefault("int8", {})[k] = {"val_map_float": e["quantization"]["map50_95_float"],
+                                           "val_map_int8": e["quantization"]["map50_95_int8"],
+                                           "ms_t1": round(statistics.median(samples[f"{k}/t1"]), 2),
+                                           "ms_t2": round(statistics.median(samples[f"{k}/t2"]), 2), "load": load,
+                                           "seed": e.get("seed", 0)}
     save_store(store)
-    print(json.dumps(store["int8"], indent=1))
+    print(json.dumps({k: store["int8"][k] for k in exported}, indent=1))
 
 
 def summary_rows(store: dict) -> list[dict]:
     """One row per recipe, size, schedule and start: mean (and spread) over seeds, with the latencies."""
-    groups: dict[tuple[str, int, int, str], list[dict]] = {}
+    groups: dict[tuple[str, int, int, str, str], list[dict]] = {}
     for p in store["points"].values():
-        groups.setdefault((p["recipe"], p["imgsz"], p["epochs"], p.get("start", SCRATCH)), []).append(p)
+        groups.setdefault((p["recipe"], p["imgsz"], p["epochs"], p.get("start", SCRATCH), p.get("hyp", PROTOCOL_HYP)),
+                          []).append(p)
     rows = []
-    for (recipe, imgsz, epochs, start), pts in sorted(groups.items()):
+    for (recipe, imgsz, epochs, start, hyp), pts in sorted(groups.items()):
         lat = store.get("latency", {})
         vals = [p["val"]["map"] for p in pts]
-        rows.append({"recipe": recipe, "imgsz": imgsz, "epochs": epochs, "start": start, "seeds": len(pts),
+        rows.append({"recipe": recipe, "imgsz": imgsz, "epochs": epochs, "start": start, "hyp": hyp, "seeds": len(pts),
                      "points": pts,
                      "val_map": statistics.mean(vals), "val_spread": max(vals) - min(vals),
                      "val_map50": statistics.mean(p["val"]["map50"] for p in pts),
@@ -261,7 +304,8 @@ def summary_rows(store: dict) -> list[dict]:
 
 def cmd_report(args: argparse.Namespace) -> None:
     store = load_store()
-    all_rows = summary_rows(store)
+    every_row = summary_rows(store)
+    all_rows = [r for r in every_row if r["hyp"] == PROTOCOL_HYP]
     scratch = [r for r in all_rows if r["start"] == SCRATCH]
     rows = [r for r in scratch if r["epochs"] == PROTOCOL_EPOCHS]
     longer = [r for r in scratch if r["epochs"] != PROTOCOL_EPOCHS]
@@ -277,15 +321,35 @@ def cmd_report(args: argparse.Namespace) -> None:
     if load:
         lines.append(f"\nLatency: ORT fp32, batch 1, median of {load['runs']} runs x {load['rounds']} rounds taken in turn; "
                      f"load average {load['before']:.2f} before, {load['after']:.2f} after.")
+    for run in store.get("latency_runs", []):  # `time --points`: re-timed together, side by side, in a later run
+        lines.append(f"Re-timed together on {run['date']} ({', '.join(run['points'])}): {run['runs']} runs x {run['rounds']} "
+                     f"rounds; load average {run['before']:.2f} before, {run['after']:.2f} after.")
     lines += longer_schedule_lines(longer, rows)
     lines += pretrained_lines(all_rows)
     lines += int8_lines(store)
+    lines += variant_lines([r for r in every_row if r["hyp"] != PROTOCOL_HYP], all_rows)
     table = "\n".join(lines)
     (RESULTS / "frontier.md").write_text(table + "\n")
     print(table)
     plot([("ONNX Runtime fp32; val AP (picks best.pt), pycocotools, mean over seeds", all_rows, "val_map"),
           ("ONNX Runtime fp32; test AP (never seen in training), pycocotools, mean over seeds", all_rows, "test_map"),
           ("OpenVINO INT8; val AP by mnv3det, seed 0", int8_rows(store), "val_map")], RESULTS / "frontier.png")
+
+
+def variant_lines(variants: list[dict], protocol: list[dict]) -> list[str]:
+    """Points trained with another hyp file (`train --hyp`), each beside the protocol point it varies."""
+    if not variants:
+        return []
+    base = {(r["recipe"], r["imgsz"], r["epochs"], r["start"]): r for r in protocol}
+    lines = ["", "| recipe | size | start | hyp | seeds | val AP50-95 | test AP50-95 | protocol hyp: val / test |",
+             "|---|---:|---|---|---:|---:|---:|---:|"]
+    for r in variants:
+        b = base.get((r["recipe"], r["imgsz"], r["epochs"], r["start"]))
+        at = f"{b['val_map']:.3f} / {b['test_map']:.3f} ({b['seeds']} seeds)" if b else "-"
+        lines.append(f"| {r['recipe']} | {r['imgsz']} | {r['start']} | {Path(r['hyp']).name} | {r['seeds']} | "
+                     f"{r['val_map']:.3f} | {r['test_map']:.3f} | {at} |")
+    lines.append("\nHyp variants (`train --hyp FILE`): the same protocol with one hyp file changed; not in the plot.")
+    return lines
 
 
 def longer_schedule_lines(longer: list[dict], protocol: list[dict]) -> list[str]:
@@ -341,27 +405,28 @@ def pretrained_lines(rows: list[dict]) -> list[str]:
 
 
 def int8_lines(store: dict) -> list[str]:
-    """The OpenVINO INT8 table (seed 0 per size), if `int8` has run."""
+    """The OpenVINO INT8 table (seed 0 per recipe, size and start), if `int8` has run."""
     if not store.get("int8"):
         return []
-    load = store["int8_load"]
-    lines = ["", "| recipe @ size (seed 0) | val AP50-95 float | val AP50-95 OpenVINO INT8 | ms 1 thread | ms 2 threads |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["", "| recipe @ size / start (seed) | val AP50-95 float | val AP50-95 OpenVINO INT8 | ms 1 thread | ms 2 threads | "
+             "load before / after |", "|---|---:|---:|---:|---:|---:|"]
     for k, v in sorted(store["int8"].items()):
-        lines.append(f"| {k} | {v['val_map_float']:.3f} | {v['val_map_int8']:.3f} | {v['ms_t1']:.2f} | {v['ms_t2']:.2f} |")
-    lines.append(f"\nOpenVINO INT8 (nncf, calibrated on BCCD train), mnv3det's evaluator on val; median of {load['runs']} runs x "
-                 f"{load['rounds']} rounds, each model in its own process, in turn; load {load['before']:.2f} before, "
-                 f"{load['after']:.2f} after.")
+        load = v.get("load", store.get("int8_load"))  # rows timed before per-row loads share the first run's
+        lines.append(f"| {k} ({v.get('seed', 0)}) | {v['val_map_float']:.3f} | {v['val_map_int8']:.3f} | {v['ms_t1']:.2f} | {v['ms_t2']:.2f} | "
+                     f"{load['before']:.2f} / {load['after']:.2f} |")
+    lines.append("\nOpenVINO INT8 (nncf, calibrated on BCCD train), mnv3det's evaluator on val; median of the runs x rounds "
+                 "of each timing run, each model in its own process, blocks in turn (rows of one run are side by side).")
     return lines
 
 
 def int8_rows(store: dict) -> list[dict]:
-    """The OpenVINO INT8 points in the shape `plot` takes (seed 0's model per recipe and size)."""
+    """The OpenVINO INT8 points in the shape `plot` takes (seed 0's model per recipe, size and start)."""
     rows = []
     for k, v in store.get("int8", {}).items():
-        recipe, imgsz = k.split("@")
-        rows.append({"recipe": recipe, "imgsz": int(imgsz), "epochs": PROTOCOL_EPOCHS, "val_map": v["val_map_int8"],
-                     "ms_t1": v["ms_t1"]})
+        point, _, start = k.partition("/")
+        recipe, imgsz = point.split("@")
+        rows.append({"recipe": recipe, "imgsz": int(imgsz), "epochs": PROTOCOL_EPOCHS, "start": start or SCRATCH,
+                     "val_map": v["val_map_int8"], "ms_t1": v["ms_t1"]})
     return rows
 
 
@@ -414,7 +479,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--points", required=True, help="recipe@size,... e.g. mnv3-small@416,yolov5n@320")
+    t.add_argument("--points", required=True, help="recipe@size,... e.g. mnv3-small@416,yolov5n@320; a recipe may be a "
+                                                    "yaml path (benchmarks/recipes/NAME.yaml@416: key and folder NAME)")
     t.add_argument("--seeds", default="0")
     t.add_argument("--epochs", type=int, default=PROTOCOL_EPOCHS, help="another schedule is kept apart: a point per epochs")
     t.add_argument("--threads", type=int, default=None)
@@ -427,10 +493,13 @@ def main() -> None:
     tm = sub.add_parser("time")
     tm.add_argument("--rounds", type=int, default=3)
     tm.add_argument("--runs", type=int, default=30)
+    tm.add_argument("--points", default=None, help="recipe@size,...: time only these, side by side (merged into the store)")
     i8 = sub.add_parser("int8")
     i8.add_argument("--rounds", type=int, default=3)
     i8.add_argument("--runs", type=int, default=50)
     i8.add_argument("--export-only", action="store_true", help="export (and score) only; time later on an idle machine")
+    i8.add_argument("--points", default=None, help="recipe@size,... (default: every recipe and size of the start)")
+    i8.add_argument("--start", default=SCRATCH, help="the start whose seed-0 models to deploy: scratch or shipped")
     sub.add_parser("report")
     args = ap.parse_args()
     if not BCCD.is_dir() and args.cmd in ("train", "int8"):
