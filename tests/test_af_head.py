@@ -8,12 +8,15 @@ import math
 import pytest
 import torch
 from torch.nn import functional as F
+from torchvision.ops import box_iou
 
 from mnv3det.core.postprocess import has_objectness, non_max_suppression
 from mnv3det.models import build_model
 from mnv3det.models.af_head import AFDetect
 from mnv3det.train.af_loss import AnchorFreeLoss, distribution_focal, varifocal
-from mnv3det.train.assign import TaskAlignedAssigner
+from mnv3det.errors import UserError
+from mnv3det.train.assign import SimOTAAssigner, TaskAlignedAssigner, make_assigner
+from mnv3det.train.config import TrainConfig, validate
 
 
 def _head(nc: int = 2, bins: int = 16, ch: tuple[int, ...] = (8,), strides: tuple[float, ...] = (8.0,)) -> AFDetect:
@@ -53,7 +56,6 @@ def test_decode_puts_each_box_around_its_cell_centre():
 
 
 def test_a_recipe_with_anchors_for_the_anchor_free_head_is_refused():
-    from mnv3det.errors import UserError
     from mnv3det.models.recipes import load_recipe
 
     recipe, _ = load_recipe("mnv3-small-min-af")
@@ -117,6 +119,39 @@ def test_a_point_two_boxes_want_goes_to_the_one_it_overlaps_most():
     a = TaskAlignedAssigner(topk=16, center_radius=0)(torch.full((16, 2), 0.5), pred, points, strides, gt,
                                                       torch.tensor([0, 1]))
     assert bool(a.fg[10]) and int(a.gt_index[10]) == 1 and float(a.scores[10, 1]) > 0 and float(a.scores[10, 0]) == 0
+
+
+def test_simota_takes_a_dynamic_number_of_the_cheapest_points_with_their_iou_as_target():
+    """Box (8, 8, 24, 24) holds points 5, 6, 9, 10. Predictions: point 5 is the box (IoU 1), point 6 is
+    (8, 8, 24, 20) (IoU 0.75), points 9 and 10 are 12 x 12 boxes around (12, 20) and (20, 20) (IoU 100 / 300 each).
+    k = floor(1 + 0.75 + 1/3 + 1/3) = 2, and with equal scores the cost ranks by IoU: points 5 and 6 are positive,
+    with class targets 1 and 0.75."""
+    points, strides = _grid(4, 4, 8.0)
+    gt = torch.tensor([[8.0, 8.0, 24.0, 24.0]])
+    pred = torch.cat((points - 6, points + 6), 1)
+    pred[5] = gt[0]
+    pred[6] = torch.tensor([8.0, 8.0, 24.0, 20.0])
+    a = SimOTAAssigner(center_radius=0)(torch.full((16, 2), 0.5), pred, points, strides, gt, torch.tensor([1]))
+    assert sorted(a.fg.nonzero().flatten().tolist()) == [5, 6]
+    assert a.scores[5].tolist() == pytest.approx([0.0, 1.0]) and a.scores[6].tolist() == pytest.approx([0.0, 0.75])
+    assert float(a.scores.sum()) == pytest.approx(1.75)
+
+
+def test_simota_gives_a_point_two_boxes_want_to_the_cheaper_one():
+    points, strides = _grid(4, 4, 8.0)
+    gt = torch.tensor([[0.0, 0.0, 24.0, 24.0], [8.0, 8.0, 32.0, 32.0]])
+    pred = torch.cat((points - 8, points + 8), 1)
+    pred[10] = torch.tensor([9.0, 9.0, 31.0, 31.0])  # IoU 0.84 with box 1, 0.36 with box 0: cheaper for box 1
+    a = SimOTAAssigner(center_radius=0)(torch.full((16, 2), 0.5), pred, points, strides, gt, torch.tensor([0, 1]))
+    assert bool(a.fg[10]) and int(a.gt_index[10]) == 1 and float(a.scores[10, 0]) == 0
+    assert float(a.scores[10, 1]) == pytest.approx(float(box_iou(gt[1:], pred[10:11])))
+
+
+def test_the_assigner_is_a_hyp_key_and_a_wrong_name_is_one_clear_error():
+    assert isinstance(make_assigner("simota"), SimOTAAssigner)
+    assert make_assigner("tal", 5) == TaskAlignedAssigner(topk=5)
+    with pytest.raises(UserError, match="af_assigner must be one of tal, simota"):
+        validate(TrainConfig(af_assigner="ota"), "hyp.yaml")
 
 
 # --- loss ------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from torchvision.ops import box_convert, generalized_box_iou_loss
 
 from mnv3det.models.af_head import cell_points
-from mnv3det.train.assign import TaskAlignedAssigner
+from mnv3det.train.assign import SimOTAAssigner, TaskAlignedAssigner, make_assigner
 from mnv3det.train.config import AF_CLASS_LOSSES
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class AnchorFreeLoss(nn.Module):
     names = ("box", "dfl", "cls")
 
     def __init__(self, head: nn.Module, nc: int, *, box: float = 2.5, cls: float = 1.0, dfl: float = 0.5,
-                 cls_loss: str = "vfl", assigner: TaskAlignedAssigner | None = None) -> None:
+                 cls_loss: str = "vfl", assigner: TaskAlignedAssigner | SimOTAAssigner | None = None) -> None:
         super().__init__()
         if cls_loss not in AF_CLASS_LOSSES:
             raise ValueError(f"cls_loss must be one of {', '.join(AF_CLASS_LOSSES)}, got {cls_loss!r}")
@@ -68,7 +68,7 @@ class AnchorFreeLoss(nn.Module):
     @classmethod
     def from_config(cls, head: nn.Module, nc: int, cfg: "TrainConfig") -> "AnchorFreeLoss":
         return cls(head, nc, box=cfg.af_box, cls=cfg.af_cls, dfl=cfg.af_dfl, cls_loss=cfg.af_cls_loss,
-                   assigner=TaskAlignedAssigner(topk=cfg.af_topk))
+                   assigner=make_assigner(cfg.af_assigner, cfg.af_topk))
 
     def points(self, preds: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Point centres (A, 2) in input pixels and their strides (A,), levels in order, cells row-major."""

@@ -1,4 +1,5 @@
-"""Task-aligned assignment for the anchor-free head (written from TOOD, 2108.07755, section 3.2).
+"""Dynamic assignment for the anchor-free head: task-aligned (TOOD, 2108.07755, section 3.2; the default) or SimOTA
+(YOLOX, 2107.08430, section 2.3; `af_assigner: simota`), both written from the papers.
 
 Per image and ground-truth box g, every point p is scored by how well the prediction there already does both
 tasks: t = s^alpha * u^beta, s = the predicted score of g's class at p, u = IoU(predicted box at p, g).
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torchvision.ops import box_iou
+
+from mnv3det.train.config import AF_ASSIGNERS
 
 EPS = 1e-9
 
@@ -91,4 +94,55 @@ class TaskAlignedAssigner:
         return Assignment(fg, gt_index, gt_boxes[gt_index], target_scores)
 
 
-__all__ = ["Assignment", "TaskAlignedAssigner"]
+@dataclass(frozen=True)
+class SimOTAAssigner:
+    """YOLOX's SimOTA: per box g and candidate point p a cost c = BCE(score of g's class at p, 1) + `iou_weight` *
+    -log IoU(predicted box at p, g), non-candidates priced out; g takes its k cheapest points with a dynamic
+    k = max(1, floor(sum of g's `iou_topk` largest IoUs)); a point chosen by two boxes goes to the cheaper one. The
+    class target of a positive is its IoU with its box (YOLOX's IoU-aware target), as the quality losses expect.
+    Defaults are the paper's (lambda 3, top 10 IoUs for k); candidates as TaskAlignedAssigner's (centre radius)."""
+
+    iou_weight: float = 3.0
+    iou_topk: int = 10
+    center_radius: float = 1.0  # strides, as TaskAlignedAssigner (YOLOX uses 2.5 with its own candidate rule)
+
+    candidates = TaskAlignedAssigner.candidates
+
+    @torch.no_grad()
+    def __call__(self, scores: Tensor, pred_boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
+                 gt_classes: Tensor) -> Assignment:
+        """The same arguments and result as TaskAlignedAssigner.__call__."""
+        a, nc = scores.shape
+        m = gt_boxes.shape[0]
+        if m == 0:
+            return TaskAlignedAssigner.__call__(TaskAlignedAssigner(), scores, pred_boxes, points, strides, gt_boxes,
+                                                gt_classes)
+        cand = self.candidates(points, strides, gt_boxes)  # (m, A)
+        iou = box_iou(gt_boxes, pred_boxes).clamp(min=0) * cand  # (m, A)
+        cls_score = scores[:, gt_classes].T.clamp(EPS, 1.0)  # (m, A)
+        cost = -torch.log(cls_score) + self.iou_weight * -torch.log(iou + EPS) + 1e5 * (~cand)  # (m, A)
+        k = iou.topk(min(self.iou_topk, a), dim=1).values.sum(1).int().clamp(min=1)  # (m,) dynamic k
+        order = cost.argsort(dim=1)  # (m, A) cheapest first
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(a, device=order.device).expand(m, -1))
+        pos = (rank < k.view(-1, 1)) & cand  # (m, A)
+        shared = pos.sum(0) > 1  # (A,)
+        if bool(shared.any()):
+            cheapest = torch.where(pos, cost, torch.full_like(cost, float("inf"))).argmin(0)  # (A,)
+            one = torch.zeros_like(pos).scatter_(0, cheapest.view(1, -1), True)
+            pos = torch.where(shared.view(1, -1), one & pos, pos)
+        fg = pos.any(0)  # (A,)
+        gt_index = pos.to(torch.uint8).argmax(0)  # (A,)
+        quality = (iou * pos).amax(0) * fg  # (A,) the positive's IoU with its box
+        target_scores = torch.zeros_like(scores)
+        target_scores[torch.arange(a, device=scores.device), gt_classes[gt_index]] = quality
+        return Assignment(fg, gt_index, gt_boxes[gt_index], target_scores)
+
+
+def make_assigner(name: str, topk: int = 13) -> TaskAlignedAssigner | SimOTAAssigner:
+    """'tal' (task-aligned top-`topk`) or 'simota' (dynamic k; `topk` does not apply)."""
+    if name not in AF_ASSIGNERS:
+        raise ValueError(f"assigner must be one of {', '.join(AF_ASSIGNERS)}, got {name!r}")
+    return TaskAlignedAssigner(topk=topk) if name == "tal" else SimOTAAssigner()
+
+
+__all__ = ["Assignment", "SimOTAAssigner", "TaskAlignedAssigner", "make_assigner"]

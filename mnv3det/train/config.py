@@ -82,6 +82,7 @@ class TrainConfig:
     af_dfl: float = 0.5  # distribution focal loss gain (heads with bins > 1)
     af_cls_loss: str = "vfl"  # vfl (varifocal), qfl (quality focal) or bce, all against the task-aligned soft target
     af_topk: int = 13  # positives per box in task-aligned assignment (TOOD's k)
+    af_assigner: str = "tal"  # tal (task-aligned top-k, TOOD) or simota (YOLOX's dynamic k); train/assign.py
 
     # --- augmentation (handed to the data loader) ---------------------------------------------
     hsv_h: float = 0.015
@@ -234,6 +235,7 @@ def _above(low: float) -> Range:
 
 # Class losses of the anchor-free head (train/af_loss.py): varifocal, quality focal, plain BCE.
 AF_CLASS_LOSSES = ("vfl", "qfl", "bce")
+AF_ASSIGNERS = ("tal", "simota")  # assigners of the anchor-free head (train/assign.py make_assigner)
 
 _PROBABILITY = Range(0, 1)
 _FRACTION = Range(0, 1, high_open=True)
@@ -275,6 +277,8 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
         (cfg.cache in (None, "ram"), f"cache must be 'ram' or left out, got {cfg.cache!r}"),
         (cfg.af_cls_loss in AF_CLASS_LOSSES,
          f"af_cls_loss must be one of {', '.join(AF_CLASS_LOSSES)}, got {cfg.af_cls_loss!r}"),
+        (cfg.af_assigner in AF_ASSIGNERS,
+         f"af_assigner must be one of {', '.join(AF_ASSIGNERS)}, got {cfg.af_assigner!r}"),
     ]
     for ok, message in checks:
         if not ok:
