@@ -163,15 +163,23 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(f"{k}: {store['points'][k]}", flush=True)
 
 
-def ort_latency(onnx_path: Path, imgsz: int, threads: int, runs: int) -> float:
-    """Median ms of one ORT run, measured in a fresh process (its pool is the only one alive) by mnv3det's timing
-    worker, with mnv3det's session settings."""
+def time_in_turn(files: dict[str, tuple[str, Path, int]], rounds: int, runs: int) -> tuple[dict[str, float], dict]:
+    """{key: (format, file, imgsz)} -> ({'key/t1': ms, 'key/t2': ms} medians over rounds, the load record). Each
+    timing is mnv3det's worker in a fresh process (its pool the only one alive), every file at 1 and 2 threads in
+    blocks taken in turn, round by round."""
     from mnv3det.deploy.runtime.timing import time_in_subprocess
 
-    timed = time_in_subprocess("onnx", onnx_path, (imgsz, imgsz), threads, runs)
-    if "error" in timed:
-        raise RuntimeError(f"timing {onnx_path}: {timed['error']}")
-    return float(timed["median_ms"])
+    before = os.getloadavg()[0]
+    samples: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for k, (fmt, path, imgsz) in files.items():
+            for threads in (1, 2):
+                timed = time_in_subprocess(fmt, path, (imgsz, imgsz), threads, runs)
+                if "error" in timed:
+                    raise RuntimeError(f"timing {k} ({path}): {timed['error']}")
+                samples.setdefault(f"{k}/t{threads}", []).append(float(timed["median_ms"]))
+    load = {"before": round(before, 2), "after": round(os.getloadavg()[0], 2), "rounds": rounds, "runs": runs}
+    return {k: round(statistics.median(v), 2) for k, v in samples.items()}, load
 
 
 def cmd_time(args: argparse.Namespace) -> None:
@@ -197,14 +205,8 @@ def cmd_time(args: argparse.Namespace) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             export_point(point.get("recipe_arg", point["recipe"]), point["imgsz"], out.parent, out)
         models[k] = out
-    load_before = os.getloadavg()
-    samples: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for (recipe, imgsz), path in models.items():
-            for threads in (1, 2):
-                samples.setdefault(f"{recipe}@{imgsz}/t{threads}", []).append(ort_latency(path, imgsz, threads, args.runs))
-    timed = {k: round(statistics.median(v), 2) for k, v in samples.items()}
-    load = {"before": load_before[0], "after": os.getloadavg()[0], "rounds": args.rounds, "runs": args.runs}
+    timed, load = time_in_turn({f"{r}@{s}": ("onnx", path, s) for (r, s), path in models.items()}, args.rounds,
+                               args.runs)
     store = load_store()
     if wanted is None:
         store["latency"], store["latency_load"], store["latency_runs"] = timed, load, []
@@ -223,8 +225,6 @@ def int8_key(point: dict) -> str:
 def cmd_int8(args: argparse.Namespace) -> None:
     """Export each chosen (recipe, size, start) to OpenVINO INT8 (seed 0's weights of the protocol schedule and hyp;
     kept in the store, so `--export-only` can run on a busy machine first), then time them in turn on an idle one."""
-    from mnv3det.deploy.runtime.timing import time_in_subprocess
-
     wanted = set(args.points.split(",")) if args.points else None
     start = start_label(args.start)
     store = load_store()
@@ -259,23 +259,13 @@ def cmd_int8(args: argparse.Namespace) -> None:
     if args.export_only:
         return
     exported = {k: store["int8_export"][k] for k in chosen}
-    load_before = os.getloadavg()
-    samples: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for k, e in exported.items():
-            for threads in (1, 2):
-                timed = time_in_subprocess("openvino-int8", ROOT / e["path"], (e["imgsz"], e["imgsz"]), threads, args.runs)
-                if "error" in timed:
-                    raise RuntimeError(f"timing {k}: {timed['error']}")
-                samples.setdefault(f"{k}/t{threads}", []).append(timed["median_ms"])
-    load = {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2), "rounds": args.rounds,
-            "runs": args.runs}
+    timed, load = time_in_turn({k: ("openvino-int8", ROOT / e["path"], e["imgsz"]) for k, e in exported.items()},
+                               args.rounds, args.runs)
     store = load_store()
     for k, e in exported.items():  # merged into the store: a run over some points keeps the others' figures
         store.setdefault("int8", {})[k] = {"val_map_float": e["quantization"]["map50_95_float"],
                                            "val_map_int8": e["quantization"]["map50_95_int8"],
-                                           "ms_t1": round(statistics.median(samples[f"{k}/t1"]), 2),
-                                           "ms_t2": round(statistics.median(samples[f"{k}/t2"]), 2), "load": load,
+                                           "ms_t1": timed[f"{k}/t1"], "ms_t2": timed[f"{k}/t2"], "load": load,
                                            "seed": e.get("seed", 0)}
     save_store(store)
     print(json.dumps({k: store["int8"][k] for k in exported}, indent=1))

@@ -39,6 +39,34 @@ class Assignment:
     scores: Tensor
 
 
+def _no_boxes(scores: Tensor, pred_boxes: Tensor) -> Assignment:
+    """An image without boxes: every point is background."""
+    a = scores.shape[0]
+    return Assignment(torch.zeros(a, dtype=torch.bool, device=scores.device),
+                      torch.zeros(a, dtype=torch.long, device=scores.device),
+                      torch.zeros_like(pred_boxes), torch.zeros_like(scores))
+
+
+def _one_box_per_point(pos: Tensor, preference: Tensor) -> Tensor:
+    """pos bool (m, A) -> the same with each point claimed by several boxes kept by the box it prefers most
+    (largest `preference`, (m, A))."""
+    shared = pos.sum(0) > 1  # (A,)
+    if not bool(shared.any()):
+        return pos
+    best = torch.where(pos, preference, torch.full_like(preference, float("-inf"))).argmax(0)  # (A,)
+    one = torch.zeros_like(pos).scatter_(0, best.view(1, -1), True)
+    return torch.where(shared.view(1, -1), one & pos, pos)
+
+
+def _targets(pos: Tensor, quality: Tensor, scores: Tensor, gt_boxes: Tensor, gt_classes: Tensor) -> Assignment:
+    """pos bool (m, A), one box per point at most; quality (m, A) the class target of each positive (0 elsewhere)."""
+    fg = pos.any(0)  # (A,)
+    gt_index = pos.to(torch.uint8).argmax(0)  # (A,) the only claiming box (0 where not fg)
+    target_scores = torch.zeros_like(scores)
+    target_scores[torch.arange(scores.shape[0], device=scores.device), gt_classes[gt_index]] = quality.amax(0) * fg
+    return Assignment(fg, gt_index, gt_boxes[gt_index], target_scores)
+
+
 @dataclass(frozen=True)
 class TaskAlignedAssigner:
     """TOOD's assigner; defaults are the paper's (k = 13, alpha = 1, beta = 6)."""
@@ -64,12 +92,10 @@ class TaskAlignedAssigner:
                  gt_classes: Tensor) -> Assignment:
         """scores (A, nc) probabilities; pred_boxes (A, 4) xyxy pixels; points (A, 2) pixels; strides (A,);
         gt_boxes (m, 4) xyxy pixels; gt_classes (m,) int64."""
-        a, nc = scores.shape
+        a = scores.shape[0]
         m = gt_boxes.shape[0]
         if m == 0:
-            return Assignment(torch.zeros(a, dtype=torch.bool, device=scores.device),
-                              torch.zeros(a, dtype=torch.long, device=scores.device),
-                              torch.zeros_like(pred_boxes), torch.zeros_like(scores))
+            return _no_boxes(scores, pred_boxes)
         cand = self.candidates(points, strides, gt_boxes)  # (m, A)
         iou = box_iou(gt_boxes, pred_boxes).clamp(min=0) * cand  # (m, A)
         cls_score = scores[:, gt_classes].T  # (m, A): the score of each box's own class
@@ -77,21 +103,11 @@ class TaskAlignedAssigner:
         k = min(self.topk, a)
         top = align.topk(k, dim=1).indices  # (m, k)
         pos = torch.zeros_like(cand).scatter_(1, top, True) & cand  # (m, A)
-        # A point claimed by several boxes keeps the one it overlaps most.
-        shared = pos.sum(0) > 1  # (A,)
-        if bool(shared.any()):
-            best = (iou * pos).argmax(0)  # (A,)
-            one = torch.zeros_like(pos).scatter_(0, best.view(1, -1), True)
-            pos = torch.where(shared.view(1, -1), one & pos, pos)
-        fg = pos.any(0)  # (A,)
-        gt_index = pos.to(torch.uint8).argmax(0)  # (A,) first (only) claiming box
+        pos = _one_box_per_point(pos, iou)  # a point claimed by several boxes keeps the one it overlaps most
         align = align * pos
         iou = iou * pos
         norm = align / (align.amax(1, keepdim=True) + EPS) * iou.amax(1, keepdim=True)  # (m, A)
-        quality = norm.amax(0) * fg  # (A,)
-        target_scores = torch.zeros_like(scores)
-        target_scores[torch.arange(a, device=scores.device), gt_classes[gt_index]] = quality
-        return Assignment(fg, gt_index, gt_boxes[gt_index], target_scores)
+        return _targets(pos, norm, scores, gt_boxes, gt_classes)
 
 
 @dataclass(frozen=True)
@@ -112,11 +128,10 @@ class SimOTAAssigner:
     def __call__(self, scores: Tensor, pred_boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
                  gt_classes: Tensor) -> Assignment:
         """The same arguments and result as TaskAlignedAssigner.__call__."""
-        a, nc = scores.shape
+        a = scores.shape[0]
         m = gt_boxes.shape[0]
         if m == 0:
-            return TaskAlignedAssigner.__call__(TaskAlignedAssigner(), scores, pred_boxes, points, strides, gt_boxes,
-                                                gt_classes)
+            return _no_boxes(scores, pred_boxes)
         cand = self.candidates(points, strides, gt_boxes)  # (m, A)
         iou = box_iou(gt_boxes, pred_boxes).clamp(min=0) * cand  # (m, A)
         cls_score = scores[:, gt_classes].T.clamp(EPS, 1.0)  # (m, A)
@@ -124,18 +139,8 @@ class SimOTAAssigner:
         k = iou.topk(min(self.iou_topk, a), dim=1).values.sum(1).int().clamp(min=1)  # (m,) dynamic k
         order = cost.argsort(dim=1)  # (m, A) cheapest first
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(a, device=order.device).expand(m, -1))
-        pos = (rank < k.view(-1, 1)) & cand  # (m, A)
-        shared = pos.sum(0) > 1  # (A,)
-        if bool(shared.any()):
-            cheapest = torch.where(pos, cost, torch.full_like(cost, float("inf"))).argmin(0)  # (A,)
-            one = torch.zeros_like(pos).scatter_(0, cheapest.view(1, -1), True)
-            pos = torch.where(shared.view(1, -1), one & pos, pos)
-        fg = pos.any(0)  # (A,)
-        gt_index = pos.to(torch.uint8).argmax(0)  # (A,)
-        quality = (iou * pos).amax(0) * fg  # (A,) the positive's IoU with its box
-        target_scores = torch.zeros_like(scores)
-        target_scores[torch.arange(a, device=scores.device), gt_classes[gt_index]] = quality
-        return Assignment(fg, gt_index, gt_boxes[gt_index], target_scores)
+        pos = _one_box_per_point((rank < k.view(-1, 1)) & cand, -cost)  # (m, A); a shared point: the cheaper box
+        return _targets(pos, iou * pos, scores, gt_boxes, gt_classes)  # target: the positive's IoU with its box
 
 
 def make_assigner(name: str, topk: int = 13) -> TaskAlignedAssigner | SimOTAAssigner:
